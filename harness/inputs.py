@@ -1,0 +1,159 @@
+"""The benchmark case (one set of inputs) and its seeded input tensors, with input validation.
+
+A :class:`Case` is frozen and hashable: it names everything that determines the inputs and the reference
+(device, dtype, shape, pattern, seed). The same case always yields bit-identical inputs, on any device, because
+the tensors are drawn on the CPU from a seeded generator and then moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.pattern import Pattern
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+MODES: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    """Map a dtype name (or a torch dtype) to a torch dtype, with a clear error for anything else."""
+    if isinstance(name, torch.dtype):
+        if name not in DTYPES.values():
+            raise ValueError(f"dtype={name} is not supported (allowed: {', '.join(DTYPES)})")
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"dtype={name!r} is not a known dtype (allowed: {', '.join(DTYPES)})")
+    return DTYPES[name]
+
+
+def _check_positive_int(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}={value!r} must be a positive integer")
+    if value < 1:
+        raise ValueError(f"{key}={value} is out of range (allowed: an integer >= 1)")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: the inputs every selected variant is measured on.
+
+    Args:
+        batch, heads, seq_len, head_dim: the shape of q, k and v, ``(batch, heads, seq_len, head_dim)``.
+        dtype: ``float32``, ``bfloat16``, ``float16`` (``float64`` for tests).
+        device: ``cpu`` or ``cuda`` (``cuda:1`` etc. are accepted).
+        pattern: which pairs are attended.
+        mode: ``fwd``, ``bwd`` or ``fwd_bwd``.
+        seed: seed of the input draw.
+    """
+
+    batch: int = 1
+    heads: int = 8
+    seq_len: int = 1024
+    head_dim: int = 64
+    dtype: str = "float32"
+    device: str = "cpu"
+    pattern: Pattern = field(default_factory=Pattern)
+    mode: str = "fwd"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("batch", "heads", "seq_len", "head_dim"):
+            _check_positive_int(key, getattr(self, key))
+        if isinstance(self.dtype, torch.dtype):
+            object.__setattr__(self, "dtype", dtype_name(parse_dtype(self.dtype)))
+        parse_dtype(self.dtype)
+        if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
+            raise ValueError(f"device={self.device!r} is not a known device (allowed: {', '.join(DEVICES)})")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not a known mode (allowed: {', '.join(MODES)})")
+        if not isinstance(self.pattern, Pattern):
+            raise ValueError(f"pattern={self.pattern!r} must be a harness.Pattern")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+        self.pattern.check_fits(self.seq_len)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    @property
+    def device_type(self) -> str:
+        """``cuda:1`` -> ``cuda``."""
+        return self.device.split(":")[0]
+
+    @property
+    def needs_backward(self) -> bool:
+        return self.mode != "fwd"
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.heads, self.seq_len, self.head_dim)
+
+    def input_key(self) -> tuple:
+        """Everything that determines the inputs and the reference (the mode does not)."""
+        return (self.batch, self.heads, self.seq_len, self.head_dim, self.dtype, self.device, self.pattern, self.seed)
+
+    def describe(self) -> str:
+        """Compact one-line description, e.g. ``cpu float32 B1 H8 N1024 D64 causal fwd``."""
+        return (
+            f"{self.device} {self.dtype} B{self.batch} H{self.heads} N{self.seq_len} D{self.head_dim} "
+            f"{self.pattern.label} {self.mode}"
+        )
+
+
+@dataclass
+class Inputs:
+    """Seeded q, k, v (and the upstream gradient ``grad_out`` used for backward) of one case."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    grad_out: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.q, self.k, self.v, self.grad_out))
+
+
+def make_inputs(case: Case) -> Inputs:
+    """Draw the case's q, k, v and upstream gradient: standard normal, seeded, identical on every device."""
+    gen = torch.Generator(device="cpu").manual_seed(case.seed)
+    tensors = [torch.randn(case.shape, generator=gen, dtype=torch.float32) for _ in range(4)]
+    q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in tensors)
+    return Inputs(q, k, v, g)
+
+
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Validate attention inputs; raise ``ValueError`` naming the offending value and what is allowed."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor (got {type(t).__name__})")
+        if t.dim() != 4:
+            raise ValueError(f"{name}.shape={tuple(t.shape)} must have 4 dims (batch, heads, seq_len, head_dim)")
+        if not t.is_floating_point():
+            raise ValueError(f"{name}.dtype={t.dtype} is not a floating-point dtype (allowed: {', '.join(DTYPES)})")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(
+            f"q, k, v shapes must match (got q={tuple(q.shape)}, k={tuple(k.shape)}, v={tuple(v.shape)})"
+        )
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device (got q={q.device}, k={k.device}, v={v.device})")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must share a dtype (got q={q.dtype}, k={k.dtype}, v={v.dtype})")
+    if q.shape[2] < 1:
+        raise ValueError(f"seq_len={q.shape[2]} is out of range (allowed: >= 1)")
+    if q.shape[3] < 1:
+        raise ValueError(f"head_dim={q.shape[3]} is out of range (allowed: >= 1)")

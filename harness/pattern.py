@@ -1,0 +1,231 @@
+"""Attention patterns: which (query, key) pairs are attended, as one definition shared by every variant.
+
+A :class:`Pattern` is the single source of truth for a mask. The float64 baseline, the dense masking of
+``full``, the blocked variants' key ranges, FLOP counts and FlexAttention's ``mask_mod`` all derive from it, so
+a variant and its baseline can never disagree about what "window 256" means.
+
+Kinds (``Pattern.kind``):
+
+- ``full``: every query attends to every key.
+- ``causal``: query ``i`` attends to keys ``j <= i``.
+- ``window``: causal sliding window of width ``w``: ``0 <= i - j < w`` (``w`` keys, the query's own included).
+- ``window_sym``: symmetric sliding window: ``|i - j| < w`` (``w - 1`` neighbours on each side and itself).
+- ``block_sparse`` / ``block_sparse_causal``: a block layout over ``block``-sized tiles, as in Sparse
+  Transformer and BigBird: each query block attends to its ``local`` neighbouring key blocks on each side (and
+  its own), to every ``stride``-th key block (the last block of each stride group; 0 = none), and to the first
+  ``n_global`` key blocks; the first ``n_global`` query blocks attend to every key block. The causal kind
+  additionally drops every pair with ``j > i``. A custom boolean layout may be given instead of the rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+PATTERN_KINDS: tuple[str, ...] = (
+    "full",
+    "causal",
+    "window",
+    "window_sym",
+    "block_sparse",
+    "block_sparse_causal",
+)
+_WINDOW_KINDS = ("window", "window_sym")
+_BLOCK_KINDS = ("block_sparse", "block_sparse_causal")
+_CAUSAL_KINDS = ("causal", "window", "block_sparse_causal")
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """Which (query, key) pairs are attended.
+
+    Args:
+        kind: one of :data:`PATTERN_KINDS`.
+        window: window width ``w`` for ``window`` / ``window_sym`` (ignored otherwise).
+        block: tile size of a block-sparse layout.
+        local: neighbouring key blocks attended on each side (0 = only the query's own block).
+        stride: every ``stride``-th key block is attended by all queries (0 = no strided blocks).
+        n_global: number of leading global blocks.
+        layout: optional explicit boolean layout (``n_blocks x n_blocks``, as a tuple of tuples) replacing
+            the rule; it must have ``ceil(seq_len / block)`` rows and columns for the sequence it is used on.
+    """
+
+    kind: str = "full"
+    window: int | None = None
+    block: int = 64
+    local: int = 1
+    stride: int = 0
+    n_global: int = 1
+    layout: tuple[tuple[bool, ...], ...] | None = field(default=None, compare=True, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PATTERN_KINDS:
+            raise ValueError(f"pattern={self.kind!r} is not a known pattern (allowed: {', '.join(PATTERN_KINDS)})")
+        if self.kind in _WINDOW_KINDS:
+            if self.window is None:
+                raise ValueError(f"pattern={self.kind!r} needs window=<int >= 1> (got window=None)")
+            _check_int("window", self.window, minimum=1)
+        if self.kind in _BLOCK_KINDS:
+            _check_int("block", self.block, minimum=1)
+            _check_int("local", self.local, minimum=0)
+            _check_int("stride", self.stride, minimum=0)
+            _check_int("n_global", self.n_global, minimum=0)
+
+    # ------------------------------------------------------------------ descriptors
+    @property
+    def is_causal(self) -> bool:
+        """True when no query attends to a later key."""
+        return self.kind in _CAUSAL_KINDS
+
+    @property
+    def is_sparse(self) -> bool:
+        """True for patterns that drop pairs beyond the causal mask (windows, block layouts)."""
+        return self.kind in _WINDOW_KINDS or self.kind in _BLOCK_KINDS
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name, e.g. ``window(w=256)``."""
+        if self.kind in _WINDOW_KINDS:
+            return f"{self.kind}(w={self.window})"
+        if self.kind in _BLOCK_KINDS:
+            if self.layout is not None:
+                return f"{self.kind}(block={self.block}, custom layout)"
+            return f"{self.kind}(block={self.block}, local={self.local}, stride={self.stride}, global={self.n_global})"
+        return self.kind
+
+    def causal_part(self) -> Pattern:
+        """The dense pattern with the same causality: what an approximation is judged against."""
+        return Pattern("causal" if self.is_causal else "full")
+
+    # ------------------------------------------------------------------ validation against a length
+    def check_fits(self, seq_len: int) -> None:
+        """Raise ``ValueError`` when this pattern cannot be applied to a sequence of ``seq_len``."""
+        if self.kind in _BLOCK_KINDS and self.layout is not None:
+            nb = math.ceil(seq_len / self.block)
+            rows = len(self.layout)
+            cols = {len(r) for r in self.layout}
+            if rows != nb or cols != {nb}:
+                shape = f"{rows}x{sorted(cols)[0] if len(cols) == 1 else sorted(cols)}"
+                raise ValueError(
+                    f"block layout of shape {shape} does not fit seq_len={seq_len} with block={self.block} "
+                    f"(allowed: a {nb}x{nb} layout, ceil(seq_len / block) blocks per side)"
+                )
+
+    # ------------------------------------------------------------------ the mask
+    def block_layout(self, seq_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Boolean ``[n_blocks, n_blocks]`` layout of a block-sparse pattern for ``seq_len``."""
+        if self.kind not in _BLOCK_KINDS:
+            raise ValueError(f"pattern={self.kind!r} has no block layout (only {', '.join(_BLOCK_KINDS)})")
+        self.check_fits(seq_len)
+        nb = math.ceil(seq_len / self.block)
+        if self.layout is not None:
+            lay = torch.tensor(self.layout, dtype=torch.bool, device=device)
+        else:
+            qb = torch.arange(nb, device=device)[:, None]
+            kb = torch.arange(nb, device=device)[None, :]
+            lay = (qb - kb).abs() <= self.local
+            if self.stride > 0:
+                lay = lay | (kb % self.stride == self.stride - 1)
+            if self.n_global > 0:
+                lay = lay | (kb < self.n_global) | (qb < self.n_global)
+        if self.kind == "block_sparse_causal":
+            lay = lay & torch.ones(nb, nb, dtype=torch.bool, device=device).tril()
+        return lay
+
+    def mask_fn(self, seq_len: int, device: torch.device | str = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A function ``(q_idx, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
+
+        Its shape mirrors FlexAttention's ``mask_mod`` so that backend can use it as is.
+        """
+        kind = self.kind
+        if kind == "full":
+            return lambda q, k: torch.ones_like(q - k, dtype=torch.bool)
+        if kind == "causal":
+            return lambda q, k: q >= k
+        if kind == "window":
+            w = self.window
+            return lambda q, k: (q >= k) & (q - k < w)
+        if kind == "window_sym":
+            w = self.window
+            return lambda q, k: (q - k).abs() < w
+        lay = self.block_layout(seq_len, device)
+        b = self.block
+        if kind == "block_sparse":
+            return lambda q, k: lay[q // b, k // b]
+        return lambda q, k: lay[q // b, k // b] & (q >= k)
+
+    def dense_mask(self, seq_len: int, device: torch.device | str = "cpu", q_start: int = 0, q_end: int | None = None,
+                   k_start: int = 0, k_end: int | None = None) -> torch.Tensor:
+        """Boolean mask ``[q_end - q_start, k_end - k_start]`` of the given tile (default: the whole matrix)."""
+        q_end = seq_len if q_end is None else q_end
+        k_end = seq_len if k_end is None else k_end
+        q = torch.arange(q_start, q_end, device=device)[:, None]
+        k = torch.arange(k_start, k_end, device=device)[None, :]
+        return self.mask_fn(seq_len, device)(q, k)
+
+    def key_bounds(self, q_start: int, q_end: int, seq_len: int) -> tuple[int, int]:
+        """Half-open key range ``[lo, hi)`` that contains every key attended by queries ``[q_start, q_end)``.
+
+        Keys outside the range are never attended, so blocked code may skip them.
+        """
+        if self.kind == "causal":
+            return 0, q_end
+        if self.kind == "window":
+            return max(0, q_start - self.window + 1), q_end
+        if self.kind == "window_sym":
+            return max(0, q_start - self.window + 1), min(seq_len, q_end + self.window - 1)
+        if self.kind == "block_sparse_causal":
+            return 0, q_end
+        return 0, seq_len
+
+    # ------------------------------------------------------------------ counting
+    def attended_pairs(self, seq_len: int) -> int:
+        """Exact number of attended (query, key) pairs for ``seq_len`` (drives FLOP counts)."""
+        n = seq_len
+        if self.kind == "full":
+            return n * n
+        if self.kind == "causal":
+            return n * (n + 1) // 2
+        if self.kind == "window":
+            w = min(self.window, n)
+            return w * (w + 1) // 2 + (n - w) * w
+        if self.kind == "window_sym":
+            return n + 2 * _sum_min(n, self.window - 1)
+        lay = self.block_layout(n).to(torch.int64)
+        nb = lay.shape[0]
+        sizes = torch.full((nb,), self.block, dtype=torch.int64)
+        sizes[-1] = n - self.block * (nb - 1)
+        if self.kind == "block_sparse":
+            return int(sizes @ lay @ sizes)
+        off = lay.tril(-1)
+        diag = lay.diagonal()
+        return int(sizes @ off @ sizes + (diag * sizes * (sizes + 1) // 2).sum())
+
+
+def _sum_min(n: int, m: int) -> int:
+    """sum_{i=0}^{n-1} min(i, m)."""
+    if m >= n - 1:
+        return n * (n - 1) // 2
+    return m * (m + 1) // 2 + (n - 1 - m) * m
+
+
+def _check_int(key: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}={value!r} must be an integer >= {minimum}")
+    if value < minimum:
+        raise ValueError(f"{key}={value} is out of range (allowed: an integer >= {minimum})")
+
+
+def make_pattern(kind: str, window: int | None = None, **layout: object) -> Pattern:
+    """Build a :class:`Pattern`, dropping settings the kind does not use so equal patterns compare equal."""
+    if kind not in PATTERN_KINDS:
+        raise ValueError(f"pattern={kind!r} is not a known pattern (allowed: {', '.join(PATTERN_KINDS)})")
+    kw: dict[str, object] = {}
+    if kind in _WINDOW_KINDS:
+        kw["window"] = window
+    if kind in _BLOCK_KINDS:
+        kw.update({k: v for k, v in layout.items() if v is not None})
+    return Pattern(kind, **kw)  # type: ignore[arg-type]
