@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-import torch.utils.benchmark as tbench
 
 #: IQR/median above which a measurement is flagged noisy.
 NOISY_IQR_RATIO = 0.10
 #: The L2 flush buffer is at least this many times the device's L2 size.
 _L2_FLUSH_FACTOR = 2
-#: Floor of the flush buffer when the L2 size cannot be read.
+#: Floor of the flush buffer (triton's do_bench writes 256 MiB). Writing it takes the GPU ~0.1 ms on an H100,
+#: during which the host enqueues the timed call: calls whose host-side launch work fits in that head start are
+#: timed without launch gaps, as do_bench times them.
 _MIN_FLUSH_BYTES = 256 * 2**20
 #: Runs used to estimate a CUDA call's duration before choosing the number of timed runs.
 _CUDA_ESTIMATE_RUNS = 5
@@ -132,6 +133,8 @@ def time_cpu_blocked(call: Callable[[], object], budget_s: float = 0.2, threads:
     Returns:
         A :class:`TimingResult` whose samples are means of ``calls_per_sample`` calls.
     """
+    import torch.utils.benchmark as tbench  # local: importing it costs ~0.5 s, only CPU timing needs it
+
     nthreads = torch.get_num_threads() if threads is None else threads
     timer = tbench.Timer(stmt="call()", globals={"call": call}, num_threads=nthreads)
     m = timer.blocked_autorange(min_run_time=budget_s)
@@ -172,7 +175,7 @@ def time_cpu_per_call(call: Callable[[], object], budget_s: float = 0.2, threads
 
 
 def l2_flush_buffer(device: torch.device | str) -> torch.Tensor:
-    """A cached int8 buffer of at least 2x the device's L2 size; writing it evicts the L2 cache.
+    """A cached int8 buffer of max(2x the device's L2 size, 256 MiB); writing it evicts the L2 cache.
 
     Args:
         device: a CUDA device.
@@ -183,7 +186,7 @@ def l2_flush_buffer(device: torch.device | str) -> torch.Tensor:
     key = str(dev)
     if key not in _flush_buffers:
         l2 = int(getattr(torch.cuda.get_device_properties(dev), "L2_cache_size", 0) or 0)
-        nbytes = max(_L2_FLUSH_FACTOR * l2, _MIN_FLUSH_BYTES if l2 == 0 else 0)
+        nbytes = max(_L2_FLUSH_FACTOR * l2, _MIN_FLUSH_BYTES)
         _flush_buffers[key] = torch.empty(nbytes, dtype=torch.int8, device=dev)
     return _flush_buffers[key]
 
