@@ -18,7 +18,7 @@ from harness import Case, Pattern, ReferenceCache, Variant, get_variant, make_in
 from harness.flops import attention_flops, tflops
 from harness.measure import CPU_TIMERS, MeasureConfig, Measurement, measure_variant
 from harness.memory import high_water_mark, measure_peak
-from harness.timing import NOISY_IQR_RATIO, TimingResult, time_cpu_per_call, torch_threads
+from harness.timing import NOISY_IQR_RATIO, TimingResult, time_cpu_blocked, time_cpu_per_call, torch_threads
 
 FP32 = 4
 
@@ -277,6 +277,22 @@ def test_threads_are_set_recorded_and_restored() -> None:
     with torch_threads(1) as n:
         assert n == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == before
+
+
+def _busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def test_blocked_samples_are_per_call_means_of_blocks() -> None:
+    """A 0.2 ms busy-wait gets blocks of several calls from blocked_autorange; each sample must still be the
+    time of one call (a block's total would read 10x too high). A busy-wait is never shorter than asked; on a
+    loaded machine preemption stretches it (seen: 0.5 ms per call at 30-50% of a core), hence the loose top."""
+    r = time_cpu_blocked(lambda: _busy(2e-4), budget_s=0.1, threads=1)
+    assert r.calls_per_sample >= 10, r.calls_per_sample
+    assert 0.2 <= r.min_ms and r.median_ms <= 1.0, r
+    assert f"block of {r.calls_per_sample} calls" in r.method
 
 
 def test_per_call_timer_runs_setup_untimed() -> None:
