@@ -47,10 +47,13 @@ def segment_means(x: torch.Tensor, m: int) -> torch.Tensor:
         ``(batch, heads, m, d)``.
     """
     n = x.shape[-2]
-    bounds = [(i * n) // m for i in range(m + 1)]
-    seg = torch.zeros(m, n, dtype=x.dtype, device=x.device)
-    for i in range(m):  # m rows of an averaging matrix (m is small); no loop over positions at run time
-        seg[i, bounds[i]: bounds[i + 1]] = 1.0 / (bounds[i + 1] - bounds[i])
+    # segment s covers positions [floor(s n / m), floor((s + 1) n / m)); position j's segment is the number of
+    # segment starts <= j, minus one (exact integer arithmetic; no loop)
+    pos = torch.arange(n, device=x.device)
+    starts = (torch.arange(m, device=x.device) * n) // m
+    seg_id = torch.searchsorted(starts, pos, right=True) - 1
+    onehot = (seg_id.unsqueeze(0) == torch.arange(m, device=x.device).unsqueeze(1)).to(x.dtype)  # (m, N)
+    seg = onehot / onehot.sum(dim=1, keepdim=True)
     return torch.matmul(seg, x)
 
 
