@@ -25,6 +25,9 @@ from harness.variant import Variant
 ENTRY_POINT_GROUP = "attnbench.variants"
 BUILTIN_MODULES: tuple[str, ...] = (
     "variants.full",
+    "variants.linear",
+    "variants.nystrom",
+    "variants.performer",
 )
 
 _variants: dict[str, Variant] = {}
