@@ -195,7 +195,8 @@ def _pct(x: float) -> str:
 
 def format_comparison(c: Comparison) -> str:
     """The comparison as text: one line per matched row, then unmatched rows, then the verdict."""
-    lines = [f"{'variant':<18} {'mode':<7} {'N':>6} {'H':>3} {'pattern':<14} {'dtype':<9} "
+    w = max([7] + [len(str(v)) for v in c.matched["variant"]])
+    lines = [f"{'variant':<{w}} {'mode':<7} {'N':>6} {'H':>3} {'pattern':<14} {'dtype':<9} "
              f"{'base ms':>10} {'±iqr':>7} {'new ms':>10} {'±iqr':>7} {'time':>7} {'mem':>7} {'err':>7}  verdict"]
     for _, r in c.matched.iterrows():
         def ms(v):
@@ -208,7 +209,7 @@ def format_comparison(c: Comparison) -> str:
         if r["status_base"] != "ok" and r["status_new"] != "ok":
             verdict = f"{r['status_base']} -> {r['status_new']}"
         lines.append(
-            f"{r['variant']:<18} {r['mode']:<7} {_int(r['seq_len']):>6} {_int(r['heads']):>3} "
+            f"{r['variant']:<{w}} {r['mode']:<7} {_int(r['seq_len']):>6} {_int(r['heads']):>3} "
             f"{str(r['pattern_label'])[:14]:<14} {r['dtype']:<9} {ms(r['time_ms_median_base'])} "
             f"{iqr(r['time_ms_iqr_base'])} {ms(r['time_ms_median_new'])} {iqr(r['time_ms_iqr_new'])} "
             f"{_pct(r['time_change']):>7} {_pct(r['mem_change']):>7} {_pct(r['err_change']):>7}  {verdict}")

@@ -23,7 +23,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from harness.scaling import BASELINE
 
@@ -252,13 +253,17 @@ def _fit_ylim(ax, values: list[float], log: bool, strip_frac: float, floor: floa
     if span <= 0:
         span = 0.5 if log else (abs(hi) * 0.2 or 1.0)
         lo, hi = lo - span / 2, hi + span / 2
-    top_margin, gap = 0.08, (0.07 if strip_frac else 0.04)
+    top_margin, gap = 0.08, 0.08
     data_frac = 1.0 - strip_frac - top_margin - gap
     total = span / data_frac
     y0, y1 = inv(lo - gap * total - strip_frac * total), inv(hi + top_margin * total)
     ax.set_ylim(y0, y1)
+    data_lo = inv(lo - gap * total)
     if log:
-        _log_ticks(ax.yaxis, inv(lo - gap * total), y1)
+        _log_ticks(ax.yaxis, data_lo, y1)
+    else:  # no ticks in the strip band: a value there would read as data (e.g. a negative percentage)
+        ticks = [t for t in MaxNLocator(6).tick_values(data_lo, y1) if data_lo <= t <= y1]
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
 
 
 def _no_values(ax, strip_frac: float) -> None:
@@ -274,6 +279,7 @@ def _draw_strip(ax, strip: _Strip, colors: dict[str, str], x_in_axes: bool = Fal
     if not lanes:
         return set()
     frac = strip.fraction()
+    ax.add_patch(Rectangle((0, 0), 1, frac, transform=ax.transAxes, facecolor="0.94", edgecolor="none", zorder=0))
     ax.plot([0, 1], [frac, frac], transform=ax.transAxes, color="0.6", lw=0.8, ls=":", zorder=1)
     trans = ax.transAxes if x_in_axes else ax.get_xaxis_transform()
     lane_h = frac / len(lanes)
@@ -292,7 +298,7 @@ def _draw_strip(ax, strip: _Strip, colors: dict[str, str], x_in_axes: bool = Fal
 
 
 def _legend(fig: Figure, colors: dict[str, str], variants: list[str], statuses: set[str],
-            extra: list[tuple[Line2D, str]] = ()) -> None:
+            extra: list[tuple[Line2D, str]] = (), no_value_label: str = NO_VALUE) -> None:
     handles, labels = [], []
     for v in variant_order(variants):
         handles.append(Line2D([], [], color=colors[v], marker="o", lw=2 if v == BASELINE else 1.6, markersize=5))
@@ -307,7 +313,7 @@ def _legend(fig: Figure, colors: dict[str, str], variants: list[str], statuses: 
     for s in shown:
         handles.append(Line2D([], [], linestyle="none", marker=_status_marker(s), markersize=8,
                               markerfacecolor="0.65" if s != NO_VALUE else "none", markeredgecolor="black"))
-        labels.append(_status_label(s))
+        labels.append(no_value_label if s == NO_VALUE else _status_label(s))
     fig.legend(handles, labels, loc="outside right center", fontsize=9, frameon=False, title="variant",
                title_fontsize=9)
 
@@ -324,6 +330,7 @@ def plot_vs_seq_len(
     reference: tuple[str, str] | None = None,
     hline: tuple[float, str] | None = None,
     variants: list[str] | None = None,
+    no_value_label: str = NO_VALUE,
 ) -> Figure:
     """One line per variant of ``value`` against seq_len (log2 x), a panel per facet.
 
@@ -338,6 +345,7 @@ def plot_vs_seq_len(
             error in the same dtype.
         hline: ``(y, label)`` of a horizontal guide line (e.g. speedup 1 = as fast as ``full``).
         variants: the variants to draw (default: all in the frame).
+        no_value_label: legend text of ``ok`` rows without a value (e.g. a speedup with no ``full`` to compare).
 
     Returns:
         The figure (not saved); its legend lists every variant and every status drawn.
@@ -366,8 +374,12 @@ def plot_vs_seq_len(
                 # every length the variant has a row at, NaN where it has no value: the line breaks there
                 # instead of bridging a failed or missing point
                 line = good.set_index("seq_len")["_y"].reindex(sorted(set(vs["seq_len"].dropna())))
-                ax.plot(line.index, line.values, marker="o", markersize=4, color=colors.get(variant, "0.5"),
-                        lw=2.2 if variant == BASELINE else 1.6, label=variant, zorder=3)
+                # the baseline is drawn wider and underneath, so a variant with identical values (an exact
+                # variant's error, say) leaves it visible as a dark outline instead of hiding it
+                base = variant == BASELINE
+                ax.plot(line.index, line.values, marker="o", markersize=6 if base else 4,
+                        color=colors.get(variant, "0.5"), lw=3.2 if base else 1.6, label=variant,
+                        zorder=2.5 if base else 3)
                 ys.extend(good["_y"].tolist())
             for _, row in vs[vs["status"] != "ok"].iterrows():
                 strip.add(variant, row["status"], row["seq_len"])
@@ -400,7 +412,7 @@ def plot_vs_seq_len(
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=12)
-    _legend(fig, colors, [v for v in variants if v in set(df["variant"])], statuses, extra)
+    _legend(fig, colors, [v for v in variants if v in set(df["variant"])], statuses, extra, no_value_label)
     return fig
 
 
@@ -528,7 +540,8 @@ def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[s
                                                                         "textbook attention, same dtype"), **kw),
         "speedup": plot_vs_seq_len(frame, _speedup, "speedup over full (x, log)",
                                    "Speedup over full on the same inputs (>1: faster)",
-                                   hline=(1.0, "as fast as full"), **kw),
+                                   hline=(1.0, "as fast as full"), no_value_label="ok, but no full to compare",
+                                   **kw),
         "throughput": plot_vs_seq_len(frame, "tflops", "throughput (TFLOP/s)",
                                       "Throughput vs sequence length", logy=False, **kw),
         "accuracy_vs_cost": plot_pareto(frame, **kw),

@@ -286,3 +286,62 @@ def test_without_full_baseline(tmp_path):
     run = write_run(tmp_path, "nofull", rows[rows["variant"] != "full"])
     md = write_report([run], tmp_path / "out", formats=()).read_text()
     assert "No `full` rows" in md
+
+
+# ------------------------------------------------------------------ from real measurements
+def test_report_from_measure_variant_rows(tmp_path):
+    """Rows made by harness.measure (tiny CPU cases) with test-only variants that are unsupported or OOM."""
+    import torch
+
+    from harness import Variant, get_variant, register_variant
+    from harness.inputs import Case, make_inputs
+    from harness.measure import MeasureConfig, measure_variant
+    from harness.pattern import Pattern
+    from harness.reference import ReferenceCache
+    from harness.registry import unregister_variant
+
+    class _ShortOnly(Variant):
+        name = "test_short_only"
+
+        def extra_reasons(self, case):
+            return [f"seq_len={case.seq_len} (supported: <= 64)"] if case.seq_len > 64 else []
+
+        def forward(self, q, k, v, pattern):
+            return torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1) @ v
+
+    class _Oom(_ShortOnly):
+        name = "test_oom"
+
+        def extra_reasons(self, case):
+            return []
+
+        def forward(self, q, k, v, pattern):
+            if q.shape[2] >= 128:
+                raise torch.OutOfMemoryError("out of memory (simulated)")
+            return super().forward(q, k, v, pattern)
+
+    register_variant(_ShortOnly)
+    register_variant(_Oom)
+    try:
+        rows = []
+        cfg = MeasureConfig(budget_s=0.005, min_runs=3)
+        for n in (32, 64, 128):
+            case = Case(batch=1, heads=2, seq_len=n, head_dim=16, pattern=Pattern("full"))
+            inputs, refs = make_inputs(case), ReferenceCache()
+            for name in ("full", "test_short_only", "test_oom"):
+                m = measure_variant(get_variant(name), case, inputs, refs, cfg)
+                rows.append(dict(run_id="real", variant=name, device="cpu", dtype="float32", batch=1, heads=2,
+                                 seq_len=n, head_dim=16, pattern="full", mode="fwd", seed=0, **m.as_row()))
+    finally:
+        unregister_variant("test_short_only")
+        unregister_variant("test_oom")
+    run = write_run(tmp_path, "real", pd.DataFrame(rows))
+    md = write_report([run], tmp_path / "out", formats=()).read_text()
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert set(summary["status"]) == {"ok", "unsupported", "oom"}
+    assert "**unsupported**" in md and "**oom**" in md
+    frame = with_baseline_ratios(_read_runs([run]).frame)
+    fig = plot_vs_seq_len(frame, "time_ms_median", "ms", "t")
+    texts = _legend_texts(fig)
+    for want in ("full", "test_short_only", "test_oom", "unsupported", "oom"):
+        assert any(t.startswith(want) for t in texts), want
