@@ -462,9 +462,11 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, colors:
             lengths = [lengths[i] for i in pick]
         for n in lengths:
             panels.append((key, n, sub[sub["seq_len"] == n]))
-    ncols = min(len({p[1] for p in panels}), _MAX_COLS + 1) or 1
+    # one row per facet where the lengths fit (at most max_lengths columns), so columns line up by length
+    per_facet = max([sum(1 for p in panels if p[0] == k) for k in {p[0] for p in panels}] or [1])
+    ncols = max(1, min(per_facet, max_lengths))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = _new_figure(nrows, ncols, w=4.0, h=3.3)
+    fig, axes = _new_figure(nrows, ncols, w=3.5, h=3.1)
     statuses: set[str] = set()
     frontier_handle = None
     for ax, (key, n, sub) in zip(axes, panels):

@@ -96,7 +96,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(x: object, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    if x is None or x is pd.NA or (isinstance(x, float | np.floating) and not math.isfinite(x)):
         return ""
     if isinstance(x, float | np.floating):
         x = float(x)
@@ -149,7 +149,7 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
     spec = {
         "time": ("time_ms_median", "speedup_vs_full", " ms", 1.0, "{:.2f}x"),
         "memory": ("peak_mem_bytes", "mem_ratio_vs_full", " MiB", 2**20, "{:.2f}x"),
-        "error": ("err_metric", "err_ratio_vs_textbook", "", 1.0, "{:.2g}x textbook"),
+        "error": ("err_metric", "err_ratio_vs_textbook", "", 1.0, "{:.2f}x textbook"),
     }[kind]
     variants = variant_order(summary["variant"])
     parts = []
@@ -176,21 +176,27 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
 
 
 def not_measured_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows that did not succeed, grouped by variant, status and reason, with the lengths they hit."""
+    """Rows that did not succeed, one line per variant and status: the lengths hit, a count and the reason
+    (the most frequent message, with how many other messages there were)."""
     bad = frame[frame["status"] != "ok"]
     if bad.empty:
         return pd.DataFrame(columns=["variant", "status", "seq_len", "count", "reason"])
     rows = []
-    for (variant, status, reason), sub in bad.groupby(["variant", "status", "reason"], dropna=False):
+    for (variant, status), sub in bad.groupby(["variant", "status"], dropna=False):
         lens = ", ".join(str(int(n)) for n in sorted(sub["seq_len"].dropna().unique()))
-        rows.append(dict(variant=variant, status=status, seq_len=lens, count=len(sub), reason=str(reason)[:160]))
+        reasons = sub["reason"].astype(str).value_counts()
+        reason = str(reasons.index[0])[:160] if len(reasons) else ""
+        if len(reasons) > 1:
+            reason += f" (and {len(reasons) - 1} other message(s): see summary.csv)"
+        rows.append(dict(variant=variant, status=status, seq_len=lens, count=len(sub), reason=reason))
     out = pd.DataFrame(rows)
     out["_v"] = out["variant"].map(lambda v: (v != BASELINE, v))
     return out.sort_values(["_v", "status"]).drop(columns="_v").reset_index(drop=True)
 
 
 def at_a_glance(summary: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
-    """Per facet, at the longest length where ``full`` or anything succeeded: fastest and leanest variant."""
+    """Per facet: at the longest length with a successful row, the fastest and the leanest variant and what did
+    not run there; and over all lengths, the largest speedup over ``full``."""
     rows = []
     groups = summary.groupby(facets, dropna=False, sort=True) if facets else [((), summary)]
     for key, sub in groups:
@@ -201,15 +207,19 @@ def at_a_glance(summary: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
         n = ok["seq_len"].max()
         at = ok[ok["seq_len"] == n]
         fast = at.loc[at["time_ms_median"].idxmin()]
-        rec = {c.replace("pattern_label", "pattern"): v for c, v in zip(facets, key)}
-        rec.update(seq_len=int(n), fastest=fast["variant"], fastest_ms=fast["time_ms_median"],
-                   fastest_speedup_vs_full=fast.get("speedup_vs_full", math.nan))
+        rec = {c.replace("pattern_label", "pattern"): _fmt(v) for c, v in zip(facets, key)}
+        rec.update({"longest N": int(n), "fastest there": f"{fast['variant']} ({_fmt(fast['time_ms_median'])} ms)"})
         mem = at[at["peak_mem_bytes"].notna()]
         if not mem.empty:
             lean = mem.loc[mem["peak_mem_bytes"].idxmin()]
-            rec.update(least_memory=lean["variant"], least_memory_mib=lean["peak_mem_bytes"] / 2**20)
+            rec["least memory there"] = f"{lean['variant']} ({_fmt(lean['peak_mem_bytes'] / 2**20)} MiB)"
         failed = sub[(sub["seq_len"] == n) & (sub["status"] != "ok")]
-        rec["not_ok_here"] = ", ".join(f"{v} ({s})" for v, s in zip(failed["variant"], failed["status"]))
+        rec["not ok there"] = ", ".join(f"{v} ({s})" for v, s in zip(failed["variant"], failed["status"]))
+        sp = sub[(sub["variant"] != BASELINE) & sub["speedup_vs_full"].notna()] if "speedup_vs_full" in sub else sub[:0]
+        if not sp.empty:
+            best = sp.loc[sp["speedup_vs_full"].idxmax()]
+            rec[f"best speedup over {BASELINE}"] = (f"{best['speedup_vs_full']:.2f}x, {best['variant']} "
+                                                   f"at N={int(best['seq_len'])}")
         rows.append(rec)
     return pd.DataFrame(rows)
 
@@ -313,7 +323,9 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
                   ""]
     glance = at_a_glance(summary, facets)
     if not glance.empty:
-        lines += ["## At a glance", "", "At the longest length measured in each panel:", "",
+        lines += ["## At a glance", "",
+                  "Per panel: at the longest length with a successful row, the fastest and the leanest variant and "
+                  f"what did not run there; and the largest speedup over `{BASELINE}` at any length.", "",
                   markdown_table(glance), ""]
     lines += ["## Plots", ""]
     for name, files in plot_files.items():

@@ -126,7 +126,9 @@ def scaling_table(frame: pd.DataFrame, facet_columns: list[str] | tuple[str, ...
             rows.append(row)
     cols = facets + ["variant", "time_exponent", "time_fit_points", "time_fit_range", "time_r2", "mem_exponent",
                      "mem_fit_points", "mem_fit_range", "mem_r2", "crossover_seq_len", "statuses", "note"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    out["crossover_seq_len"] = out["crossover_seq_len"].astype("Int64")  # a length: integer, blank where none
+    return out
 
 
 def _range(fit: Fit) -> str:
