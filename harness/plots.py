@@ -93,19 +93,15 @@ def facet_columns(frame: pd.DataFrame) -> list[str]:
         Column names, in a fixed order.
     """
     candidates = ["device", "device_name", "dtype", "batch", "heads", "head_dim", "pattern_label", "mode"]
-    out = []
+    df = frame.replace({c: {"": np.nan} for c in candidates if c in frame.columns})
+    out: list[str] = []
     for col in candidates:
-        if col not in frame.columns:
+        if col not in df.columns or df[col].nunique() < 2:
             continue
-        values = frame[col].replace("", np.nan).dropna()
-        if values.nunique() < 2:
-            continue
-        if col == "device_name" and "device" in out:
-            per_device = frame.groupby("device")[col].nunique()
-            if (per_device <= 1).all():
-                continue
-        per_len = frame.dropna(subset=[col]).groupby("seq_len")[col].nunique()
-        if (per_len <= 1).all() and frame["seq_len"].nunique() > 1:
+        # a column fixed by seq_len and the facets already chosen (batch in a batch x seq_len = const grid, the
+        # device name of a device) would add panels with nothing new in them
+        key = out + ["seq_len"]
+        if df.dropna(subset=[col]).groupby(key, dropna=False)[col].nunique().max() <= 1:
             continue
         out.append(col)
     if "run" in frame.columns and frame["run"].nunique() > 1:
@@ -127,6 +123,22 @@ def facet_title(facets: list[str], values: tuple) -> str:
             val = int(val)
         parts.append(f"{_FACET_NAMES.get(col, col)}={val}")
     return "\n".join(textwrap.wrap(", ".join(parts), 48)) if parts else ""
+
+
+_TITLE_EXTRAS = ("device", "dtype", "batch", "heads", "head_dim", "pattern_label", "mode")
+
+
+def _panel_title(frame: pd.DataFrame, facets: list[str], key: tuple, sub: pd.DataFrame) -> str:
+    """The facet values, plus columns that vary across the data but are fixed within this panel (the dtype of a
+    device's panel, say), so a panel's title says everything that sets it apart."""
+    cols, vals = list(facets), list(key)
+    for c in _TITLE_EXTRAS:
+        if c in facets or c not in frame.columns or frame[c].nunique() < 2:
+            continue
+        if sub[c].nunique() == 1:
+            cols.append(c)
+            vals.append(sub[c].iloc[0])
+    return facet_title(cols, tuple(vals))
 
 
 def _panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
@@ -407,7 +419,7 @@ def plot_vs_seq_len(
         statuses |= _draw_strip(ax, strip, colors)
         _set_len_axis(ax, sub["seq_len"].tolist())
         ax.set_ylabel(ylabel)
-        ax.set_title(facet_title(facets, key), fontsize=9)
+        ax.set_title(_panel_title(df, facets, key, sub), fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
@@ -500,7 +512,7 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, colors:
         statuses |= _draw_strip(ax, strip, colors, x_in_axes=True)
         ax.set_xlabel("median time (ms, log)")
         ax.set_ylabel("rel. L2 error (log)")
-        title = facet_title(facets, key)
+        title = _panel_title(frame, facets, key, sub)
         ax.set_title(f"{title}\nN={_fmt_len(n)}" if title else f"N={_fmt_len(n)}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     for ax in axes[len(panels):]:

@@ -87,7 +87,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         One row per (run, case, mode, variant), sorted by case then variant (``full`` first).
     """
     df = with_baseline_ratios(frame) if "speedup_vs_full" not in frame.columns else frame.copy()
-    lead = ["run"] + list(CASE_COLUMNS) + ["mode", "variant", "status"]
+    lead = ["run", "device_name"] + list(CASE_COLUMNS) + ["mode", "variant", "status"]
     cols = lead + [c for c in _SUMMARY_COLUMNS if c in df.columns]
     out = df[cols].copy()
     out["_v"] = out["variant"].map(lambda v: (v != BASELINE, v))

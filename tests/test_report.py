@@ -162,6 +162,15 @@ def test_facets_follow_what_varies(frame):
     # batch changing only with seq_len (batch x seq_len fixed) is not a facet
     fixed = one.assign(batch=(8192 // one["seq_len"]).astype(int))
     assert facet_columns(fixed) == []
+    # two devices, each with its own dtype, batch and device name: one facet (device), the rest in the titles
+    gpu = one.assign(device="cuda", dtype="bfloat16", batch=2, device_name="gpu", run="r2")
+    both = pd.concat([one, gpu], ignore_index=True)
+    assert facet_columns(both) == ["device"]
+    fig = plot_vs_seq_len(both, "time_ms_median", "ms", "t")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert any("device=cuda" in t and "dtype=bfloat16" in t for t in titles), titles
+    # the same case in two runs (before/after): the run becomes a facet instead of mixing the two
+    assert facet_columns(pd.concat([one, one.assign(run="r2")], ignore_index=True)) == ["run"]
 
 
 def test_error_plot_has_textbook_reference(figures):
