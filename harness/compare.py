@@ -164,7 +164,9 @@ def _label(row: pd.Series) -> str:
 
 
 def _int(x) -> str:
-    return str(int(x)) if isinstance(x, float) and math.isfinite(x) else str(x)
+    if isinstance(x, float):
+        return str(int(x)) if math.isfinite(x) else "-"
+    return str(x)
 
 
 def compare_runs(base: str | Path | list, new: str | Path | list, rules: list[FailRule] | list[str] | None = None
