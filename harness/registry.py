@@ -258,6 +258,7 @@ def _load_entry_points() -> None:
                 obj = ep.load()
                 if isinstance(obj, type) and issubclass(obj, Variant) and obj.name not in _variants:
                     register_variant(obj)
+                _claim_imported(ep.module, record)
             except (Exception, SystemExit) as exc:  # a broken plugin must not break the registry: reported, not hidden
                 for name in record.variants:
                     unregister_variant(name)
@@ -265,6 +266,16 @@ def _load_entry_points() -> None:
                 record.error = f"{type(exc).__name__}: {exc}"
                 warnings.warn(f"attnbench plugin {record.label} was not loaded: {record.error}", PluginWarning,
                               stacklevel=2)
+
+
+def _claim_imported(module: str, record: PluginRecord) -> None:
+    """Credit a plugin with variants its module registered when it was imported before the registry read plugins."""
+    for name, var in _variants.items():
+        mod = type(var).__module__
+        if (mod == module or mod.startswith(module + ".")) and _origins.get(name, "").startswith("module "):
+            _origins[name] = _context.origin if _context is not None else f"plugin {record.dist or record.value}"
+            if name not in record.variants:
+                record.variants.append(name)
 
 
 def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:

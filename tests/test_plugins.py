@@ -79,12 +79,16 @@ def test_entry_point_plugin_is_listed_and_works(tmp_path, monkeypatch, fresh_reg
     make_plugin(tmp_path, "attnbench-tp-cls", "attnbench_tp_cls",
                 GOOD_SOURCE.replace("@register_variant", "").replace("NAME", "tp_cls"),
                 value="attnbench_tp_cls:Good")
+    # a plugin module the user imported before attnbench read its plugins is still credited to the plugin
+    make_plugin(tmp_path, "attnbench-tp-early", "attnbench_tp_early", GOOD_SOURCE.replace("NAME", "tp_early"))
     monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("attnbench_tp_early")
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginWarning)
         names = list_variants()
-    assert {"full", "tp_good", "tp_cls"} <= set(names)
-    assert list_variants("tp_*") == ["tp_cls", "tp_good"]
+    assert {"full", "tp_good", "tp_cls", "tp_early"} <= set(names)
+    assert variant_origin("tp_early") == "plugin attnbench-tp-early 0.1"
+    assert list_variants("tp_*") == ["tp_cls", "tp_early", "tp_good"]
     assert variant_origin("tp_good") == "plugin attnbench-tp-good 0.1"
     assert variant_origin("full") == "built-in"
     recs = {r.name: r for r in plugins()}
@@ -371,17 +375,31 @@ def test_template_variant_is_short_and_loads_from_its_file(fresh_registry):
     unregister_variant("example_query_chunked")
 
 
+def _pip_can_target_other_pythons() -> bool:
+    try:
+        from pip import __version__ as pip_version
+    except ImportError:
+        return False
+    return tuple(int(x) for x in pip_version.split(".")[:2]) >= (22, 3)
+
+
 @pytest.fixture(scope="module")
 def plugin_venv(tmp_path_factory):
-    """A fresh venv (no system site-packages) with torch, attnbench (editable) and the template installed."""
+    """A fresh venv (no system site-packages) with torch, attnbench (editable) and the template installed.
+
+    This interpreter's pip installs into it (``pip --python``, no bytecode compilation): much faster than
+    bootstrapping pip into the venv. torch comes from the local wheel; attnbench's other dependencies from the index.
+    """
     where = tmp_path_factory.mktemp("venv") / "env"
-    venv.create(where, with_pip=True, system_site_packages=False)
+    outer_pip = _pip_can_target_other_pythons()
+    venv.create(where, with_pip=not outer_pip, system_site_packages=False)
     bindir = where / ("Scripts" if os.name == "nt" else "bin")
     py = bindir / "python"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    pip_cmd = [sys.executable, "-m", "pip", "--python", str(py)] if outer_pip else [str(py), "-m", "pip"]
 
     def pip(*args: str) -> None:
-        proc = subprocess.run([str(py), "-m", "pip", "install", "-q", *args], env=env, capture_output=True,
+        proc = subprocess.run([*pip_cmd, "install", "-q", "--no-compile", *args], env=env, capture_output=True,
                               text=True, timeout=600)
         assert proc.returncode == 0, f"pip install {' '.join(args)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
 
@@ -397,23 +415,55 @@ def _in_venv(v: dict, args: list[str], cwd: Path, timeout: int = 300) -> subproc
 
 @pytest.mark.slow
 def test_template_installed_in_fresh_venv_passes_its_own_tests(plugin_venv, tmp_path):
-    code = ("from harness.registry import list_variants, plugins, variant_origin; "
-            "print(list_variants()); print(variant_origin('example_query_chunked')); "
-            "print([(p.name, p.ok) for p in plugins()])")
+    code = ("import harness, attnbench_plugin_template as t; from harness.registry import list_variants, plugins, "
+            "variant_origin; print(list_variants()); print(variant_origin('example_query_chunked')); "
+            "print([(p.name, p.ok) for p in plugins()]); print(harness.__file__); print(t.__file__)")
     proc = _in_venv(plugin_venv, [str(plugin_venv["python"]), "-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "'example_query_chunked'" in proc.stdout and "'full'" in proc.stdout
-    assert "plugin attnbench-plugin-template 0.1.0" in proc.stdout
-    proc = _in_venv(plugin_venv, [str(plugin_venv["python"]), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                    TEMPLATE)
+    names, origin, recs, harness_file, module_file = proc.stdout.strip().splitlines()[-5:]
+    assert "'example_query_chunked'" in names and "'full'" in names
+    assert origin == "plugin attnbench-plugin-template 0.1.0"
+    assert recs == "[('example_query_chunked', True)]"
+    assert Path(harness_file).is_relative_to(ROOT), "attnbench must come from the editable install of this tree"
+    assert Path(module_file).is_relative_to(Path(plugin_venv["python"]).parents[1]), "the template must be installed"
+    # the venv's pytest script (not `python -m`, which would import the module from the template folder)
+    proc = _in_venv(plugin_venv, [str(plugin_venv["bin"] / "pytest"), "-q", "-p", "no:cacheprovider"], TEMPLATE)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
 
 
+def _cli_modules_missing(*modules: str) -> list[str]:
+    return [m for m in modules if not (ROOT / "harness" / f"{m}.py").exists()]
+
+
 @pytest.mark.slow
 def test_attnbench_list_in_fresh_venv_shows_the_plugin(plugin_venv, tmp_path):
-    if not (ROOT / "harness" / "cli.py").exists():
+    if _cli_modules_missing("cli"):
         pytest.skip("harness/cli.py (the `attnbench` console script) is not in this tree yet")
     proc = _in_venv(plugin_venv, [str(plugin_venv["bin"] / "attnbench"), "list"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "example_query_chunked" in proc.stdout and "full" in proc.stdout
+
+
+@pytest.mark.slow
+def test_plugin_is_swept_and_reported_in_fresh_venv(plugin_venv, tmp_path):
+    missing = _cli_modules_missing("cli", "sweep", "report")
+    if missing:
+        pytest.skip(f"harness/{', harness/'.join(m + '.py' for m in missing)} not in this tree yet")
+    attnbench = str(plugin_venv["bin"] / "attnbench")
+    results = tmp_path / "results"
+    proc = _in_venv(plugin_venv, [attnbench, "sweep", "variants=[full,example_query_chunked]", "seq_len=96", "heads=1",
+                                  "batch=1", "head_dim=16", f"results_dir={results}", "run_name=plugin_run"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    csvs = sorted(results.rglob("*.csv"))
+    assert csvs, f"the sweep wrote no CSV under {results}: {proc.stdout[-2000:]}"
+    import pandas as pd
+
+    rows = pd.concat([pd.read_csv(c) for c in csvs])
+    mine = rows[rows["variant"] == "example_query_chunked"]
+    assert len(mine) and set(mine["status"]) == {"ok"}, rows[["variant", "status", "reason"]].to_string()
+    run_dir = csvs[0].parent
+    proc = _in_venv(plugin_venv, [attnbench, "report", str(run_dir)], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    written = [p for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".md", ".txt", ".html", ".csv")]
+    assert "example_query_chunked" in proc.stdout or any("example_query_chunked" in p.read_text() for p in written)
