@@ -11,9 +11,13 @@ Each benchmark's ``group`` is its case, so pytest-benchmark's table compares var
     pytest benchmarks --benchmark-only --benchmark-json=run.json && attnbench report run.json
 
 The setup call (``prepare`` plus the first call: masks, compilation) happens before the timed region.
+``ATTNBENCH_BENCH_THREADS=N`` sets torch's CPU threads (recorded in ``extra_info`` either way): on a busy machine
+fewer threads than cores can be several times faster and far steadier.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -24,6 +28,8 @@ from harness.errors import error_stats
 from harness.measure import attention_flops
 from harness.reference import reference_attention
 
+if os.environ.get("ATTNBENCH_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["ATTNBENCH_BENCH_THREADS"]))
 _DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 _DTYPE = {"cpu": "float32", "cuda": "bfloat16"}
 #: (seq_len, pattern, mode): small enough that a full run over every variant takes minutes on a laptop CPU.
