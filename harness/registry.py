@@ -25,6 +25,10 @@ from harness.variant import Variant
 ENTRY_POINT_GROUP = "attnbench.variants"
 BUILTIN_MODULES: tuple[str, ...] = (
     "variants.full",
+    "variants.causal",
+    "variants.local_window",
+    "variants.block_sparse",
+    "variants.chunked",
 )
 
 _variants: dict[str, Variant] = {}
