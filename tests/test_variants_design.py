@@ -228,3 +228,16 @@ def test_prepared_call_matches_forward(name: str) -> None:
     inp = make_inputs(case)
     fn = var.prepare(pattern, case)
     torch.testing.assert_close(fn(inp.q, inp.k, inp.v), var(inp.q, inp.k, inp.v, pattern), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["causal", "local_window", "block_sparse", "chunked"])
+def test_inference_path_is_exact(name: str) -> None:
+    """Under ``torch.no_grad`` some variants take in-place shortcuts; they must give the same exact result."""
+    var = get_variant(name)
+    for pattern in (p for p in CONFORMANCE_PATTERNS if p.kind in var.patterns):
+        case = Case(batch=1, heads=2, seq_len=300, head_dim=32, pattern=pattern)
+        inp = make_inputs(case)
+        with torch.no_grad():
+            out = var.prepare(pattern, case)(inp.q, inp.k, inp.v)
+        err = error_stats(out, reference_attention(inp.q, inp.k, inp.v, pattern).out)
+        assert err.rel_l2 <= var.tolerance("float32"), f"{name} {pattern.label}: rel_l2={err.rel_l2:.3g}"

@@ -101,7 +101,11 @@ class _BandPlan:
         vw = F.pad(v.to(cd), pad).unfold(2, self.span, bq).transpose(-1, -2)  # (B, H, nb, span, d)
         scores = torch.matmul(qb, kw)  # (B, H, nb, bq, span)
         scores.add_(self.bias)
-        probs = torch.softmax(scores, dim=-1)
+        if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            probs = torch.softmax(scores, dim=-1)
+        else:  # inference: softmax in place, one (B, H, nb, bq, span) buffer fewer
+            probs = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+            probs.div_(probs.sum(dim=-1, keepdim=True))
         out = torch.matmul(probs, vw).view(b, h, nb * bq, d)
         if tail:
             out = out[:, :, :n]
