@@ -88,12 +88,15 @@ _EDGE_PATTERNS = [
 ]
 
 
-@pytest.mark.parametrize("pattern", _EDGE_PATTERNS, ids=lambda p: p.label)
-@pytest.mark.parametrize("name", ["local_window", "block_sparse", "chunked", "chunked_small"])
+_EDGE_VARIANTS = {"local_window": LocalWindow(), "block_sparse": get_variant("block_sparse"),
+                  "chunked": Chunked(), "chunked(16x8)": Chunked(q_chunk=16, k_chunk=8)}
+
+
+@pytest.mark.parametrize(("name", "pattern"), [(name, p) for name, var in _EDGE_VARIANTS.items()
+                                               for p in _EDGE_PATTERNS if p.kind in var.patterns],
+                         ids=lambda x: x if isinstance(x, str) else x.label)
 def test_edge_patterns(name: str, pattern: Pattern) -> None:
-    var = Chunked(q_chunk=16, k_chunk=8) if name == "chunked_small" else get_variant(name)
-    if pattern.kind not in var.patterns:
-        pytest.skip(f"{name} does not compute {pattern.kind}")
+    var = _EDGE_VARIANTS[name]
     _check_against_reference(lambda q, k, v: var(q, k, v, pattern), pattern)
 
 
