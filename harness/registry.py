@@ -35,9 +35,13 @@ from harness.variant import Variant
 ENTRY_POINT_GROUP = "attnbench.variants"
 BUILTIN_MODULES: tuple[str, ...] = (
     "variants.full",
+    "variants.causal",
+    "variants.local_window",
+    "variants.block_sparse",
+    "variants.chunked",
     "variants.linear",
-    "variants.nystrom",
     "variants.performer",
+    "variants.nystrom",
 )
 
 _variants: dict[str, Variant] = {}
