@@ -25,6 +25,9 @@ from harness.variant import Variant
 ENTRY_POINT_GROUP = "attnbench.variants"
 BUILTIN_MODULES: tuple[str, ...] = (
     "variants.full",
+    "variants.sdpa",
+    "variants.xformers_attn",
+    "variants.flex",
 )
 
 _variants: dict[str, Variant] = {}
