@@ -42,6 +42,9 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "variants.linear",
     "variants.performer",
     "variants.nystrom",
+    "variants.sdpa",
+    "variants.xformers_attn",
+    "variants.flex",
 )
 
 _variants: dict[str, Variant] = {}
