@@ -9,6 +9,7 @@ from harness.inputs import Case, Inputs, check_qkv, make_inputs
 from harness.pattern import PATTERN_KINDS, Pattern, make_pattern
 from harness.reference import Reference, ReferenceCache, reference_attention, textbook_attention
 from harness.registry import get_variant, list_variants, load_variants_from, register_variant, select_variants
+from harness.store import load_results
 from harness.variant import Variant
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "error_stats",
     "get_variant",
     "list_variants",
+    "load_results",
     "load_variants_from",
     "make_inputs",
     "make_pattern",
