@@ -153,8 +153,10 @@ def sweep_main(argv: Sequence[str]) -> int:
     from harness.progress import Progress, install
     from harness.store import RunStore
 
+    parser = get_args_parser()
+    parser.prog = "attnbench sweep"
     try:
-        args = get_args_parser().parse_args(argv)
+        args = parser.parse_intermixed_args(argv)  # flags may come after overrides: `seq_len=512 -m heads=4,8`
     except SystemExit as exc:
         return int(exc.code or 0)
     if any(getattr(args, name, None) for name in _HYDRA_INFO):
