@@ -118,7 +118,7 @@ def test_bad_input_exits_2_before_any_work(tmp_path, cwd, capsys, override, need
 def test_grid_building_presets_and_multirun_rules():
     grid = launch.build_grid([], cuda_available=False)  # what `attnbench` with no arguments runs
     assert not grid.multirun and len(grid.plans) == 1
-    assert {c.device for c in grid.plans[0].cases} == {"cpu"} and len(grid.plans[0].cases) == 24
+    assert {c.device for c in grid.plans[0].cases} == {"cpu"} and len(grid.plans[0].cases) == 18
     assert re.fullmatch(r"run_name=\d{4}-.*", grid.overrides[-1])
     lc = launch.build_grid(["preset=long_context"], cuda_available=False)
     assert lc.multirun and [p.cases[0].seq_len for p in lc.plans] == [4096, 8192, 16384]
