@@ -124,7 +124,7 @@ def bench_overhead(tmp: Path, variants: list[str]) -> None:
     _fit("attnbench sweep", _sweep_cli(tmp, variants, small, "cli-small", False),
          _sweep_cli(tmp, variants, big, "cli-big", False))
     print("attnbench sweep -m, one Hydra job per sequence length (8 items per job):")
-    (n1, o1), (n2, o2) = (_sweep_cli(tmp, variants, small, "clim-small", True),
+    (_, o1), (n2, o2) = (_sweep_cli(tmp, variants, small, "clim-small", True),
                           _sweep_cli(tmp, variants, big, "clim-big", True))
     per_job = (o2 - o1) / (len(big) - len(small))
     print(f"=> attnbench sweep -m: {per_job:.2f} s per Hydra job ({1e3 * per_job / (n2 // len(big)):.0f} ms per "
