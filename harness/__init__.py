@@ -6,6 +6,7 @@
 
 from harness.errors import ErrorStats, error_stats
 from harness.inputs import Case, Inputs, check_qkv, make_inputs
+from harness.measure import MeasureConfig, Measurement, measure_variant
 from harness.pattern import PATTERN_KINDS, Pattern, make_pattern
 from harness.reference import Reference, ReferenceCache, reference_attention, textbook_attention
 from harness.registry import get_variant, list_variants, load_variants_from, register_variant, select_variants
@@ -19,6 +20,8 @@ __all__ = [
     "Case",
     "ErrorStats",
     "Inputs",
+    "MeasureConfig",
+    "Measurement",
     "Pattern",
     "Reference",
     "ReferenceCache",
@@ -32,6 +35,7 @@ __all__ = [
     "load_variants_from",
     "make_inputs",
     "make_pattern",
+    "measure_variant",
     "reference_attention",
     "register_variant",
     "select_variants",

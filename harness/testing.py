@@ -3,11 +3,16 @@
 For a variant it builds cases over shapes (N = 1, N not a multiple of any block size, head dims 16 to 128),
 every pattern kind with small windows and layouts, and dtypes; then
 
-- for each case the variant declares it supports: the output has the input's shape and dtype, is finite, and its
-  relative L2 error against the float64 baseline is within the variant's own tolerance for that dtype; with
-  backward, so are dq, dk and dv;
+- for each case the variant declares it supports: the output of the callable the harness times
+  (``variant.prepare(pattern, case)``) has the input's shape and dtype, is finite, leaves the inputs unchanged, and
+  its relative L2 error against the float64 baseline is within the variant's own tolerance for that dtype; with
+  backward, so are dq, dk and dv; when ``prepare`` is overridden, the validated ``variant(q, k, v, pattern)`` path
+  is checked too;
 - for each case it does not support: it gives at least one reason (a non-empty sentence), and calling it raises
   ``ValueError`` rather than crashing or computing something.
+
+Failure messages name the case and the figures, e.g.
+``mine [cpu float32 B2 H2 N67 D32 causal fwd_bwd] fail: output rel_l2 0.41 > tolerance 2e-05 (2.1e+04x)``.
 
 A plugin's tests need one line: ``harness.testing.assert_conforms("my_variant")``.
 """
@@ -45,36 +50,75 @@ CONFORMANCE_SHAPES: tuple[tuple[int, int, int, int], ...] = (
     (1, 2, 97, 128),
 )
 CONFORMANCE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+STATUSES: tuple[str, ...] = ("pass", "fail", "error", "unsupported")
+_MAX_LISTED_FAILURES = 30
 
 
 @dataclass
 class CheckResult:
-    """Outcome of one conformance case."""
+    """Outcome of one conformance case.
+
+    Args:
+        variant, case: what was checked.
+        status: ``pass``, ``fail`` (wrong figures or contract), ``error`` (it raised) or ``unsupported``.
+        out_rel_l2: relative L2 error of the output against the float64 baseline (NaN if not computed).
+        grad_rel_l2: the worst of dq, dk, dv (NaN without backward); ``grad_errors`` has each.
+        tolerance, grad_tolerance: the variant's tolerances for the case's dtype.
+        message: one line saying what is wrong (empty on pass).
+        reasons: the variant's reasons for not supporting the case.
+        detail: a traceback when the variant raised.
+    """
 
     variant: str
     case: Case
-    status: str  # pass | fail | unsupported | error
+    status: str
     out_rel_l2: float = math.nan
     grad_rel_l2: float = math.nan
     tolerance: float = math.nan
     grad_tolerance: float = math.nan
     message: str = ""
     reasons: list[str] = field(default_factory=list)
+    grad_errors: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
+        """True for a pass and for a properly declined unsupported case."""
         return self.status in ("pass", "unsupported")
 
-    def describe(self) -> str:
-        figs = f"out rel_l2={self.out_rel_l2:.3g} (tol {self.tolerance:.3g})"
+    def figures(self) -> str:
+        """The error figures against the tolerances, e.g. ``out rel_l2=1.2e-07 (tol 2e-05)``."""
+        if math.isnan(self.out_rel_l2):
+            return ""
+        text = f"out rel_l2={self.out_rel_l2:.3g} (tol {self.tolerance:.3g})"
         if not math.isnan(self.grad_rel_l2):
-            figs += f", grad rel_l2={self.grad_rel_l2:.3g} (tol {self.grad_tolerance:.3g})"
-        return f"{self.variant} [{self.case.describe()}] {self.status}: {figs} {self.message}".rstrip()
+            text += f", grad rel_l2={self.grad_rel_l2:.3g} (tol {self.grad_tolerance:.3g})"
+        return text
+
+    def describe(self) -> str:
+        """One line: variant, case, status, and what is wrong with its figures (or the figures on a pass)."""
+        if self.status == "unsupported":
+            what = "; ".join(self.reasons)
+        elif self.message:
+            figs = self.figures()
+            what = self.message + (f" [{figs}]" if figs and self.status == "error" else "")
+        else:
+            what = self.figures()
+        return f"{self.variant} [{self.case.describe()}] {self.status}: {what}".rstrip()
 
 
 def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
                       dtypes: Iterable[str] = CONFORMANCE_DTYPES) -> list[Case]:
-    """All cases the kit checks for ``variant`` (supported or not) on ``devices`` (default: available ones)."""
+    """All cases the kit checks for ``variant`` (supported or not).
+
+    Args:
+        variant: the variant (its ``supports_backward`` picks the mode: ``fwd_bwd`` or ``fwd``).
+        devices: device names; default the available ones (``cpu``, and ``cuda`` when present).
+        dtypes: dtype names.
+
+    Returns:
+        Cases over devices x dtypes x :data:`CONFORMANCE_SHAPES` x :data:`CONFORMANCE_PATTERNS`.
+    """
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     mode = "fwd_bwd" if variant.supports_backward else "fwd"
@@ -88,66 +132,111 @@ def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
     return cases
 
 
-def check_case(variant: Variant, case: Case) -> CheckResult:
-    """Run one conformance case; never raises for a variant's misbehaviour (it becomes a failed result)."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+def _check_unsupported(variant: Variant, case: Case, reasons: list) -> CheckResult:
     name = variant.name
-    reasons = variant.not_supported_reasons(case)
+    bad = [r for r in reasons if not isinstance(r, str) or not r.strip()]
+    if bad:
+        return CheckResult(name, case, "fail", reasons=[str(r) for r in reasons],
+                           message=f"not_supported_reasons gave empty or non-string reasons: {bad!r}")
     inputs = make_inputs(case)
+    q, k, v = (t.requires_grad_(case.needs_backward) for t in (inputs.q, inputs.k, inputs.v))
+    try:
+        variant(q, k, v, case.pattern)
+    except ValueError:
+        return CheckResult(name, case, "unsupported", reasons=reasons)
+    except Exception as exc:  # reported as a failure with its type, not swallowed
+        return CheckResult(name, case, "fail", reasons=reasons, detail=traceback.format_exc(limit=4),
+                           message=f"declared unsupported, but calling it raised {_first_line(exc)} "
+                                   "instead of ValueError")
+    return CheckResult(name, case, "fail", reasons=reasons,
+                       message="declared unsupported (" + "; ".join(reasons) + ") but computed without raising "
+                               "ValueError")
+
+
+def _compare(label: str, got: torch.Tensor, want: torch.Tensor, tol: float, problems: list[str]) -> float:
+    """Relative L2 error of ``got``; appends a problem naming ``label`` and the figures when it is out of bounds."""
+    e = error_stats(got, want)
+    if not e.finite:
+        problems.append(f"{label} has NaN or Inf")
+        return math.nan
+    if e.rel_l2 > tol:
+        problems.append(f"{label} rel_l2 {e.rel_l2:.3g} > tolerance {tol:.3g} ({e.rel_l2 / tol:.2g}x; "
+                        f"max abs err {e.max_abs:.3g})")
+    return e.rel_l2
+
+
+def check_case(variant: Variant, case: Case) -> CheckResult:
+    """Run one conformance case.
+
+    Args:
+        variant: the variant instance.
+        case: the case (see :func:`conformance_cases`).
+
+    Returns:
+        A :class:`CheckResult`; never raises for a variant's misbehaviour (that becomes ``fail`` or ``error``).
+    """
+    name = variant.name
+    try:
+        reasons = variant.not_supported_reasons(case)
+    except Exception as exc:
+        return CheckResult(name, case, "error", message=f"not_supported_reasons raised {_first_line(exc)}",
+                           detail=traceback.format_exc(limit=4))
     if reasons:
-        bad = [r for r in reasons if not isinstance(r, str) or not r.strip()]
-        if bad:
-            return CheckResult(name, case, "fail", message=f"empty or non-string reasons: {bad!r}", reasons=reasons)
-        try:
-            variant(inputs.q, inputs.k, inputs.v, case.pattern)
-        except ValueError:
-            return CheckResult(name, case, "unsupported", reasons=reasons)
-        except Exception as exc:  # reported as a failure with its type, not swallowed
-            return CheckResult(name, case, "fail", reasons=reasons,
-                               message=f"unsupported case raised {type(exc).__name__} instead of ValueError: {exc}")
-        return CheckResult(name, case, "fail", reasons=reasons,
-                           message="declared unsupported but computed without raising ValueError")
+        return _check_unsupported(variant, case, reasons)
 
     tol = variant.tolerance(case.dtype)
     gtol = variant.tolerance(case.dtype, grad=True)
+    result = CheckResult(name, case, "pass", tolerance=tol, grad_tolerance=gtol)
+    inputs = make_inputs(case)
     with_grad = case.needs_backward
     q, k, v = (t.clone().requires_grad_(with_grad) for t in (inputs.q, inputs.k, inputs.v))
+    stage = "prepare"
     try:
-        out = variant(q, k, v, case.pattern)
+        fn = variant.prepare(case.pattern, case)
+        stage = "forward"
+        out = fn(q, k, v)
     except Exception as exc:
-        return CheckResult(name, case, "error", tolerance=tol,
-                           message=f"forward raised {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+        result.status, result.detail = "error", traceback.format_exc(limit=4)
+        result.message = f"{stage} raised {_first_line(exc)}"
+        return result
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != case.shape or out.dtype != case.torch_dtype:
         got = f"{tuple(out.shape)} {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
-        return CheckResult(name, case, "fail", tolerance=tol,
-                           message=f"output is {got}, expected {case.shape} {case.torch_dtype}")
+        result.status, result.message = "fail", f"output is {got}, expected {case.shape} {case.torch_dtype}"
+        return result
+    problems: list[str] = []
+    if not all(torch.equal(a.detach(), b) for a, b in zip((q, k, v), (inputs.q, inputs.k, inputs.v))):
+        problems.append("the variant modified its inputs q, k or v in place")
     ref = reference_attention(inputs.q, inputs.k, inputs.v, case.pattern,
                               grad_out=inputs.grad_out if with_grad else None)
-    out_err = error_stats(out, ref.out)
-    result = CheckResult(name, case, "pass", out_rel_l2=out_err.rel_l2, tolerance=tol, grad_tolerance=gtol)
-    problems = []
-    if not out_err.finite:
-        problems.append("output has NaN or Inf")
-    elif out_err.rel_l2 > tol:
-        problems.append(f"output rel_l2 {out_err.rel_l2:.3g} > tolerance {tol:.3g} ({out_err.rel_l2 / tol:.1f}x)")
+    result.out_rel_l2 = _compare("output", out, ref.out, tol, problems)
+
+    if type(variant).prepare is not Variant.prepare:  # the validated call path must agree with the timed one
+        try:
+            with torch.no_grad():
+                direct = variant(inputs.q, inputs.k, inputs.v, case.pattern)
+            _compare("variant(q, k, v, pattern) output", direct, ref.out, tol, problems)
+        except Exception as exc:
+            problems.append(f"variant(q, k, v, pattern) raised {_first_line(exc)} where prepare() worked")
+
     if with_grad:
         try:
             out.backward(inputs.grad_out)
         except Exception as exc:
-            result.status, result.message = "error", f"backward raised {type(exc).__name__}: {exc}"
+            result.status, result.detail = "error", traceback.format_exc(limit=4)
+            result.message = "; ".join([*problems, f"backward raised {_first_line(exc)}"])
             return result
-        worst = 0.0
-        for gname, got, want in (("dq", q.grad, ref.dq), ("dk", k.grad, ref.dk), ("dv", v.grad, ref.dv)):
-            if got is None:
+        for gname, leaf, want in (("dq", q, ref.dq), ("dk", k, ref.dk), ("dv", v, ref.dv)):
+            if leaf.grad is None:
                 problems.append(f"{gname} is None (no gradient reached the input)")
                 continue
-            e = error_stats(got, want)
-            if not e.finite:
-                problems.append(f"{gname} has NaN or Inf")
-                continue
-            worst = max(worst, e.rel_l2)
-            if e.rel_l2 > gtol:
-                problems.append(f"{gname} rel_l2 {e.rel_l2:.3g} > tolerance {gtol:.3g} ({e.rel_l2 / gtol:.1f}x)")
-        result.grad_rel_l2 = worst
+            result.grad_errors[gname] = _compare(gname, leaf.grad, want, gtol, problems)
+        finite = [e for e in result.grad_errors.values() if not math.isnan(e)]
+        result.grad_rel_l2 = max(finite) if len(finite) == 3 else math.nan
     if problems:
         result.status, result.message = "fail", "; ".join(problems)
     return result
@@ -155,19 +244,53 @@ def check_case(variant: Variant, case: Case) -> CheckResult:
 
 def run_conformance(variant: str | Variant, devices: Iterable[str] | None = None,
                     dtypes: Iterable[str] = CONFORMANCE_DTYPES) -> list[CheckResult]:
-    """Every conformance case of ``variant`` (a name or an instance)."""
+    """Every conformance case of ``variant``.
+
+    Args:
+        variant: a registered name or a variant instance (which need not be registered).
+        devices: device names (default: the available ones).
+        dtypes: dtype names.
+
+    Returns:
+        One :class:`CheckResult` per case, in :func:`conformance_cases` order.
+    """
     var = get_variant(variant) if isinstance(variant, str) else variant
     return [check_case(var, c) for c in conformance_cases(var, devices, dtypes)]
 
 
+def summarize(results: list[CheckResult]) -> dict[str, int]:
+    """Counts per status (every status in :data:`STATUSES`, zeros included)."""
+    return {s: sum(r.status == s for r in results) for s in STATUSES}
+
+
 def assert_conforms(variant: str | Variant, devices: Iterable[str] | None = None,
                     dtypes: Iterable[str] = CONFORMANCE_DTYPES) -> list[CheckResult]:
-    """Run the kit and raise ``AssertionError`` listing every failing case with its figures."""
+    """Run the kit and raise ``AssertionError`` listing every failing case with its figures.
+
+    Args:
+        variant: a registered name or a variant instance.
+        devices: device names (default: the available ones).
+        dtypes: dtype names.
+
+    Returns:
+        The results, when every case passed or was properly declined and at least one passed.
+
+    Raises:
+        AssertionError: a case failed (one line per case: the case, what is wrong and by how much), or the
+            variant supports none of the cases.
+    """
     results = run_conformance(variant, devices, dtypes)
+    name = variant if isinstance(variant, str) else variant.name
     failed = [r for r in results if not r.ok]
     if failed:
-        lines = "\n".join(r.describe() for r in failed)
-        raise AssertionError(f"{len(failed)} of {len(results)} conformance cases failed:\n{lines}")
+        lines = [r.describe() for r in failed[:_MAX_LISTED_FAILURES]]
+        if len(failed) > _MAX_LISTED_FAILURES:
+            lines.append(f"... and {len(failed) - _MAX_LISTED_FAILURES} more")
+        counts = ", ".join(f"{n} {s}" for s, n in summarize(results).items() if n)
+        raise AssertionError(f"variant {name!r}: {len(failed)} of {len(results)} conformance cases failed "
+                             f"({counts}):\n" + "\n".join(lines))
     if not any(r.status == "pass" for r in results):
-        raise AssertionError(f"variant {results[0].variant if results else variant!r} supports none of the cases")
+        reasons = sorted({reason for r in results for reason in r.reasons})
+        raise AssertionError(f"variant {name!r} supports none of the {len(results)} conformance cases here; "
+                             f"its reasons: {'; '.join(reasons[:5])}")
     return results

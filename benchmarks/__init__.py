@@ -1,0 +1,1 @@
+"""pytest-benchmark suite of attnbench: run with ``pytest benchmarks --benchmark-only``."""

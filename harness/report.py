@@ -1,0 +1,421 @@
+"""Build a run's report: tidy ``results.csv``, per-case ``summary.csv``, scaling table, plots and ``report.md``.
+
+``write_report(run_dirs, out_dir)`` reads one or more runs, and writes into ``out_dir``:
+
+- ``results.csv``: every row of every run given (public columns first);
+- ``summary.csv``: per case and variant: status, median time, speedup over ``full`` on the same inputs, peak
+  memory and its ratio to ``full``'s, error;
+- ``scaling.csv``: per variant and facet, the fitted exponents of time and memory in seq_len and the crossover
+  length where the variant first beats ``full``;
+- ``plots/*.png`` and ``plots/*.svg``: see :mod:`harness.plots`;
+- ``report.md``: environment, tables and plots, readable on GitHub.
+
+``report_main(argv)`` is the ``attnbench report RUN [RUN ...] [--out DIR]`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.plots import NO_VALUE, facet_columns, make_figures, save_figure, variant_order
+from harness.results_io import CASE_COLUMNS, PUBLIC_COLUMNS, RunData, _read_runs
+from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
+
+_DERIVED = ("run", "pattern_label", "err_metric")
+#: Image formats of the plots; report.md links the PNG.
+PLOT_FORMATS: tuple[str, ...] = ("png", "svg")
+_SUMMARY_COLUMNS = (
+    "time_ms_median", "time_ms_iqr", "speedup_vs_full", "peak_mem_bytes", "mem_ratio_vs_full", "err_rel_l2",
+    "approx_err_rel_l2", "err_metric", "textbook_err_rel_l2", "err_ratio_vs_textbook", "grad_err_rel_l2",
+    "reason",
+)
+_PLOT_CAPTIONS = {
+    "time": "Median steady-state time of one call against sequence length, log-log.",
+    "memory": "Peak memory above the inputs against sequence length, log-log.",
+    "error": "Relative L2 error of the output against the float64 baseline (approximate variants: "
+             "`approx_err_rel_l2` where recorded); dashed: textbook attention computed in the same dtype.",
+    "speedup": "`full`'s median time divided by the variant's, on the same inputs (above 1: faster than `full`).",
+    "throughput": "Useful FLOPs (attended pairs only) per second.",
+    "accuracy_vs_cost": "Error against median time per case; the ringed points form the Pareto frontier "
+                        "(no other variant is both faster and more accurate).",
+    "pct_of_peak": "Throughput as a percentage of the device's measured peak.",
+}
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``speedup_vs_full`` and ``mem_ratio_vs_full``: ratios to ``full`` on the same inputs and mode.
+
+    ``full`` is looked up in the same run first, then (for runs that lack it) on the same device name in the
+    other runs given. Ratios are NaN where the row or ``full`` did not succeed.
+
+    Args:
+        frame: normalized rows.
+
+    Returns:
+        A copy with the two columns added.
+    """
+    df = frame.copy()
+    key = list(CASE_COLUMNS) + ["mode"]
+    base = df[(df["variant"] == BASELINE) & (df["status"] == "ok")]
+    by_run = base.groupby(key + ["run"], dropna=False)[["time_ms_median", "peak_mem_bytes"]].median()
+    by_dev = base.groupby(key + ["device_name"], dropna=False)[["time_ms_median", "peak_mem_bytes"]].median()
+    t_run = df[key + ["run"]].join(by_run.add_suffix("_full"), on=key + ["run"])
+    t_dev = df[key + ["device_name"]].join(by_dev.add_suffix("_full"), on=key + ["device_name"])
+    t_base = t_run["time_ms_median_full"].fillna(t_dev["time_ms_median_full"])
+    m_base = t_run["peak_mem_bytes_full"].fillna(t_dev["peak_mem_bytes_full"])
+    ok = df["status"] == "ok"
+    df["speedup_vs_full"] = (t_base / df["time_ms_median"]).where(ok)
+    df["mem_ratio_vs_full"] = (df["peak_mem_bytes"] / m_base).where(ok & (m_base > 0))
+    return df
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per case and variant: status, median time (and IQR), speedup over ``full``, peak memory, its ratio, error.
+
+    Args:
+        frame: normalized rows (see :func:`harness.results_io.normalize`).
+
+    Returns:
+        One row per (run, case, mode, variant), sorted by case then variant (``full`` first).
+    """
+    df = with_baseline_ratios(frame) if "speedup_vs_full" not in frame.columns else frame.copy()
+    lead = ["run", "device_name"] + list(CASE_COLUMNS) + ["mode", "variant", "status"]
+    cols = lead + [c for c in _SUMMARY_COLUMNS if c in df.columns]
+    out = df[cols].copy()
+    out["_v"] = out["variant"].map(lambda v: (v != BASELINE, v))
+    out = out.sort_values(["run"] + [c for c in CASE_COLUMNS if c != "seq_len"] + ["mode", "seq_len", "_v"])
+    return out.drop(columns="_v").reset_index(drop=True)
+
+
+def _fmt(x: object, digits: int = 3) -> str:
+    if x is None or x is pd.NA or (isinstance(x, float | np.floating) and not math.isfinite(x)):
+        return ""
+    if isinstance(x, float | np.floating):
+        x = float(x)
+        if x == 0:
+            return "0"
+        if abs(x) >= 1000 or abs(x) < 0.01:
+            return f"{x:.{digits - 1}e}" if abs(x) < 0.01 else f"{x:,.0f}"
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table of ``frame`` (numbers shortened, ``|`` escaped, NaN blank)."""
+    if frame.empty:
+        return "_(no rows)_\n"
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        cells = [_fmt(v).replace("|", "\\|").replace("\n", " ") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: pd.Series, main: str, ratio: str | None, unit: str = "", scale: float = 1.0,
+          ratio_fmt: str = "{:.2f}x") -> str:
+    if row["status"] != "ok":
+        return f"**{row['status']}**"
+    v = row.get(main, math.nan)
+    if not (isinstance(v, float | int | np.floating) and math.isfinite(v)):
+        return NO_VALUE
+    text = f"{_fmt(float(v) / scale)}{unit}"
+    if ratio is not None:
+        r = row.get(ratio, math.nan)
+        if isinstance(r, float | np.floating) and math.isfinite(r):
+            text += f" ({ratio_fmt.format(float(r))})"
+    return text
+
+
+def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
+    """Wide markdown tables (rows: seq_len, columns: variants) of one quantity, one table per facet.
+
+    Args:
+        summary: output of :func:`summary_table`.
+        facets: facet columns.
+        kind: ``time`` (ms, with speedup over full), ``memory`` (MiB, with ratio to full) or ``error``.
+
+    Returns:
+        Markdown text.
+    """
+    spec = {
+        "time": ("time_ms_median", "speedup_vs_full", " ms", 1.0, "{:.2f}x"),
+        "memory": ("peak_mem_bytes", "mem_ratio_vs_full", " MiB", 2**20, "{:.2f}x"),
+        "error": ("err_metric", "err_ratio_vs_textbook", "", 1.0, "{:.2f}x textbook"),
+    }[kind]
+    variants = variant_order(summary["variant"])
+    parts = []
+    groups = summary.groupby(facets, dropna=False, sort=True) if facets else [((), summary)]
+    for key, sub in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        if facets:
+            label = ", ".join(f"{c.replace('pattern_label', 'pattern')}={_fmt(v)}" for c, v in zip(facets, key))
+            parts.append(f"**{label}**\n")
+        rows = []
+        extra_cols = [c for c in ("batch", "heads") if c not in facets and sub[c].nunique() > 1]
+        for n, at_n in sub.groupby("seq_len", sort=True):
+            rec = {"seq_len": int(n)}
+            for c in extra_cols:
+                rec[c] = ", ".join(_fmt(v) for v in sorted(at_n[c].dropna().unique()))
+            for v in variants:
+                r = at_n[at_n["variant"] == v]
+                rec[v] = "" if r.empty else "; ".join(_cell(x, *spec) for _, x in r.iterrows())
+            rows.append(rec)
+        table = pd.DataFrame(rows)
+        table = table[[c for c in table.columns if c in ("seq_len", *extra_cols) or (table[c] != "").any()]]
+        parts.append(markdown_table(table))
+    return "\n".join(parts)
+
+
+def not_measured_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows that did not succeed, one line per variant and status: the lengths hit, a count and the reason
+    (the most frequent message, with how many other messages there were)."""
+    bad = frame[frame["status"] != "ok"]
+    if bad.empty:
+        return pd.DataFrame(columns=["variant", "status", "seq_len", "count", "reason"])
+    rows = []
+    for (variant, status), sub in bad.groupby(["variant", "status"], dropna=False):
+        lens = ", ".join(str(int(n)) for n in sorted(sub["seq_len"].dropna().unique()))
+        reasons = sub["reason"].astype(str).value_counts()
+        reason = str(reasons.index[0])[:160] if len(reasons) else ""
+        if len(reasons) > 1:
+            reason += f" (and {len(reasons) - 1} other message(s): see summary.csv)"
+        rows.append(dict(variant=variant, status=status, seq_len=lens, count=len(sub), reason=reason))
+    out = pd.DataFrame(rows)
+    out["_v"] = out["variant"].map(lambda v: (v != BASELINE, v))
+    return out.sort_values(["_v", "status"]).drop(columns="_v").reset_index(drop=True)
+
+
+def at_a_glance(summary: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
+    """Per facet: at the longest length with a successful row, the fastest and the leanest variant and what did
+    not run there; and over all lengths, the largest speedup over ``full``."""
+    rows = []
+    groups = summary.groupby(facets, dropna=False, sort=True) if facets else [((), summary)]
+    for key, sub in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        ok = sub[(sub["status"] == "ok") & sub["time_ms_median"].notna()]
+        if ok.empty:
+            continue
+        n = ok["seq_len"].max()
+        at = ok[ok["seq_len"] == n]
+        fast = at.loc[at["time_ms_median"].idxmin()]
+        rec = {c.replace("pattern_label", "pattern"): _fmt(v) for c, v in zip(facets, key)}
+        rec.update({"longest N": int(n), "fastest there": f"{fast['variant']} ({_fmt(fast['time_ms_median'])} ms)"})
+        mem = at[at["peak_mem_bytes"].notna()]
+        if not mem.empty:
+            lean = mem.loc[mem["peak_mem_bytes"].idxmin()]
+            rec["least memory there"] = f"{lean['variant']} ({_fmt(lean['peak_mem_bytes'] / 2**20)} MiB)"
+        failed = sub[(sub["seq_len"] == n) & (sub["status"] != "ok")]
+        rec["not ok there"] = ", ".join(f"{v} ({s})" for v, s in zip(failed["variant"], failed["status"]))
+        sp = sub[(sub["variant"] != BASELINE) & sub["speedup_vs_full"].notna()] if "speedup_vs_full" in sub else sub[:0]
+        if not sp.empty:
+            best = sp.loc[sp["speedup_vs_full"].idxmax()]
+            rec[f"best speedup over {BASELINE}"] = (f"{best['speedup_vs_full']:.2f}x, {best['variant']} "
+                                                   f"at N={int(best['seq_len'])}")
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- environment
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, name + "."))
+        elif isinstance(v, list | tuple):
+            out[name] = ", ".join(str(x) for x in v)
+        else:
+            out[name] = v
+    return out
+
+
+def environment_markdown(data: RunData) -> str:
+    """Environment of each run: its ``env.json`` (flattened) and the per-row environment columns."""
+    parts = []
+    env_cols = [c for c in ("device", "device_name", "torch_version", "harness_version", "git_commit", "threads",
+                            "timing_method", "memory_method") if c in data.frame.columns]
+    for run, sub in data.frame.groupby("run", sort=True):
+        parts.append(f"### Run `{run}`\n")
+        stamps = pd.to_datetime(sub["timestamp"], errors="coerce").dropna()
+        counts = sub["status"].value_counts()
+        info = {"rows": len(sub), "statuses": ", ".join(f"{s}: {int(c)}" for s, c in counts.items())}
+        if len(stamps):
+            info["measured"] = f"{stamps.min():%Y-%m-%d %H:%M} to {stamps.max():%Y-%m-%d %H:%M}"
+        for c in env_cols:
+            vals = [str(_fmt(v)) for v in sub[c].dropna().unique() if str(v) != ""]
+            if vals:
+                info[c] = ", ".join(vals[:6]) + (" ..." if len(vals) > 6 else "")
+        env = data.envs.get(run) or (data.envs.get(next(iter(data.envs))) if len(data.envs) == 1 else None)
+        if env:
+            info.update({f"env: {k}": v for k, v in _flatten(env).items()})
+        parts.append(markdown_table(pd.DataFrame({"": list(info), "value": [str(v) for v in info.values()]})))
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> Path:
+    """Write every report file for ``data`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        data: rows and environments of the runs (from :func:`harness.results_io._read_runs`).
+        out_dir: where to write (created).
+        formats: image formats of the plots (the first one is linked from report.md; empty: no plots).
+
+    Returns:
+        The path of ``report.md``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = with_baseline_ratios(data.frame)
+    facets = facet_columns(frame)
+
+    tidy = frame[[c for c in frame.columns if c not in _DERIVED + ("speedup_vs_full", "mem_ratio_vs_full")]]
+    tidy.to_csv(out / "results.csv", index=False)
+    summary = summary_table(frame)
+    summary.to_csv(out / "summary.csv", index=False)
+    scaling = scaling_table(frame, facets)
+    scaling.to_csv(out / "scaling.csv", index=False)
+
+    plot_files: dict[str, list[Path]] = {}
+    if formats:
+        for name, fig in make_figures(frame, facets).items():
+            plot_files[name] = save_figure(fig, out / "plots", name, formats)
+            fig.clear()
+
+    md = _report_markdown(data, frame, summary, scaling, facets, plot_files, out)
+    path = out / "report.md"
+    path.write_text(md)
+    return path
+
+
+def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, scaling: pd.DataFrame,
+                     facets: list[str], plot_files: dict[str, list[Path]], out: Path) -> str:
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    variants = variant_order(frame["variant"])
+    lines = [
+        "# attnbench report",
+        "",
+        f"Generated {now} from {len(data.sources)} run(s): "
+        + ", ".join(f"`{s}`" for s in data.sources) + ".",
+        f"Variants: {', '.join(f'`{v}`' for v in variants)}. "
+        f"Lengths: {', '.join(str(int(n)) for n in sorted(frame['seq_len'].dropna().unique()))}. "
+        + (f"Panels split by: {', '.join(c.replace('pattern_label', 'pattern') for c in facets)}."
+           if facets else "One panel (nothing but seq_len varies)."),
+        "",
+        "Files: [results.csv](results.csv) (all rows), [summary.csv](summary.csv) (per case and variant), "
+        "[scaling.csv](scaling.csv).",
+        "",
+    ]
+    if BASELINE not in set(frame["variant"]):
+        lines += [f"> No `{BASELINE}` rows: speedups and memory ratios need `{BASELINE}` on the same inputs.", ""]
+    noisy = frame["noisy"].astype(str).str.lower().isin(("true", "1", "1.0")).sum()
+    if noisy:
+        lines += [f"> {noisy} row(s) are marked noisy (IQR above 10% of the median): read their times with care.",
+                  ""]
+    glance = at_a_glance(summary, facets)
+    if not glance.empty:
+        lines += ["## At a glance", "",
+                  "Per panel: at the longest length with a successful row, the fastest and the leanest variant and "
+                  f"what did not run there; and the largest speedup over `{BASELINE}` at any length.", "",
+                  markdown_table(glance), ""]
+    lines += ["## Plots", ""]
+    for name, files in plot_files.items():
+        png = next((f for f in files if f.suffix == ".png"), files[0])
+        svg = next((f for f in files if f.suffix == ".svg"), None)
+        rel = png.relative_to(out).as_posix()
+        lines += [f"### {name.replace('_', ' ')}", "", _PLOT_CAPTIONS.get(name, ""), "", f"![{name}]({rel})", ""]
+        if svg is not None:
+            lines += [f"[SVG]({svg.relative_to(out).as_posix()})", ""]
+    lines += [
+        "## Scaling", "",
+        "Least-squares slope of log(time) and log(peak memory) against log(seq_len) over the successful rows "
+        "(`y ~ N^k`: 2 is quadratic, 1 linear), with the range fitted. `crossover_seq_len`: the shortest length "
+        f"at which the variant's median time is below `{BASELINE}`'s (blank: never, in the range measured). "
+        f"**A memory exponent >= {QUADRATIC_MEM_EXPONENT} is flagged**: for a variant meant to need O(N) memory "
+        "that is a finding.", "",
+    ]
+    shown = scaling.copy()
+    shown.columns = [c.replace("pattern_label", "pattern") for c in shown.columns]
+    flag = shown["mem_exponent"] >= QUADRATIC_MEM_EXPONENT
+    shown["mem_exponent"] = [f"**{_fmt(x)}** ⚠" if f else _fmt(x) for x, f in zip(shown["mem_exponent"], flag)]
+    shown = shown.drop(columns=[c for c in ("time_r2", "mem_r2") if c in shown.columns])
+    lines += [markdown_table(shown), ""]
+    lines += ["## Tables", "",
+              f"Cells: the value, and in brackets its ratio to `{BASELINE}` on the same inputs (time: speedup, "
+              "above 1 is faster; memory: ratio, below 1 is leaner; error: ratio to textbook attention in the same "
+              "dtype). **Bold**: the row's status where it did not succeed.", ""]
+    for kind, title in (("time", "Median time"), ("memory", "Peak memory above inputs"),
+                        ("error", "Relative L2 error")):
+        lines += [f"### {title}", "", pivot_markdown(summary, facets, kind), ""]
+    lines += ["## Not measured", ""]
+    bad = not_measured_table(frame)
+    lines += ([markdown_table(bad)] if not bad.empty else ["Every row succeeded."]) + [""]
+    lines += ["## Environment", "", environment_markdown(data), ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dirs: list[str | Path] | tuple[str | Path, ...] | str | Path, out_dir: str | Path,
+                 formats: tuple[str, ...] = PLOT_FORMATS) -> Path:
+    """Read the runs and write the report into ``out_dir``.
+
+    Args:
+        run_dirs: run directories (each holding ``results.csv``, optionally ``env.json``) or CSV files.
+        out_dir: output directory (created).
+        formats: plot image formats (default PNG and SVG).
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        ValueError: a run is missing or holds no results.
+    """
+    data = _read_runs(run_dirs)
+    if data.frame.empty:
+        raise ValueError(f"runs {[str(p) for p in data.sources]} hold no rows (allowed: runs with results)")
+    return build_report(data, out_dir, formats)
+
+
+def default_out_dir(runs: list[str]) -> Path:
+    """``RUN/report`` for one run directory, ``<csv stem>_report`` next to a CSV, else ``report_<names>`` beside
+    the first run."""
+    first = Path(runs[0])
+    if len(runs) == 1:
+        return first / "report" if first.is_dir() else first.with_name(f"{first.stem}_report")
+    names = "+".join(Path(r).name if Path(r).is_dir() else Path(r).stem for r in runs)
+    return first.resolve().parent / f"report_{names[:80]}"
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    """``attnbench report RUN [RUN ...] [--out DIR]``: write the report and print where.
+
+    Returns:
+        0 on success, 2 on bad arguments or unreadable runs.
+    """
+    parser = argparse.ArgumentParser(prog="attnbench report",
+                                     description="Tables, plots and report.md from one or more runs.")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directory (with results.csv) or a CSV file")
+    parser.add_argument("--out", default=None, help="output directory (default: RUN/report for one run)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    out = Path(args.out) if args.out else default_out_dir(args.runs)
+    try:
+        path = write_report(args.runs, out)
+    except ValueError as exc:
+        print(f"attnbench report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "summary_table", "write_report"]
