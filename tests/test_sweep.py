@@ -190,3 +190,19 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise():
     q.finish("c", "v", "ok", "1 ms")
     q.finish("c", "w", "", skipped=True)
     assert plain.getvalue().splitlines() == ["[1/2] c | v: ok 1 ms", "[2/2] c | w: exists, skipped"]
+
+
+def test_inputs_that_cannot_be_made_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = sweep_mod.make_inputs
+
+    def failing(case):
+        if case.seq_len == 8:
+            raise MemoryError("cannot allocate the inputs (simulated)")
+        return real(case)
+
+    monkeypatch.setattr(sweep_mod, "make_inputs", failing)
+    plan = _plan(tmp_path, seq_len=[8, 16], variants=["full"])
+    run_sweep(plan, cuda_available=False)
+    rows = {r["seq_len"]: r for r in read_records(plan.run_dir)}
+    assert rows[8]["status"] == "oom" and "MemoryError: cannot allocate" in rows[8]["reason"]
+    assert rows[16]["status"] == "ok"
