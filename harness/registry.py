@@ -35,9 +35,16 @@ from harness.variant import Variant
 ENTRY_POINT_GROUP = "attnbench.variants"
 BUILTIN_MODULES: tuple[str, ...] = (
     "variants.full",
+    "variants.causal",
+    "variants.local_window",
+    "variants.block_sparse",
+    "variants.chunked",
     "variants.linear",
-    "variants.nystrom",
     "variants.performer",
+    "variants.nystrom",
+    "variants.sdpa",
+    "variants.xformers_attn",
+    "variants.flex",
 )
 
 _variants: dict[str, Variant] = {}

@@ -1,0 +1,245 @@
+"""``chunked``: memory-efficient exact attention (Rabe & Staats 2021), O(N · chunk) memory forward and backward.
+
+Queries are cut into chunks of ``q_chunk`` rows; for each, the keys and values are visited in chunks of
+``k_chunk`` with an online softmax (running row max ``m``, running denominator ``l``, rescaled accumulator), so
+no more than one ``q_chunk x k_chunk`` score tile is alive at a time. Key chunks the pattern never reaches
+(``Pattern.key_bounds``) are not visited, and tiles it reaches only in part get their mask; the tile plan
+(which tiles, which masks) is built once in :meth:`Chunked.prepare`.
+
+The backward pass is a :class:`torch.autograd.Function` that recomputes each tile's probabilities from the saved
+row log-sum-exp (as FlashAttention does) instead of keeping an autograd graph of the loop, so it is also
+O(N · chunk): it keeps only q, k, v, the output and the log-sum-exp, and three O(N · d) gradient buffers.
+
+Low-precision inputs are computed in float32; the output has the input dtype. Rows with no attended key give 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from harness import Pattern, Variant, register_variant
+from harness.inputs import Case
+from harness.variant import AttentionFn, case_for
+
+_MASK_BUDGET_BYTES = 64 * 2**20  # partial-tile masks kept from prepare; beyond this they are rebuilt per call
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for 16-bit inputs, the input dtype otherwise."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+@dataclass
+class _Tile:
+    """One key chunk ``[k0, k1)`` of a query chunk; ``masked_out`` is True where a pair is NOT attended."""
+
+    k0: int
+    k1: int
+    partial: bool = False
+    masked_out: torch.Tensor | None = None
+
+
+@dataclass
+class _Plan:
+    """The tiles of every query chunk of one (pattern, seq_len)."""
+
+    chunks: list[tuple[int, int, list[_Tile]]]
+    mask_fn: object  # the pattern's (q_idx, k_idx) -> bool, for masks not kept in memory
+    dtype: torch.dtype
+
+    def tile_mask(self, q0: int, q1: int, tile: _Tile, device: torch.device) -> torch.Tensor | None:
+        """The tile's masked-out pairs (None when every pair is attended)."""
+        if not tile.partial:
+            return None
+        if tile.masked_out is not None:
+            return tile.masked_out
+        qi = torch.arange(q0, q1, device=device)[:, None]
+        ki = torch.arange(tile.k0, tile.k1, device=device)[None, :]
+        return ~self.mask_fn(qi, ki)
+
+
+def _tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int) -> str | None:
+    """``"full"``, ``"empty"`` or ``"partial"`` for the tile ``[q0, q1) x [k0, k1)``; None when not known cheaply."""
+    kind = pattern.kind
+    lo, hi = q0 - (k1 - 1), (q1 - 1) - k0  # range of i - j over the tile
+    if kind == "full":
+        return "full"
+    if kind == "causal":
+        return "full" if lo >= 0 else ("empty" if hi < 0 else "partial")
+    if kind == "window":
+        w = pattern.window
+        if lo >= 0 and hi < w:
+            return "full"
+        return "empty" if hi < 0 or lo >= w else "partial"
+    if kind == "window_sym":
+        w = pattern.window
+        if max(abs(lo), abs(hi)) < w:
+            return "full"
+        return "empty" if lo >= w or hi <= -w else "partial"
+    return None
+
+
+def build_plan(pattern: Pattern, n: int, q_chunk: int, k_chunk: int, dtype: torch.dtype,
+               device: torch.device | str) -> _Plan:
+    """Tile plan of ``pattern`` over ``n`` tokens: the key chunks each query chunk visits and their masks.
+
+    Args:
+        pattern: the attention pattern.
+        n: sequence length.
+        q_chunk, k_chunk: query rows and key columns per tile.
+        dtype: compute dtype.
+        device: where masks are kept.
+
+    Returns:
+        The plan; tiles with no attended pair are left out.
+    """
+    mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, device)
+    budget = _MASK_BUDGET_BYTES
+    chunks = []
+    for q0 in range(0, n, q_chunk):
+        q1 = min(n, q0 + q_chunk)
+        lo, hi = pattern.key_bounds(q0, q1, n)
+        tiles = []
+        for k0 in range(lo, hi, k_chunk):
+            k1 = min(hi, k0 + k_chunk)
+            kind = _tile_kind(pattern, q0, q1, k0, k1)
+            masked_out = None
+            if kind != "full":
+                qi = torch.arange(q0, q1, device=device)[:, None]
+                ki = torch.arange(k0, k1, device=device)[None, :]
+                masked_out = ~mask_fn(qi, ki)
+                if kind is None:
+                    kind = "empty" if bool(masked_out.all()) else ("full" if not bool(masked_out.any()) else "partial")
+            if kind == "empty":
+                continue
+            tile = _Tile(k0, k1, partial=kind == "partial")
+            if tile.partial and budget >= masked_out.numel():
+                tile.masked_out = masked_out
+                budget -= masked_out.numel()
+            tiles.append(tile)
+        chunks.append((q0, q1, tiles))
+    return _Plan(chunks, mask_fn, dtype)
+
+
+@register_variant
+class Chunked(Variant):
+    """Memory-efficient exact attention with an online softmax (see the module docstring).
+
+    Args:
+        q_chunk: query rows per chunk (default 1024).
+        k_chunk: keys per chunk (default 1024).
+    """
+
+    name = "chunked"
+    description = "memory-efficient exact attention: online softmax over key chunks within query chunks, O(N*chunk)"
+    patterns = frozenset({"full", "causal", "window", "window_sym", "block_sparse", "block_sparse_causal"})
+    # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
+    tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
+    grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}
+    q_chunk: int = 1024
+    k_chunk: int = 1024
+
+    def __init__(self, q_chunk: int | None = None, k_chunk: int | None = None) -> None:
+        for key, value in (("q_chunk", q_chunk), ("k_chunk", k_chunk)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}={value!r} is out of range (allowed: an integer >= 1)")
+            setattr(self, key, value)
+
+    def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
+        plan = build_plan(pattern, case.seq_len, self.q_chunk, self.k_chunk, _compute_dtype(case.torch_dtype),
+                          case.device)
+        return lambda q, k, v: _ChunkedAttention.apply(q, k, v, plan)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        return self.prepare(pattern, case_for(q, pattern))(q, k, v)
+
+
+class _ChunkedAttention(torch.autograd.Function):
+    """Online-softmax forward; backward recomputes each tile from the saved log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
+        cd = plan.dtype
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        qs = q.to(cd) * scale
+        kc, vc = k.to(cd), v.to(cd)
+        out, lse = _forward(qs, kc, vc, plan)
+        ctx.plan, ctx.scale = plan, scale
+        ctx.save_for_backward(q, k, v, out, lse)
+        return out.to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        q, k, v, out, lse = ctx.saved_tensors
+        plan, scale = ctx.plan, ctx.scale
+        cd = plan.dtype
+        dq, dk, dv = _backward(q.to(cd) * scale, k.to(cd), v.to(cd), out, lse, grad_out.to(cd), plan, scale)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None
+
+
+def _forward(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output and row log-sum-exp (``-inf`` for rows with no attended key) of pre-scaled queries ``qs``."""
+    b, h, n, d = qs.shape
+    out = torch.zeros_like(qs)
+    lse = torch.full((b, h, n, 1), float("-inf"), dtype=qs.dtype, device=qs.device)
+    neg_inf = float("-inf")
+    for q0, q1, tiles in plan.chunks:
+        if not tiles:
+            continue
+        qb = qs[:, :, q0:q1]
+        m = denom = acc = None
+        for tile in tiles:
+            s = torch.matmul(qb, k[:, :, tile.k0:tile.k1].transpose(-1, -2))
+            masked_out = plan.tile_mask(q0, q1, tile, qs.device)
+            if masked_out is not None:
+                s.masked_fill_(masked_out, neg_inf)
+            tile_max = s.amax(dim=-1, keepdim=True)
+            m_new = tile_max if m is None else torch.maximum(m, tile_max)
+            m_safe = m_new.masked_fill(m_new == neg_inf, 0.0) if masked_out is not None else m_new
+            p = s.sub_(m_safe).exp_()
+            pv = torch.matmul(p, v[:, :, tile.k0:tile.k1])
+            if m is None:
+                denom, acc = p.sum(dim=-1, keepdim=True), pv
+            else:
+                alpha = (m - m_safe).exp_()
+                denom = denom.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
+                acc = acc.mul_(alpha).add_(pv)
+            m = m_new
+        filled = denom > 0
+        out[:, :, q0:q1] = acc / torch.where(filled, denom, torch.ones_like(denom))
+        lse[:, :, q0:q1] = torch.where(filled, m + torch.log(denom), torch.full_like(denom, neg_inf))
+    return out, lse
+
+
+def _backward(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+              grad_out: torch.Tensor, plan: _Plan, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dq, dk, dv by recomputing each tile's probabilities ``exp(s - lse)`` (FlashAttention-style)."""
+    dq = torch.zeros_like(qs)
+    dk = torch.zeros_like(k)
+    dv = torch.zeros_like(v)
+    delta = (grad_out * out.to(grad_out.dtype)).sum(dim=-1, keepdim=True)  # rowsum(dO * O)
+    lse = lse.masked_fill(lse == float("-inf"), float("inf"))  # empty rows: p = exp(-inf) = 0, not NaN
+    for q0, q1, tiles in plan.chunks:
+        if not tiles:
+            continue
+        qb, gb = qs[:, :, q0:q1], grad_out[:, :, q0:q1]
+        lb, db = lse[:, :, q0:q1], delta[:, :, q0:q1]
+        dqb = torch.zeros_like(qb)
+        for tile in tiles:
+            kb, vb = k[:, :, tile.k0:tile.k1], v[:, :, tile.k0:tile.k1]
+            s = torch.matmul(qb, kb.transpose(-1, -2))
+            masked_out = plan.tile_mask(q0, q1, tile, qs.device)
+            if masked_out is not None:
+                s.masked_fill_(masked_out, float("-inf"))
+            p = s.sub_(lb).exp_()
+            dv[:, :, tile.k0:tile.k1] += torch.matmul(p.transpose(-1, -2), gb)
+            ds = torch.matmul(gb, vb.transpose(-1, -2)).sub_(db).mul_(p)  # dS = P * (dP - delta)
+            dqb += torch.matmul(ds, kb)
+            dk[:, :, tile.k0:tile.k1] += torch.matmul(ds.transpose(-1, -2), qb)  # qb already holds the scale
+        dq[:, :, q0:q1] = dqb * scale
+    return dq, dk, dv

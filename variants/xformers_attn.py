@@ -1,0 +1,186 @@
+"""``xformers``: ``xformers.ops.memory_efficient_attention`` with xFormers' own layout and attention biases.
+
+xFormers takes tensors shaped ``(batch, seq_len, heads, head_dim)``; the harness's ``(batch, heads, seq_len,
+head_dim)`` tensors are passed as transposed views (no copy) and the output is transposed back the same way.
+Patterns map to xFormers' biases, which it applies inside the kernel without materializing a mask:
+
+- ``full``: no bias; ``causal``: ``LowerTriangularMask``;
+- ``window`` (causal, width ``w``): ``LowerTriangularFromBottomRightLocalAttentionMask(w)`` (for square
+  attention, bottom-right and top-left alignment coincide);
+- ``window_sym`` (``|i - j| < w``): ``LocalAttentionFromBottomRightMask(window_left=w-1, window_right=w-1)``.
+
+The module imports xFormers lazily, on the first support question or call, because importing it prints
+warnings (the log lines are captured, not printed). Reasons come from xFormers itself: when its C++/CUDA
+extensions fail to load, the versions it was built for and the ones found; and for each case, a probe call
+(batch = heads = 1) whose "No operator found" answer lists every xFormers operator with why it declined.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import platform
+import re
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+from harness import Pattern, Variant, register_variant
+from harness.inputs import Case
+from variants.sdpa import cuda_unavailable_reason
+
+_OP_HEADER = re.compile(r"^`([^`]+)` is not supported because:\s*$")
+
+
+@dataclass(frozen=True)
+class XformersState:
+    """What importing xFormers gave: the ``xformers.ops`` module (or None) and why its kernels are missing."""
+
+    ops: ModuleType | None
+    version: str = ""
+    import_error: str = ""
+    extension_error: str = ""
+    log: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=1)
+def xformers_state() -> XformersState:
+    """Import ``xformers.ops`` once, capturing its import-time log lines instead of printing them."""
+    logger = logging.getLogger("xformers")
+    records: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler, propagate = _Keep(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                xformers = importlib.import_module("xformers")
+                ops = importlib.import_module("xformers.ops")
+            except Exception as exc:  # not installed, or broken: becomes the reason
+                return XformersState(None, import_error=f"{type(exc).__name__}: {exc}", log=tuple(records))
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    version = getattr(xformers, "__version__", "?")
+    return XformersState(ops, version, extension_error=_extension_error(version), log=tuple(records))
+
+
+def _extension_error(version: str) -> str:
+    """A sentence naming the versions involved when xFormers' compiled extension did not load."""
+    try:
+        cpp = importlib.import_module("xformers._cpp_lib")
+    except Exception:
+        return ""
+    exc = getattr(cpp, "_cpp_library_load_exception", None)
+    if exc is None:
+        return ""
+    meta = getattr(cpp, "_build_metadata", None) or getattr(exc, "build_info", None)
+    this = f"this is torch {torch.__version__}, Python {platform.python_version()}"
+    if meta is not None:
+        try:
+            built = (f"built for PyTorch {meta.torch_version} with CUDA {meta.cuda_version}, "
+                     f"Python {meta.python_version}")
+        except Exception:
+            built = "built for another PyTorch/Python"
+        return f"xformers {version}'s C++/CUDA extensions do not load: {built}; {this}"
+    return f"xformers {version}'s C++/CUDA extensions do not load ({type(exc).__name__}); {this}"
+
+
+def xformers_bias(ops: ModuleType, pattern: Pattern):
+    """The xFormers attention bias for ``pattern`` (None for full attention)."""
+    fmha = ops.fmha.attn_bias
+    if pattern.kind == "full":
+        return None
+    if pattern.kind == "causal":
+        return fmha.LowerTriangularMask()
+    if pattern.kind == "window":
+        return fmha.LowerTriangularFromBottomRightLocalAttentionMask(pattern.window)
+    if pattern.kind == "window_sym":
+        return fmha.LocalAttentionFromBottomRightMask(window_left=pattern.window - 1,
+                                                      window_right=pattern.window - 1)
+    raise ValueError(f"pattern={pattern.kind!r} has no xformers bias (supported: full, causal, window, window_sym)")
+
+
+def summarize_not_found(message: str) -> str:
+    """Condense xFormers' "No operator found" message to ``op: reason, reason; op: ...``."""
+    ops: list[str] = []
+    current: list[str] | None = None
+    for line in message.splitlines():
+        head = _OP_HEADER.match(line.strip())
+        if head:
+            current = [head.group(1)]
+            ops.append("")
+        elif current is not None and line.startswith("    ") and line.strip():
+            current.append(line.strip())
+        if current is not None and ops:
+            ops[-1] = f"{current[0]}: " + ", ".join(current[1:])
+    first = message.strip().splitlines()[0] if message.strip() else "no operator found"
+    first = first.rstrip(":").replace(" with inputs", "")
+    return f"{first}: " + "; ".join(ops) if ops else first
+
+
+@functools.lru_cache(maxsize=512)
+def _probe(device: str, dtype: str, seq_len: int, head_dim: int, pattern: Pattern, backward: bool) -> tuple[str, ...]:
+    """xFormers' own reasons why this combination cannot run (empty when a probe call succeeds)."""
+    state = xformers_state()
+    ops = state.ops
+    assert ops is not None
+    q = torch.randn(1, seq_len, 1, head_dim, device=device, dtype=getattr(torch, dtype), requires_grad=backward)
+    try:
+        out = ops.memory_efficient_attention(q, q, q, attn_bias=xformers_bias(ops, pattern))
+        if backward:
+            out.sum().backward()
+        torch.cuda.synchronize(device)
+        return ()
+    except NotImplementedError as exc:
+        reasons = [summarize_not_found(str(exc))]
+    except Exception as exc:  # a failure past dispatch (e.g. a kernel that does not load) is still xFormers'
+        reasons = [f"xformers {state.version} failed on a probe call: {type(exc).__name__}: "
+                   f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"]
+    if state.extension_error:
+        reasons.insert(0, state.extension_error)
+    return tuple(reasons)
+
+
+@register_variant
+class Xformers(Variant):
+    name = "xformers"
+    description = "xformers.ops.memory_efficient_attention, (B, N, H, D) layout, causal and local biases (CUDA)"
+    patterns = frozenset({"full", "causal", "window", "window_sym"})
+    devices = frozenset({"cuda"})
+    dtypes = frozenset({"float32", "bfloat16", "float16"})
+
+    def extra_reasons(self, case: Case) -> list[str]:
+        if case.device_type != "cuda" or case.pattern.kind not in self.patterns:
+            return []  # the declared device / pattern reasons already say it
+        missing = cuda_unavailable_reason(case)
+        if missing:
+            return [missing]
+        state = xformers_state()
+        if state.ops is None:
+            return [f"xformers is not importable ({state.import_error}); install it with `pip install xformers`"]
+        return list(_probe(case.device, case.dtype, case.seq_len, case.head_dim, case.pattern, case.needs_backward))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        ops = xformers_state().ops
+        return _call(ops, q, k, v, xformers_bias(ops, pattern))
+
+    def prepare(self, pattern: Pattern, case: Case):
+        ops = xformers_state().ops
+        bias = xformers_bias(ops, pattern)
+        return lambda q, k, v: _call(ops, q, k, v, bias)
+
+
+def _call(ops: ModuleType, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias) -> torch.Tensor:
+    """(B, H, N, D) in and out; xFormers sees (B, N, H, D) views."""
+    out = ops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias)
+    return out.transpose(1, 2)
