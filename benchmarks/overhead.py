@@ -1,0 +1,200 @@
+"""The harness's own overhead per (case, variant), and how fast ``attnbench list`` answers.
+
+Overhead = wall time of a sweep minus the time spent inside the measurements (``measure_wall_ms`` of each
+record: setup call, warm-up, timed runs, error computation and the float64 baseline). What is left is the
+harness: config and Hydra, making inputs, support checks, writing records, progress, env capture, the CSV.
+Cases are tiny so that the measured part is small and the overhead stands out; it is reported per
+(case, variant). Targets: <= 50 ms per (case, variant); ``attnbench list`` < 3 s.
+
+Run from the repository root::
+
+    PYTHONPATH=$PWD python benchmarks/overhead.py
+
+On a shared machine wall times swing with the load; the script also times a bare ``import torch`` side by side,
+because ``attnbench list`` cannot be faster than that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TINY = {"heads": 1, "head_dim": 8, "pattern": "full", "budget": 0.002, "warmup": 0, "min_runs": 1,
+        "progress": "off"}
+N_VARIANTS = 4
+
+
+def _register_bench_variants(n: int) -> list[str]:
+    """``n`` copies of the built-in ``full`` variant under other names, so a case has several variants."""
+    from harness import get_variant, register_variant
+    from harness.pattern import PATTERN_KINDS
+    from harness.variant import Variant
+
+    names = []
+    for i in range(n):
+        cls = type(f"BenchFull{i}", (Variant,), {
+            "name": f"bench_full_{i}", "patterns": frozenset(PATTERN_KINDS),
+            "forward": lambda self, q, k, v, pattern: get_variant("full").forward(q, k, v, pattern),
+            "__module__": __name__,
+        })
+        register_variant(cls)
+        names.append(cls.name)
+    return names
+
+
+def _measured_s(run_dir: Path) -> float:
+    from harness.store import RunStore
+
+    return sum(float(r.get("measure_wall_ms") or 0.0) for r in RunStore(run_dir).rows()) / 1e3
+
+
+def _line(label: str, items: int, wall: float, measured: float) -> float:
+    over = wall - measured
+    print(f"  {label:<40} items {items:>4}  wall {wall:7.2f} s  measuring {measured:6.2f} s  overhead {over:6.2f} s")
+    return over
+
+
+def _fit(label: str, small: tuple[int, float], big: tuple[int, float]) -> None:
+    """Overhead = fixed + per_item * items, from two sweep sizes run back to back."""
+    (n1, o1), (n2, o2) = small, big
+    per_item = (o2 - o1) / (n2 - n1)
+    fixed = o1 - per_item * n1
+    verdict = "OK" if per_item <= 0.050 else "ABOVE TARGET"
+    print(f"=> {label}: {1e3 * per_item:.1f} ms per (case, variant) [{verdict}: target <= 50 ms], "
+          f"plus {fixed:.2f} s once per sweep; whole-sweep average at {n2} items: {1e3 * o2 / n2:.1f} ms")
+
+
+def _sweep_fn(tmp: Path, variants: list[str], seq_lens: list[int], name: str) -> tuple[int, float]:
+    """Plain-function path: plan_from_config + run_sweep (what a Python user or a Hydra job calls)."""
+    from harness.config import plan_from_config
+    from harness.sweep import run_sweep
+
+    cfg = {**TINY, "seq_len": seq_lens, "mode": ["fwd", "fwd_bwd"], "variants": variants,
+           "results_dir": str(tmp), "run_name": name}
+    t0 = time.perf_counter()
+    plan = plan_from_config(cfg, cuda_available=False)
+    run_sweep(plan)
+    wall = time.perf_counter() - t0
+    return plan.n_items, _line(f"run_sweep {name}", plan.n_items, wall, _measured_s(plan.run_dir))
+
+
+_REPORT_S = [0.0]
+
+
+def _time_reports() -> None:
+    """Time ``harness.report.write_report`` (called by the CLI after a sweep) so it is shown on its own."""
+    import importlib.util
+
+    if importlib.util.find_spec("harness.report") is None:
+        return
+    import harness.report as rep
+
+    real = rep.write_report
+
+    def timed(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return real(*a, **k)
+        finally:
+            _REPORT_S[0] += time.perf_counter() - t0
+
+    rep.write_report = timed
+
+
+def _sweep_cli(tmp: Path, variants: list[str], seq_lens: list[int], name: str, multirun: bool) -> tuple[int, float]:
+    """The ``attnbench sweep`` path in this process: grid check, Hydra compose and job(s), CSV at the end.
+
+    The report written after the sweep (tables and plots) is timed apart and left out of the overhead.
+    """
+    from harness import cli
+
+    seq = ",".join(map(str, seq_lens))
+    argv = ["sweep", *(["-m"] if multirun else []), f"results_dir={tmp}", f"run_name={name}", f"seq_len={seq}",
+            "mode=[fwd,fwd_bwd]", f"variants=[{','.join(variants)}]", "device=cpu",
+            *(f"{k}={v}" for k, v in TINY.items())]
+    t0 = time.perf_counter()
+    _REPORT_S[0] = 0.0
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = cli.main(argv)
+    wall = time.perf_counter() - t0
+    assert code == 0, code
+    items = len(seq_lens) * 2 * len(variants)
+    print(f"  {'':<40} (the report after it took {_REPORT_S[0]:.2f} s, not counted)")
+    return items, _line(f"attnbench sweep {name}", items, wall - _REPORT_S[0], _measured_s(tmp / name))
+
+
+def bench_overhead(tmp: Path, variants: list[str]) -> None:
+    small, big = [8, 16], [8, 16, 24, 32, 40, 48, 56, 64]
+    _sweep_fn(tmp, variants, small, "warmup")  # imports (pandas, ...) and first calls out of the way
+    print(f"run_sweep(), {len(variants)} variants per case:")
+    _fit("run_sweep", _sweep_fn(tmp, variants, small, "fn-small"), _sweep_fn(tmp, variants, big, "fn-big"))
+    t0 = time.perf_counter()
+    from harness.config import plan_from_config
+    from harness.sweep import run_sweep
+
+    plan = plan_from_config({**TINY, "seq_len": big, "mode": ["fwd", "fwd_bwd"], "variants": variants,
+                             "results_dir": str(tmp), "run_name": "fn-big"}, cuda_available=False)
+    run_sweep(plan)
+    print(f"=> resume with every record present: {1e3 * (time.perf_counter() - t0) / plan.n_items:.1f} ms per "
+          "(case, variant)")
+    print("attnbench sweep, one Hydra job (axis lists):")
+    _fit("attnbench sweep", _sweep_cli(tmp, variants, small, "cli-small", False),
+         _sweep_cli(tmp, variants, big, "cli-big", False))
+    print("attnbench sweep -m, one Hydra job per sequence length (8 items per job):")
+    (_, o1), (n2, o2) = (_sweep_cli(tmp, variants, small, "clim-small", True),
+                          _sweep_cli(tmp, variants, big, "clim-big", True))
+    per_job = (o2 - o1) / (len(big) - len(small))
+    print(f"=> attnbench sweep -m: {per_job:.2f} s per Hydra job ({1e3 * per_job / (n2 // len(big)):.0f} ms per "
+          f"(case, variant) at {n2 // len(big)} per job); Hydra composes each job's config twice (check + launch). "
+          "Prefer axis lists (one job) for many small cases.")
+
+
+def _time_cmd(cmd: list[str], repeats: int) -> tuple[float, float]:
+    """Median wall and median CPU (user+sys) seconds of a command."""
+    walls, cpus = [], []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def bench_list(repeats: int = 3) -> None:
+    for label, cmd in (("python -c 'import torch' (floor)", [sys.executable, "-c", "import torch"]),
+                       ("attnbench list (python -m harness list)", [sys.executable, "-m", "harness", "list"])):
+        wall, cpu = _time_cmd(cmd, repeats)
+        print(f"{label:<58} median of {repeats}: wall {wall:5.2f} s  cpu {cpu:5.2f} s")
+
+
+def main() -> None:
+    import torch
+
+    from harness.registry import list_variants
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    bench = _register_bench_variants(N_VARIANTS)
+    print(f"variants: {', '.join(list_variants())}")
+    _time_reports()
+    with tempfile.TemporaryDirectory() as d:
+        bench_overhead(Path(d), bench)
+    bench_list()
+
+
+if __name__ == "__main__":
+    main()

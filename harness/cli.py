@@ -1,0 +1,229 @@
+"""The ``attnbench`` command line: ``sweep`` (the default), ``list``, and dispatch to ``report``/``compare``/``check``.
+
+Everything heavy is imported inside the command that needs it, so ``attnbench list`` and ``--help`` answer fast
+(no Hydra, pandas or optional backends on that path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+USAGE = """\
+usage: attnbench [COMMAND] [ARGS ...]
+
+Benchmark attention variants: time, peak memory and error against an exact float64 baseline.
+
+commands:
+  sweep [-m] [KEY=VALUE ...]  run a sweep; the default command. `attnbench` alone runs the quick preset on
+                              the best device present and prints the run directory.
+  list [WILDCARD]             registered variants and, on this machine, which patterns, dtypes, devices
+                              and modes each supports (and why not)
+  report RUN [RUN ...]        summary tables and plots of runs
+  compare BASE NEW            compare two runs
+  check [...]                 run the conformance checks on variants
+
+`attnbench COMMAND --help` shows the options of each command.
+"""
+
+_DISPATCH = {"report": "report_main", "compare": "compare_main", "check": "check_main"}
+_HYDRA_INFO = ("cfg", "info", "hydra_help", "shell_completion", "resolve")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``attnbench`` console script.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 done, 2 bad input, 130 interrupted, 1 anything else.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        return sweep_main([])
+    cmd, rest = args[0], args[1:]
+    if cmd in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    if cmd == "--version":
+        from harness import __version__
+
+        print(f"attnbench {__version__}")
+        return 0
+    if cmd == "sweep":
+        return sweep_main(rest)
+    if cmd == "list":
+        return list_main(rest)
+    if cmd in _DISPATCH:
+        return _dispatch(cmd, rest)
+    if "=" in cmd or cmd in ("-m", "--multirun"):  # `attnbench seq_len=512` is a sweep too
+        return sweep_main(args)
+    print(f"attnbench: unknown command {cmd!r} (allowed: sweep, list, {', '.join(_DISPATCH)}; see --help)",
+          file=sys.stderr)
+    return 2
+
+
+# ---------------------------------------------------------------------------------------------------- dispatch
+def _dispatch(cmd: str, rest: list[str]) -> int:
+    module, func = f"harness.{cmd}", _DISPATCH[cmd]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        print(f"attnbench {cmd}: not available in this installation (the module {module} is missing)",
+              file=sys.stderr)
+        return 2
+    fn = getattr(importlib.import_module(module), func, None)
+    if fn is None:
+        print(f"attnbench {cmd}: {module} has no {func}(argv) function", file=sys.stderr)
+        return 2
+    return int(fn(rest) or 0)
+
+
+def _maybe_report(run_dir: Path) -> None:
+    """Write the run's report when ``harness.report`` is installed; a failing report never fails the sweep."""
+    try:
+        if importlib.util.find_spec("harness.report") is None:
+            return
+        from harness.report import write_report  # type: ignore[import-not-found]
+
+        write_report(run_dirs=[run_dir], out_dir=run_dir)
+    except Exception as exc:
+        print(f"attnbench: the report could not be written ({type(exc).__name__}: {exc}); the results are in "
+              f"{run_dir}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------- sweep
+def sweep_help() -> str:
+    """Help of ``attnbench sweep``: usage, every config key with its type and default, the presets."""
+    import configs
+    from harness.config import schema_keys
+
+    lines = [
+        "usage: attnbench sweep [-m] [KEY=VALUE ...] [hydra flags]",
+        "",
+        "Measure the selected variants on every case of the grid; one record per (case, variant, mode) under",
+        "RESULTS_DIR/RUN_NAME (printed at the end). Running again with the same run_name resumes the run.",
+        "",
+        "Axis keys take one value or several: `seq_len=[512,1024]` or `seq_len=512,1024` expands into cases",
+        "inside one job; with -m (Hydra multirun) each comma list is a grid of Hydra jobs instead. A preset",
+        "that carries a hydra.sweeper.params grid, or a sweep on a non-axis key, implies -m.",
+        "",
+        "keys (type, default):",
+    ]
+    for key, typ, default, text in schema_keys():
+        shown = default if not isinstance(default, str) else (default if default else "''")
+        lines.append(f"  {key:<14}{typ:<11}{str(shown):<22}{text}")
+    lines += [
+        "",
+        f"presets (preset=NAME, default quick): {', '.join(configs.presets())}",
+        "",
+        "examples:",
+        "  attnbench sweep                                   # the quick preset",
+        "  attnbench sweep variants=[full,sdpa*] seq_len=[1024,4096] pattern=causal",
+        "  attnbench sweep -m seq_len=512,1024,2048 heads=4,8 device=cpu,cuda",
+        "  attnbench sweep preset=long_context run_name=lc1  # rerun the same line to resume",
+        "",
+        "Hydra's own flags (--cfg job, --info, --hydra-help, hydra/launcher=joblib, ...) are passed through.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def sweep_main(argv: Sequence[str]) -> int:
+    """``attnbench sweep``: check the whole grid, run it through Hydra, assemble the CSV, write the report.
+
+    Returns:
+        The exit status (0 done, 2 bad input, 130 interrupted).
+    """
+    argv = list(argv)
+    if "-h" in argv or "--help" in argv:
+        print(sweep_help(), end="")
+        return 0
+    from hydra._internal.utils import get_args_parser
+
+    from harness import launch
+    from harness.config import ConfigError
+    from harness.progress import Progress, install
+    from harness.store import RunStore
+
+    parser = get_args_parser()
+    parser.prog = "attnbench sweep"
+    try:
+        args = parser.parse_intermixed_args(argv)  # flags may come after overrides: `seq_len=512 -m heads=4,8`
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if any(getattr(args, name, None) for name in _HYDRA_INFO):
+        return launch.run_hydra(argv)
+    if args.config_path or args.config_name or args.config_dir or args.experimental_rerun:
+        print("attnbench sweep: --config-path/--config-name/--config-dir are not supported; add your own presets "
+              "with hydra.searchpath=[file:///path/to/dir] (a dir holding preset/NAME.yaml)", file=sys.stderr)
+        return 2
+    try:
+        grid = launch.build_grid(args.overrides, multirun=args.multirun)
+    except ConfigError as exc:
+        print(f"attnbench sweep: {exc}", file=sys.stderr)
+        return 2
+    run_dir = grid.run_dir
+    prog = Progress(grid.n_items, style=grid.plans[0].progress)
+    n_jobs = len(grid.plans)
+    prog.message(f"attnbench: {grid.n_items} measurements in {n_jobs} job{'s' * (n_jobs > 1)} -> {run_dir}")
+    hydra_argv = (["--multirun"] if grid.multirun else []) + grid.overrides
+    install(prog)
+    launch.cli_active = True
+    try:
+        code = launch.run_hydra(hydra_argv)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        install(None)
+        launch.cli_active = False
+        prog.close()
+    if run_dir.is_dir():
+        RunStore(run_dir).write_csv()
+    if code == 130:
+        again = " ".join(shlex.quote(a) for a in ["attnbench", "sweep", *hydra_argv])
+        print(f"attnbench: interrupted; the finished records are kept. Resume with:\n  {again}", file=sys.stderr)
+    elif code == 0:
+        _maybe_report(run_dir)
+    if run_dir.is_dir():
+        print(run_dir)
+    return code
+
+
+# ---------------------------------------------------------------------------------------------------- list
+def list_main(argv: Sequence[str]) -> int:
+    """``attnbench list [WILDCARD]``: variants and what each supports on this machine."""
+    parser = argparse.ArgumentParser(
+        prog="attnbench list",
+        description="Registered variants and, for this machine, which patterns, dtypes, devices and modes each "
+                    "supports; for each unsupported one, the variant's reason.")
+    parser.add_argument("wildcard", nargs="?", default="*", help="only variants matching this (e.g. 'sdpa*')")
+    parser.add_argument("--variants-from", action="append", default=[], metavar="PATH",
+                        help="also load variants from this .py file or module (repeatable)")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    from harness.probe import format_support, probe_variants
+    from harness.registry import list_variants, load_variants_from
+
+    try:
+        for src in args.variants_from:
+            load_variants_from(src)
+    except ValueError as exc:
+        print(f"attnbench list: {exc}", file=sys.stderr)
+        return 2
+    names = list_variants(args.wildcard)
+    if not names:
+        print(f"attnbench list: no variant matches {args.wildcard!r} (known: {', '.join(list_variants())})",
+              file=sys.stderr)
+        return 2
+    print(format_support(probe_variants(names)), end="")
+    return 0

@@ -1,0 +1,300 @@
+"""The sweep configuration: its schema (every key, its type and default) and its conversion to typed objects.
+
+:class:`SweepConfig` is the schema Hydra stores in its ConfigStore (``configs/`` registers it); the rest of the
+harness never sees a ``DictConfig``. :func:`plan_from_config` takes the resolved config as a plain mapping,
+validates every key (naming the key, the value and what is allowed) and returns a :class:`SweepPlan`: the
+list of :class:`~harness.inputs.Case` objects, the resolved variant names and the measurement settings.
+
+Axis keys (``device, dtype, batch, heads, seq_len, head_dim, pattern, window, block, local, stride, n_global,
+mode, seed``) take one value or a list; lists expand into the cartesian product of cases inside one job
+(``seq_len=[512,1024]``). A Hydra multirun (``-m seq_len=512,1024``) gives one job per value instead. Both
+write into the same run directory and produce the same rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from harness.inputs import DTYPES, MODES, Case
+from harness.pattern import PATTERN_KINDS, make_pattern
+
+#: Device names a user may give; ``auto`` is CUDA when there is a device, otherwise the CPU.
+DEVICE_CHOICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+PROGRESS_CHOICES: tuple[str, ...] = ("auto", "bar", "plain", "off")
+#: Axis keys: each takes one value or a list of values.
+AXES: tuple[str, ...] = (
+    "device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern", "window", "block", "local", "stride",
+    "n_global", "mode", "seed",
+)
+DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
+
+
+class ConfigError(ValueError):
+    """Bad input in the sweep configuration; raised before any work starts."""
+
+
+def _help(text: str, type_name: str) -> dict:
+    return {"help": text, "type": type_name}
+
+
+@dataclass
+class SweepConfig:
+    """Schema of a sweep (Hydra structured config). See ``docs/sweeps.md`` for every key.
+
+    Axis keys are typed ``Any`` for OmegaConf because they accept ``T`` or ``list[T]`` (OmegaConf 2.3 has no
+    unions); :func:`plan_from_config` enforces the element type given in each field's metadata.
+    """
+
+    variants: Any = field(default_factory=lambda: ["*"],
+                          metadata=_help("variant names or wildcards (all selected run on every case)", "list[str]"))
+    variants_from: Any = field(default_factory=list,
+                               metadata=_help("extra .py files or modules that register variants", "list[str]"))
+    device: Any = field(default="auto", metadata=_help("cpu, cuda or auto (cuda when present)", "str | list"))
+    dtype: Any = field(default="float32", metadata=_help(f"one of {', '.join(DTYPES)}", "str | list"))
+    batch: Any = field(default=1, metadata=_help("batch size, >= 1", "int | list"))
+    tokens: int = field(default=0, metadata=_help("if > 0: batch = max(1, tokens // seq_len), replacing batch", "int"))
+    heads: Any = field(default=8, metadata=_help("attention heads, >= 1", "int | list"))
+    seq_len: Any = field(default=1024, metadata=_help("sequence length N, >= 1", "int | list"))
+    head_dim: Any = field(default=64, metadata=_help("head dimension D, >= 1", "int | list"))
+    pattern: Any = field(default="full", metadata=_help(f"one of {', '.join(PATTERN_KINDS)}", "str | list"))
+    window: Any = field(default=256, metadata=_help("window width w for window / window_sym, >= 1", "int | list"))
+    block: Any = field(default=64, metadata=_help("block-sparse tile size, >= 1", "int | list"))
+    local: Any = field(default=1, metadata=_help("block-sparse: neighbouring blocks on each side, >= 0", "int | list"))
+    stride: Any = field(default=0, metadata=_help("block-sparse: every stride-th key block (0 = none)", "int | list"))
+    n_global: Any = field(default=1, metadata=_help("block-sparse: leading global blocks, >= 0", "int | list"))
+    mode: Any = field(default="fwd", metadata=_help(f"one of {', '.join(MODES)}", "str | list"))
+    seed: Any = field(default=0, metadata=_help("seed of the input draw, >= 0", "int | list"))
+    budget: float = field(default=0.2, metadata=_help("seconds of steady-state timing per measurement, > 0", "float"))
+    warmup: int = field(default=1, metadata=_help("untimed calls after the setup call, >= 0", "int"))
+    min_runs: int = field(default=3, metadata=_help("fewest timed calls, even past the budget, >= 1", "int"))
+    threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default)", "int"))
+    results_dir: str = field(default="results", metadata=_help("where run directories go", "str"))
+    run_name: str = field(default=DEFAULT_RUN_NAME,
+                          metadata=_help("run directory name (default: a timestamp); reuse it to resume", "str"))
+    progress: str = field(default="auto", metadata=_help("auto (bar on a terminal), bar, plain or off", "str"))
+
+
+def schema_keys() -> list[tuple[str, str, Any, str]]:
+    """``(key, type, default, help)`` of every config key, in schema order (for ``--help`` and the docs)."""
+    out = []
+    for f in fields(SweepConfig):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        out.append((f.name, f.metadata.get("type", ""), default, f.metadata.get("help", "")))
+    return out
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated sweep: what to measure, how, and where the records go.
+
+    Args:
+        cases: the cases, deduplicated, ordered so cases sharing inputs (differing only in mode) are adjacent.
+        variants: resolved variant names.
+        run_dir: the run directory (``results_dir / run_name``), absolute.
+        run_id: the run's name (the ``run_id`` column).
+        budget_s, warmup, min_runs: measurement settings.
+        threads: torch CPU threads to set (0 = leave torch's default).
+        progress: ``auto``, ``bar``, ``plain`` or ``off``.
+        variants_from: files/modules imported to register variants (already imported by the conversion).
+    """
+
+    cases: tuple[Case, ...]
+    variants: tuple[str, ...]
+    run_dir: Path
+    run_id: str
+    budget_s: float = 0.2
+    warmup: int = 1
+    min_runs: int = 3
+    threads: int = 0
+    progress: str = "auto"
+    variants_from: tuple[str, ...] = ()
+
+    @property
+    def n_items(self) -> int:
+        """Number of (case, variant) measurements the plan asks for."""
+        return len(self.cases) * len(self.variants)
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def _fmt(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _as_list(key: str, value: object) -> list:
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ConfigError(f"{key}=[] is empty (allowed: one value or a non-empty list)")
+        return list(value)
+    return [value]
+
+
+def _int_value(key: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ConfigError(f"{key}={_fmt(value)} is not an integer (allowed: an integer >= {minimum}, or a list)")
+    if value < minimum:
+        raise ConfigError(f"{key}={value} is out of range (allowed: an integer >= {minimum})")
+    return int(value)
+
+
+def _choice_value(key: str, value: object, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{key}={_fmt(value)} is not a known {key} (allowed: {', '.join(allowed)})")
+    return value
+
+
+def _device_value(value: object) -> str:
+    if isinstance(value, str) and re.fullmatch(r"cuda:\d+", value):
+        return value
+    return _choice_value("device", value, DEVICE_CHOICES)
+
+
+def _axis(cfg: Mapping[str, Any], key: str, conv: Callable[[str, object], Any]) -> list:
+    values = [conv(key, v) for v in _as_list(key, cfg[key])]
+    return list(dict.fromkeys(values))  # duplicates removed, order kept
+
+
+def resolve_device(device: str, cuda_available: bool) -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is present, else ``cpu``; other names unchanged."""
+    if device == "auto":
+        return "cuda" if cuda_available else "cpu"
+    return device
+
+
+def _scalar(cfg: Mapping[str, Any], key: str, kind: type, check: Callable[[Any], bool], allowed: str) -> Any:
+    value = cfg[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, kind) or not check(value):
+        raise ConfigError(f"{key}={_fmt(value)} is not allowed (allowed: {allowed})")
+    return value
+
+
+def _names(key: str, value: object) -> list[str]:
+    if value is None:
+        items: list = []
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        items = [value]
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{key} entry {_fmt(item)} is not a name (allowed: names or wildcards as strings)")
+    return items
+
+
+def check_run_name(run_name: object) -> str:
+    """A run name must be one plain directory name."""
+    if not isinstance(run_name, str) or not run_name or run_name in (".", "..") or "/" in run_name \
+            or "\\" in run_name or run_name.startswith("${"):
+        raise ConfigError(f"run_name={_fmt(run_name)} is not allowed (allowed: one directory name, no '/')")
+    return run_name
+
+
+def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
+                     load_variants: bool = True) -> SweepPlan:
+    """Validate a resolved sweep config and turn it into a :class:`SweepPlan`.
+
+    Args:
+        cfg: the resolved config as a plain mapping (keys of :class:`SweepConfig`; missing keys take defaults;
+            a ``hydra`` key is ignored).
+        cuda_available: whether ``device=auto`` means CUDA (default: ask torch).
+        load_variants: import ``variants_from`` and resolve ``variants`` against the registry.
+
+    Returns:
+        The plan, with ``run_dir`` made absolute.
+
+    Raises:
+        ConfigError: a key has a bad value or is unknown; the message names the key, the value and what is
+            allowed.
+    """
+    defaults = {k: d for k, _, d, _ in schema_keys()}
+    unknown = sorted(set(cfg) - set(defaults) - {"hydra"})
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)} (allowed: {', '.join(defaults)})")
+    c = {**defaults, **{k: v for k, v in cfg.items() if k != "hydra"}}
+    if cuda_available is None:
+        from harness.env import cuda_available as _cuda
+
+        cuda_available = _cuda()
+
+    devices = [resolve_device(d, cuda_available) for d in _axis(c, "device", lambda k, v: _device_value(v))]
+    devices = list(dict.fromkeys(devices))
+    dtypes = _axis(c, "dtype", lambda k, v: _choice_value(k, v, tuple(DTYPES)))
+    batches = _axis(c, "batch", lambda k, v: _int_value(k, v, 1))
+    heads = _axis(c, "heads", lambda k, v: _int_value(k, v, 1))
+    seq_lens = _axis(c, "seq_len", lambda k, v: _int_value(k, v, 1))
+    head_dims = _axis(c, "head_dim", lambda k, v: _int_value(k, v, 1))
+    patterns = _axis(c, "pattern", lambda k, v: _choice_value(k, v, PATTERN_KINDS))
+    windows = _axis(c, "window", lambda k, v: _int_value(k, v, 1))
+    blocks = _axis(c, "block", lambda k, v: _int_value(k, v, 1))
+    locals_ = _axis(c, "local", lambda k, v: _int_value(k, v, 0))
+    strides = _axis(c, "stride", lambda k, v: _int_value(k, v, 0))
+    n_globals = _axis(c, "n_global", lambda k, v: _int_value(k, v, 0))
+    modes = _axis(c, "mode", lambda k, v: _choice_value(k, v, MODES))
+    seeds = _axis(c, "seed", lambda k, v: _int_value(k, v, 0))
+    tokens = _scalar(c, "tokens", int, lambda v: v >= 0, "an integer >= 0; 0 = use batch")
+    budget = _scalar(c, "budget", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
+    warmup = _scalar(c, "warmup", int, lambda v: v >= 0, "an integer >= 0")
+    min_runs = _scalar(c, "min_runs", int, lambda v: v >= 1, "an integer >= 1")
+    threads = _scalar(c, "threads", int, lambda v: v >= 0, "an integer >= 0; 0 = torch's default")
+    progress = _choice_value("progress", c["progress"], PROGRESS_CHOICES)
+    results_dir = c["results_dir"]
+    if not isinstance(results_dir, str) or not results_dir:
+        raise ConfigError(f"results_dir={_fmt(results_dir)} is not allowed (allowed: a directory path)")
+    run_name = check_run_name(c["run_name"])
+    variants_from = _names("variants_from", c["variants_from"])
+    selection = _names("variants", c["variants"])
+
+    pats = []
+    for kind, w, b, lo, st, ng in itertools.product(patterns, windows, blocks, locals_, strides, n_globals):
+        pats.append(make_pattern(kind, window=w, block=b, local=lo, stride=st, n_global=ng))
+    pats = list(dict.fromkeys(pats))
+
+    cases: list[Case] = []
+    for dev, dt, pat, bt, h, d, n, s, m in itertools.product(devices, dtypes, pats, batches, heads, head_dims,
+                                                             seq_lens, seeds, modes):
+        b = max(1, tokens // n) if tokens > 0 else bt
+        try:
+            cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dt, device=dev, pattern=pat, mode=m,
+                              seed=s))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    cases = list(dict.fromkeys(cases))
+
+    if load_variants:
+        variants = resolve_variants(selection, variants_from)
+    else:
+        variants = selection
+    return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
+                     / run_name, run_id=run_name, budget_s=float(budget), warmup=warmup, min_runs=min_runs,
+                     threads=threads, progress=progress, variants_from=tuple(variants_from))
+
+
+def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:
+    """Import ``variants_from`` and resolve names/wildcards to registered variant names.
+
+    Raises:
+        ConfigError: a file or module cannot be imported, or an entry matches no variant (lists the known ones).
+    """
+    from harness.registry import load_variants_from, select_variants
+
+    for src in variants_from:
+        try:
+            load_variants_from(src)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        except Exception as exc:  # an import error in the user's file is bad input, reported with its type
+            raise ConfigError(f"variants_from={src!r}: importing it failed: {type(exc).__name__}: {exc}") from None
+    try:
+        return select_variants(list(selection))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,122 @@
+"""The environment a run was measured in: versions, devices, CPU model, threads, git commit.
+
+:func:`capture_env` returns a plain dict (written to ``env.json`` in the run directory); the per-row columns
+(``device_name``, ``torch_version``, ``harness_version``, ``git_commit``) come from :func:`row_env`. The
+slow parts (git, ``/proc/cpuinfo``) are computed once per process.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (the one place the sweep asks; tests may patch it)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """Commit of the harness source tree (``-dirty`` appended when it has local changes); ``""`` outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=False)
+        if head.returncode != 0:
+            return ""
+        commit = head.stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=False)
+        return commit + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+@functools.lru_cache(maxsize=16)
+def device_name(device: str) -> str:
+    """Human name of a device: the CPU model for ``cpu``, the GPU name for ``cuda[:i]``."""
+    if device.split(":")[0] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return "unavailable"
+        index = int(device.split(":")[1]) if ":" in device else torch.cuda.current_device()
+        return torch.cuda.get_device_name(index)
+    return cpu_model()
+
+
+def harness_version() -> str:
+    from harness import __version__
+
+    return __version__
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def row_env(device: str) -> dict[str, str]:
+    """The environment columns of one row measured on ``device``."""
+    import torch
+
+    return {
+        "device_name": device_name(device),
+        "torch_version": torch.__version__,
+        "harness_version": harness_version(),
+        "git_commit": git_commit(),
+    }
+
+
+def capture_env() -> dict:
+    """Everything about this process's environment a reader of the results needs.
+
+    Returns:
+        A JSON-serialisable dict: python, platform, hostname, CPU model, cores, torch threads, torch, CUDA and
+        cuDNN versions, the CUDA devices present, harness version and git commit, and the time.
+    """
+    import torch
+
+    cuda = bool(torch.cuda.is_available())
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []
+    cudnn = torch.backends.cudnn.version() if cuda and torch.backends.cudnn.is_available() else None
+    return {
+        "timestamp": now_iso(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": cudnn,
+        "cuda_available": cuda,
+        "cuda_devices": gpus,
+        "harness_version": harness_version(),
+        "git_commit": git_commit(),
+        "argv": list(sys.argv),
+    }

@@ -1,0 +1,244 @@
+"""Run a sweep: for each case make the inputs once, share the float64 baseline, measure every selected variant.
+
+:func:`run_sweep` is a plain function of a :class:`~harness.config.SweepPlan` (Hydra only builds the plan). For
+each (case, variant) it writes one record to the run directory's store, whatever happens: ``ok``,
+``unsupported`` (with the variant's reasons, or a missing device), ``oom``, ``error`` or ``numerics``. A record
+that already exists is skipped, so running the same plan into the same directory again resumes it. At the end
+(and on Ctrl-C) ``results.csv`` is rebuilt from all records of the run directory.
+
+A case on a device this machine lacks (``cuda`` without a GPU) is an error when it is all the sweep asked for;
+when the sweep is part of a larger grid (``in_grid=True``: a Hydra multirun, or a list of devices of which one is
+present) such cases become ``unsupported`` rows naming the missing device.
+"""
+
+from __future__ import annotations
+
+import gc
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import env as _env
+from harness import measure as _measure
+from harness.config import ConfigError, SweepPlan
+from harness.inputs import Case, Inputs, make_inputs
+from harness.progress import Progress, current
+from harness.reference import ReferenceCache
+from harness.store import RunStore, record_id, write_json_atomic
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did.
+
+    Args:
+        run_dir: the run directory.
+        csv_path: the assembled ``results.csv``.
+        measured: records written by this call.
+        skipped: records that existed already (resume).
+        statuses: count of each status among the records written by this call.
+        wall_s: wall time of the call.
+        measure_s: time spent inside the measurements (setup, timing, errors, the baseline).
+    """
+
+    run_dir: Path
+    csv_path: Path | None = None
+    measured: int = 0
+    skipped: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    measure_s: float = 0.0
+
+    @property
+    def overhead_s(self) -> float:
+        """Wall time outside the measurements: inputs, records, progress, env capture, the CSV."""
+        return self.wall_s - self.measure_s
+
+
+def no_device_message(device: str) -> str:
+    return (f"device={device}: no CUDA device here (torch.cuda.is_available() is False); allowed on this "
+            f"machine: cpu, auto")
+
+
+def _summary(m: _measure.Measurement) -> str:
+    if m.status == "ok":
+        return f"{m.time_ms_median:.3g} ms, err {m.err_rel_l2:.2g}"
+    return m.reason[:120]
+
+
+def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement, rid: str,
+             wall_ms: float) -> dict[str, Any]:
+    """The record of one measurement: public columns, then extras (block layout, threads, methods...)."""
+    row = m.as_row()
+    p = case.pattern
+    blocky = p.kind in ("block_sparse", "block_sparse_causal")
+    import torch
+
+    row.update(
+        run_id=plan.run_id, variant=variant, status=m.status, reason=m.reason, device=case.device,
+        dtype=case.dtype, batch=case.batch, heads=case.heads, seq_len=case.seq_len, head_dim=case.head_dim,
+        pattern=p.kind, window=p.window if p.kind in ("window", "window_sym") else None, mode=case.mode,
+        seed=case.seed, timestamp=_env.now_iso(), pattern_label=p.label,
+        block=p.block if blocky else None, local=p.local if blocky else None,
+        stride=p.stride if blocky else None, n_global=p.n_global if blocky else None,
+        threads=m.threads or torch.get_num_threads(), budget_s=plan.budget_s, measure_wall_ms=wall_ms,
+        cuda_version=torch.version.cuda, hostname=socket.gethostname(), record_id=rid,
+    )
+    row.update(_env.row_env(case.device))
+    return row
+
+
+class _CaseInputs:
+    """Inputs and baseline of the current case, kept while consecutive cases share them (modes of one case)."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.inputs: Inputs | None = None
+        self.error: BaseException | None = None
+        self.refs = ReferenceCache()
+
+    def get(self, case: Case) -> Inputs:
+        key = case.input_key()
+        if key != self.key:
+            self.release()
+            self.key = key
+            try:
+                self.inputs = make_inputs(case)
+            except Exception as exc:  # becomes the rows' status; the sweep goes on
+                self.error = exc
+        if self.error is not None:
+            raise self.error
+        assert self.inputs is not None
+        return self.inputs
+
+    def release(self) -> None:
+        had_cuda = self.inputs is not None and self.inputs.q.is_cuda
+        self.key, self.inputs, self.error = None, None, None
+        self.refs.clear()
+        if had_cuda:
+            import torch
+
+            gc.collect()
+            torch.cuda.empty_cache()
+
+
+def _failure(exc: BaseException, threads: int) -> _measure.Measurement:
+    status = "oom" if _measure._is_oom(exc) else "error"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return _measure.Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
+
+
+def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.MeasureConfig,
+                 threads: int) -> tuple[_measure.Measurement, float]:
+    """One measurement, never raising for a variant's (or the inputs') failure; returns it and its seconds."""
+    try:
+        reasons = variant.not_supported_reasons(case)
+    except Exception as exc:
+        return _failure(exc, threads), 0.0
+    if reasons:
+        return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
+    try:
+        inputs = cache.get(case)
+    except Exception as exc:
+        return _failure(exc, threads), 0.0
+    t0 = time.perf_counter()
+    try:
+        m = _measure.measure_variant(variant, case, inputs, cache.refs, mcfg)
+    except Exception as exc:  # measure_variant turns failures into rows itself; this guards against its own bugs
+        m = _failure(exc, threads)
+    return m, time.perf_counter() - t0
+
+
+def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,
+              resolved_config: dict | None = None, progress: Progress | None = None,
+              cuda_available: bool | None = None, write_csv: bool = True) -> SweepResult:
+    """Measure every (case, variant) of ``plan`` that has no record yet, writing one record each.
+
+    Args:
+        plan: the validated sweep (see :func:`harness.config.plan_from_config`).
+        in_grid: this call is one job of a larger grid (a Hydra multirun): cases on a missing device become
+            ``unsupported`` rows instead of an error.
+        job_dir: where this job's ``env.json`` goes (default: the run directory).
+        resolved_config: the resolved config, saved in ``env.json``.
+        progress: the display (default: the installed one, else a new one for this plan).
+        cuda_available: override CUDA detection (tests).
+        write_csv: rebuild ``results.csv`` at the end (the CLI does it once after a multirun instead).
+
+    Returns:
+        A :class:`SweepResult`.
+
+    Raises:
+        ConfigError: every case asks for a device this machine lacks and the call is not part of a grid.
+    """
+    import torch
+
+    t_start = time.perf_counter()
+    cuda = _env.cuda_available() if cuda_available is None else cuda_available
+    missing = {c.device for c in plan.cases if c.device_type == "cuda" and not cuda}
+    if missing and all(c.device_type == "cuda" for c in plan.cases) and not in_grid:
+        raise ConfigError(no_device_message(sorted(missing)[0]))
+
+    store = RunStore(plan.run_dir)
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    store.clean_stale_temps()
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    threads = torch.get_num_threads()
+    env = _env.capture_env()
+    env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
+               "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config}
+    job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(job_dir / "env.json", env_doc)
+    if job_dir != plan.run_dir and not (plan.run_dir / "env.json").exists():
+        write_json_atomic(plan.run_dir / "env.json", env_doc)
+
+    own = progress is None and current() is None
+    prog = progress or current() or Progress(plan.n_items, plan.progress)
+    mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
+                                  threads=plan.threads or None)
+    from harness.registry import get_variant
+
+    variants = [get_variant(n) for n in plan.variants]
+    result = SweepResult(run_dir=plan.run_dir)
+    cache = _CaseInputs()
+    existing = store.ids()
+    try:
+        for case in plan.cases:
+            text = case.describe()
+            for variant in variants:
+                rid = record_id(case, variant.name, plan.threads)
+                if rid in existing or store.has(rid):
+                    result.skipped += 1
+                    prog.finish(text, variant.name, "", skipped=True)
+                    continue
+                prog.start(text, variant.name)
+                if case.device in missing:
+                    m, secs = _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
+                                                   threads=threads), 0.0
+                else:
+                    m, secs = _measure_one(variant, case, cache, mcfg, threads)
+                store.write(rid, make_row(plan, case, variant.name, m, rid, secs * 1e3))
+                result.measured += 1
+                result.measure_s += secs
+                result.statuses[m.status] += 1
+                prog.finish(text, variant.name, m.status, _summary(m), seconds=secs)
+    finally:
+        cache.release()
+        if write_csv:
+            result.csv_path = store.write_csv()
+        result.wall_s = time.perf_counter() - t_start
+        if own:
+            prog.close()
+    stats = ", ".join(f"{k}={v}" for k, v in sorted(result.statuses.items())) or "none"
+    prog.message(f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing")
+    return result
+
+
+def expected_ids(plan: SweepPlan) -> set[str]:
+    """Record ids a complete run of ``plan`` has (for checks and tests)."""
+    return {record_id(c, v, plan.threads) for c in plan.cases for v in plan.variants}
+

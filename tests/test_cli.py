@@ -1,0 +1,189 @@
+"""The attnbench CLI end to end, in process: sweeps, multirun, Hydra outputs inside the run dir, errors, list."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+
+import pandas as pd
+import pytest
+import torch
+
+from harness import cli, launch
+from tests.sweep_helpers import loaded_test_variants, read_records
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks behaviour on a machine without CUDA")
+TINY = ["heads=1", "head_dim=4", "budget=0.005", "warmup=0", "min_runs=1", "pattern=full", "progress=plain"]
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """An empty current directory, to check that nothing is written into it."""
+    d = tmp_path / "cwd"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    return d
+
+
+@pytest.fixture
+def tvars(tmp_path):
+    with loaded_test_variants(tmp_path) as path:
+        yield path
+
+
+def _sweep(argv, capsys):
+    code = cli.main(["sweep", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sweep_end_to_end_outputs_inside_run_dir(tmp_path, cwd, capsys, tvars):
+    res = tmp_path / "res"
+    code, out, err = _sweep([f"results_dir={res}", "run_name=e2e", "seq_len=[8,16]", "mode=[fwd,fwd_bwd]",
+                             "variants=[full,t_raise]", *TINY], capsys)
+    assert code == 0, err
+    run = res / "e2e"
+    assert out.strip().splitlines()[-1] == str(run)
+    assert list(cwd.iterdir()) == []
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "attnbench.log").is_file()
+    assert "seq_len" in (run / ".hydra" / "config.yaml").read_text()
+    env = __import__("json").loads((run / "env.json").read_text())
+    assert env["config"]["seq_len"] == [8, 16] and env["environment"]["torch_version"] == torch.__version__
+    df = pd.read_csv(run / "results.csv")
+    assert len(df) == 8
+    assert dict(df["status"].value_counts()) == {"ok": 4, "error": 4}
+    assert "[8/8]" in err and "t_raise: error RuntimeError" in err
+    # the same line again resumes: nothing is measured twice
+    code, out, err = _sweep([f"results_dir={res}", "run_name=e2e", "seq_len=[8,16]", "mode=[fwd,fwd_bwd]",
+                             "variants=[full,t_raise]", *TINY], capsys)
+    assert code == 0 and "measured 0" in err and "kept 8 existing" in err
+    assert len(read_records(run)) == 8
+
+
+def test_comma_list_without_m_is_one_job_and_default_run_name(tmp_path, cwd, capsys):
+    res = tmp_path / "res"
+    code, out, err = _sweep([f"results_dir={res}", "seq_len=8,16", "variants=full", "mode=fwd", *TINY], capsys)
+    assert code == 0, err
+    runs = list(res.iterdir())
+    assert len(runs) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", runs[0].name)
+    assert not (runs[0] / "jobs").exists() and len(read_records(runs[0])) == 2
+    assert list(cwd.iterdir()) == []
+
+
+@NO_CUDA
+def test_multirun_mixed_devices_gives_unsupported_cuda_rows(tmp_path, cwd, capsys):
+    res = tmp_path / "res"
+    code, out, err = _sweep(["-m", f"results_dir={res}", "run_name=mr", "seq_len=8,16", "device=cpu,cuda",
+                             "variants=full", "mode=fwd", *TINY], capsys)
+    assert code == 0, err
+    run = res / "mr"
+    assert sorted(p.name for p in (run / "jobs").iterdir()) == ["0", "1", "2", "3"]
+    assert (run / "jobs" / "0" / ".hydra" / "overrides.yaml").is_file() and (run / "multirun.yaml").is_file()
+    assert list(cwd.iterdir()) == []
+    df = pd.read_csv(run / "results.csv")
+    assert len(df) == 4
+    cuda = df[df["device"] == "cuda"]
+    assert set(cuda["status"]) == {"unsupported"} and cuda["reason"].str.contains("no CUDA device").all()
+    assert set(df[df["device"] == "cpu"]["status"]) == {"ok"}
+
+
+@NO_CUDA
+def test_cuda_alone_is_an_error_before_work(tmp_path, cwd, capsys):
+    code, out, err = _sweep([f"results_dir={tmp_path / 'res'}", "device=cuda", *TINY], capsys)
+    assert code == 2 and "device=cuda: no CUDA device" in err
+    code, out, err = _sweep(["-m", f"results_dir={tmp_path / 'res'}", "device=cuda", "seq_len=8,16", *TINY], capsys)
+    assert code == 2
+    assert not (tmp_path / "res").exists() and list(cwd.iterdir()) == []
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("seq_len=0", "seq_len=0 is out of range (allowed: an integer >= 1)"),
+    ("heads=0", "heads=0 is out of range"), ("batch=-1", "batch=-1 is out of range"),
+    ("head_dim=0", "head_dim=0 is out of range"), ("window=0", "window=0 is out of range"),
+    ("dtype=float8", "dtype='float8' is not a known dtype (allowed: float32"),
+    ("pattern=diag", "pattern='diag' is not a known pattern (allowed: full, causal"),
+    ("mode=back", "mode='back' is not a known mode"), ("device=tpu", "device='tpu' is not a known device"),
+    ("variants=[nope]", "matches no variant (known: "), ("seqlen=4", "unknown key 'seqlen'"),
+    ("budget=abc", "could not be converted to Float"), ("preset=nope", "Could not find 'preset/nope'"),
+])
+def test_bad_input_exits_2_before_any_work(tmp_path, cwd, capsys, override, needle):
+    res = tmp_path / "res"
+    code, out, err = _sweep([f"results_dir={res}", override, "-m", "seed=0,1"], capsys)
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+    assert not res.exists() and list(cwd.iterdir()) == []
+
+
+def test_grid_building_presets_and_multirun_rules():
+    grid = launch.build_grid([], cuda_available=False)  # what `attnbench` with no arguments runs
+    assert not grid.multirun and len(grid.plans) == 1
+    assert {c.device for c in grid.plans[0].cases} == {"cpu"} and len(grid.plans[0].cases) == 12
+    assert re.fullmatch(r"run_name=\d{4}-.*", grid.overrides[-1])
+    lc = launch.build_grid(["preset=long_context"], cuda_available=False)
+    assert lc.multirun and [p.cases[0].seq_len for p in lc.plans] == [4096, 8192, 16384]
+    lc2 = launch.build_grid(["preset=long_context", "seq_len=1024"], cuda_available=False)
+    assert {c.seq_len for p in lc2.plans for c in p.cases} == {1024}
+    m = launch.build_grid(["seq_len=8,16", "heads=1,2"], multirun=True, cuda_available=False)
+    assert m.multirun and len(m.plans) == 4 and {len(p.cases) for p in m.plans} == {4}
+    # without -m an axis list stays in one job; a sweep on a non-axis key (budget) implies multirun
+    one = launch.build_grid(["seq_len=8,16", "variants=full,full", "budget=0.1,0.2"], cuda_available=False)
+    assert one.multirun and len(one.plans) == 2 and len(one.plans[0].cases) == 8
+    assert "seq_len=[8,16]" in one.overrides and "variants=[full,full]" in one.overrides
+    gpu = launch.build_grid(["preset=gpu"], cuda_available=True)
+    assert {c.batch * c.seq_len for c in gpu.plans[0].cases} == {16384}
+
+
+def test_no_arguments_runs_the_default_sweep(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "sweep_main", lambda argv: seen.append(argv) or 0)
+    assert cli.main([]) == 0 and seen == [[]]
+
+
+def test_report_hook_called_after_a_sweep(tmp_path, cwd, capsys, monkeypatch):
+    calls = []
+    fake = types.ModuleType("harness.report")
+    fake.write_report = lambda run_dirs, out_dir: calls.append((run_dirs, out_dir))
+    fake.report_main = lambda argv: 7 if argv == ["x"] else 1
+    fake.__spec__ = types.SimpleNamespace(name="harness.report")
+    monkeypatch.setitem(sys.modules, "harness.report", fake)
+    code, out, err = _sweep([f"results_dir={tmp_path / 'res'}", "run_name=rep", "seq_len=8", "variants=full",
+                             "mode=fwd", *TINY], capsys)
+    assert code == 0 and calls == [([tmp_path / "res" / "rep"], tmp_path / "res" / "rep")]
+    assert cli.main(["report", "x"]) == 7
+
+
+def test_dispatch_to_missing_modules_is_a_clear_error(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "harness.compare"
+                        else real(name, *a))
+    assert cli.main(["compare", "a", "b"]) == 2
+    assert "not available in this installation" in capsys.readouterr().err
+    assert cli.main(["frobnicate"]) == 2
+
+
+def test_help_on_each_command(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "sweep" in capsys.readouterr().out
+    assert cli.main(["sweep", "--help"]) == 0
+    text = capsys.readouterr().out
+    for key in ("seq_len", "heads", "device", "variants", "results_dir", "run_name", "quick", "long_context"):
+        assert key in text
+    assert cli.main(["list", "--help"]) == 0
+    assert "WILDCARD" in capsys.readouterr().out.upper()
+
+
+def test_list_shows_support_and_reasons(capsys, tvars):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^full \(exact\)", out, re.M)
+    assert "patterns  yes: full, causal, window, window_sym, block_sparse, block_sparse_causal" in out
+    assert "float64: dtype=float64 (supported:" in out
+    if not torch.cuda.is_available():
+        assert "cuda: no CUDA device on this machine" in out
+    assert "t_fwdonly" in out and "mode=fwd_bwd needs a backward pass" in out
+    assert cli.main(["list", "t_f*"]) == 0
+    assert "full (exact)" not in capsys.readouterr().out
+    assert cli.main(["list", "zzz*"]) == 2

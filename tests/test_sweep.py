@@ -1,0 +1,208 @@
+"""Config conversion and validation, and run_sweep without Hydra: statuses, resume, devices, shared inputs."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+
+import harness.reference as reference_mod
+import harness.sweep as sweep_mod
+from harness.config import ConfigError, SweepConfig, plan_from_config, schema_keys
+from harness.progress import Progress
+from harness.store import RunStore
+from harness.sweep import expected_ids, run_sweep
+from tests.sweep_helpers import loaded_test_variants, read_records
+
+TINY = {"seq_len": 8, "heads": 1, "head_dim": 4, "budget": 0.005, "warmup": 0, "min_runs": 1, "progress": "off"}
+
+
+@pytest.fixture
+def tvars(tmp_path):
+    with loaded_test_variants(tmp_path) as path:
+        yield path
+
+
+def _plan(tmp_path, **kw):
+    cfg = {**TINY, "results_dir": str(tmp_path / "res"), "run_name": "r", **kw}
+    return plan_from_config(cfg, cuda_available=False)
+
+
+# ---------------------------------------------------------------------------------------------------- config
+def test_schema_has_type_default_and_help_for_every_key():
+    keys = schema_keys()
+    assert [k for k, *_ in keys] == [f for f in SweepConfig.__dataclass_fields__]
+    for key, typ, _default, text in keys:
+        assert typ and text, key
+
+
+def test_lists_expand_into_cases_modes_adjacent_and_duplicates_removed(tmp_path):
+    plan = _plan(tmp_path, seq_len=[8, 16], pattern=["full", "window"], window=[2, 4], mode=["fwd", "fwd_bwd"],
+                 variants=["full"])
+    # full ignores the window: 1 full + 2 windows = 3 patterns; x 2 lengths x 2 modes
+    assert len(plan.cases) == 12
+    assert len(set(plan.cases)) == 12
+    assert [c.mode for c in plan.cases[:2]] == ["fwd", "fwd_bwd"]
+    assert plan.cases[0].input_key() == plan.cases[1].input_key()
+    assert plan.run_dir == (tmp_path / "res" / "r").absolute()
+    assert plan.variants == ("full",)
+
+
+def test_auto_device_and_tokens(tmp_path):
+    assert {c.device for c in _plan(tmp_path, device="auto").cases} == {"cpu"}
+    plan = plan_from_config({**TINY, "device": "auto", "run_name": "x"}, cuda_available=True, load_variants=False)
+    assert {c.device for c in plan.cases} == {"cuda"}
+    plan = _plan(tmp_path, tokens=64, seq_len=[8, 16, 128])
+    assert [c.batch for c in plan.cases] == [8, 4, 1]
+
+
+@pytest.mark.parametrize("key,value,allowed", [
+    ("seq_len", 0, ">= 1"), ("heads", -1, ">= 1"), ("batch", 0, ">= 1"), ("head_dim", 0, ">= 1"),
+    ("window", 0, ">= 1"), ("seq_len", "abc", "integer"), ("seq_len", [8, 0], ">= 1"),
+    ("dtype", "float8", "bfloat16"), ("pattern", "diag", "block_sparse"), ("mode", "back", "fwd_bwd"),
+    ("device", "tpu", "cuda"), ("budget", 0, "> 0"), ("threads", -1, ">= 0"), ("run_name", "a/b", "no '/'"),
+    ("seed", -2, ">= 0"), ("seq_len", [], "non-empty"),
+])
+def test_bad_values_name_key_value_and_allowed(tmp_path, key, value, allowed):
+    with pytest.raises(ConfigError) as info:
+        _plan(tmp_path, **{key: value})
+    msg = str(info.value)
+    assert key in msg and allowed in msg
+    if value != []:
+        assert str(value if not isinstance(value, list) else value[-1]) in msg
+
+
+def test_unknown_variant_lists_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"matches no variant \(known: .*full"):
+        _plan(tmp_path, variants=["nope*"])
+
+
+def test_unknown_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key"):
+        _plan(tmp_path, seqlen=5)
+
+
+# ---------------------------------------------------------------------------------------------------- statuses
+def test_every_failure_becomes_a_row_and_the_sweep_goes_on(tmp_path, tvars):
+    plan = _plan(tmp_path, mode=["fwd", "fwd_bwd"],
+                 variants=["t_raise", "t_nan", "t_oom", "t_memerr", "t_fwdonly", "full"])
+    result = run_sweep(plan, cuda_available=False)
+    rows = read_records(plan.run_dir)
+    assert len(rows) == 12 and result.measured == 12
+    by = {(r["variant"], r["mode"]): r for r in rows}
+    for mode in ("fwd", "fwd_bwd"):
+        assert by["full", mode]["status"] == "ok"
+        assert by["full", mode]["err_rel_l2"] < 1e-5
+        assert by["t_raise", mode]["status"] == "error"
+        assert "RuntimeError: boom from t_raise" in by["t_raise", mode]["reason"]
+        assert by["t_nan", mode]["status"] == "numerics"
+        assert by["t_oom", mode]["status"] == "oom"
+        assert by["t_memerr", mode]["status"] == "oom"
+    assert by["t_fwdonly", "fwd"]["status"] == "ok"
+    assert by["t_fwdonly", "fwd_bwd"]["status"] == "unsupported"
+    assert "mode=fwd_bwd" in by["t_fwdonly", "fwd_bwd"]["reason"]
+    assert math.isnan(by["t_raise", "fwd"]["time_ms_median"])
+    df = RunStore(plan.run_dir).rows()
+    assert {r["record_id"] for r in df} == expected_ids(plan)
+    assert (plan.run_dir / "results.csv").is_file() and (plan.run_dir / "env.json").is_file()
+
+
+def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
+    calls = {"inputs": 0, "ref": 0}
+    real_inputs, real_ref = sweep_mod.make_inputs, reference_mod.reference_attention
+
+    def counting_inputs(case):
+        calls["inputs"] += 1
+        return real_inputs(case)
+
+    def counting_ref(*a, **k):
+        calls["ref"] += 1
+        return real_ref(*a, **k)
+
+    monkeypatch.setattr(sweep_mod, "make_inputs", counting_inputs)
+    monkeypatch.setattr(reference_mod, "reference_attention", counting_ref)
+    plan = _plan(tmp_path, seq_len=[8, 16], variants=["full", "t_fwdonly", "t_slow"])
+    monkeypatch.setenv("ATTNBENCH_TEST_SLOW_S", "0")
+    run_sweep(plan, cuda_available=False)
+    assert calls == {"inputs": 2, "ref": 2}
+
+
+# ---------------------------------------------------------------------------------------------------- resume
+def test_resume_measures_only_what_is_missing(tmp_path, tvars):
+    plan = _plan(tmp_path, seq_len=[8, 16], variants=["full", "t_raise"])
+    first = run_sweep(plan, cuda_available=False)
+    assert (first.measured, first.skipped) == (4, 0)
+    stamps = {r["record_id"]: r["timestamp"] for r in read_records(plan.run_dir)}
+    again = run_sweep(plan, cuda_available=False)
+    assert (again.measured, again.skipped) == (0, 4)
+    victim = sorted(stamps)[0]
+    (plan.run_dir / "records" / f"{victim}.json").unlink()
+    third = run_sweep(plan, cuda_available=False)
+    assert (third.measured, third.skipped) == (1, 3)
+    rows = read_records(plan.run_dir)
+    assert sorted(r["record_id"] for r in rows) == sorted(stamps)
+    # a larger grid into the same run keeps what exists and adds the rest
+    bigger = _plan(tmp_path, seq_len=[8, 16, 24], variants=["full", "t_raise"])
+    fourth = run_sweep(bigger, cuda_available=False)
+    assert (fourth.measured, fourth.skipped) == (2, 4)
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+def test_cuda_alone_without_gpu_is_an_error_before_work(tmp_path):
+    plan = _plan(tmp_path, device="cuda", variants=["full"])
+    with pytest.raises(ConfigError, match="device=cuda: no CUDA device"):
+        run_sweep(plan, cuda_available=False)
+    assert not (plan.run_dir / "records").exists()
+
+
+def test_cuda_cases_become_unsupported_in_a_grid(tmp_path):
+    mixed = _plan(tmp_path, device=["cpu", "cuda"], variants=["full"])
+    run_sweep(mixed, cuda_available=False)
+    rows = {r["device"]: r for r in read_records(mixed.run_dir)}
+    assert rows["cpu"]["status"] == "ok"
+    assert rows["cuda"]["status"] == "unsupported" and "no CUDA device" in rows["cuda"]["reason"]
+    alone = _plan(tmp_path, device="cuda", variants=["full"], run_name="g")
+    run_sweep(alone, in_grid=True, cuda_available=False)  # one job of a multirun
+    assert [r["status"] for r in read_records(alone.run_dir)] == ["unsupported"]
+
+
+# ---------------------------------------------------------------------------------------------------- progress
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise():
+    tty = _Tty()
+    p = Progress(3, "auto", tty)
+    assert p.style == "bar"
+    p.start("cpu N8 full fwd", "full")
+    p.finish("cpu N8 full fwd", "full", "ok", "1 ms", seconds=0.01)
+    p.start("cpu N16 full fwd", "sdpa")
+    p.close()
+    out = tty.getvalue()
+    assert "\r" in out and "cpu N16 full fwd | sdpa | ETA" in out and "\n" not in out
+    plain = io.StringIO()
+    q = Progress(2, "auto", plain)
+    assert q.style == "plain"
+    q.start("c", "v")
+    q.finish("c", "v", "ok", "1 ms")
+    q.finish("c", "w", "", skipped=True)
+    assert plain.getvalue().splitlines() == ["[1/2] c | v: ok 1 ms", "[2/2] c | w: exists, skipped"]
+
+
+def test_inputs_that_cannot_be_made_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = sweep_mod.make_inputs
+
+    def failing(case):
+        if case.seq_len == 8:
+            raise MemoryError("cannot allocate the inputs (simulated)")
+        return real(case)
+
+    monkeypatch.setattr(sweep_mod, "make_inputs", failing)
+    plan = _plan(tmp_path, seq_len=[8, 16], variants=["full"])
+    run_sweep(plan, cuda_available=False)
+    rows = {r["seq_len"]: r for r in read_records(plan.run_dir)}
+    assert rows[8]["status"] == "oom" and "MemoryError: cannot allocate" in rows[8]["reason"]
+    assert rows[16]["status"] == "ok"
