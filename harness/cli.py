@@ -94,7 +94,7 @@ def _maybe_report(run_dir: Path) -> None:
             return
         from harness.report import write_report  # type: ignore[import-not-found]
 
-        write_report(run_dirs=[run_dir], out_dir=run_dir)
+        write_report(run_dirs=[run_dir], out_dir=run_dir / "report")
     except Exception as exc:
         print(f"attnbench: the report could not be written ({type(exc).__name__}: {exc}); the results are in "
               f"{run_dir}", file=sys.stderr)

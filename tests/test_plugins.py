@@ -455,14 +455,14 @@ def test_plugin_is_swept_and_reported_in_fresh_venv(plugin_venv, tmp_path):
     proc = _in_venv(plugin_venv, [attnbench, "sweep", "variants=[full,example_query_chunked]", "seq_len=96", "heads=1",
                                   "batch=1", "head_dim=16", f"results_dir={results}", "run_name=plugin_run"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    csvs = sorted(results.rglob("*.csv"))
+    csvs = sorted(results.rglob("results.csv"))
     assert csvs, f"the sweep wrote no CSV under {results}: {proc.stdout[-2000:]}"
     import pandas as pd
 
     rows = pd.concat([pd.read_csv(c) for c in csvs])
     mine = rows[rows["variant"] == "example_query_chunked"]
     assert len(mine) and set(mine["status"]) == {"ok"}, rows[["variant", "status", "reason"]].to_string()
-    run_dir = csvs[0].parent
+    run_dir = results / "plugin_run"
     proc = _in_venv(plugin_venv, [attnbench, "report", str(run_dir)], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     written = [p for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".md", ".txt", ".html", ".csv")]
