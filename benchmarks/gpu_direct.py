@@ -204,7 +204,7 @@ def compare(sweep_csv: str, direct_csv: str, tolerance: float = 0.03) -> int:
     keys = ["pattern", "batch", "heads", "seq_len", "head_dim"]
     rows, bad = [], 0
     for _, d in direct.iterrows():
-        sel = sweep[(sweep.variant == d.kernel) & (sweep.dtype == d.dtype)]
+        sel = sweep[(sweep["variant"] == d["kernel"]) & (sweep["dtype"] == d["dtype"])]
         for key in keys:
             sel = sel[sel[key] == d[key]]
         if d.pattern.startswith("window") and "window" in sel:
