@@ -46,7 +46,8 @@ PUBLIC_COLUMNS: tuple[str, ...] = (
 #: Extra columns with a fixed place after the public ones; any other extra column follows, sorted by name.
 EXTRA_COLUMNS: tuple[str, ...] = (
     "pattern_label", "inputs", "block", "local", "stride", "n_global", "threads", "budget_s", "timing_method",
-    "memory_method", "approx_err_rel_l2", "approx_err_max_abs", "textbook_err_rel_l2", "dq_err_rel_l2", "dk_err_rel_l2", "dv_err_rel_l2", "measure_wall_ms",
+    "memory_method", "approx_err_rel_l2", "approx_err_max_abs", "textbook_err_rel_l2", "dq_err_rel_l2",
+    "dk_err_rel_l2", "dv_err_rel_l2", "measure_wall_ms",
     "cuda_version", "hostname", "record_id",
 )
 _CASE_SORT = ["run_id", "device", "dtype", "inputs", "pattern_label", "batch", "heads", "head_dim", "seq_len", "seed",
