@@ -36,7 +36,7 @@ def parse_dtype(name: str | torch.dtype) -> torch.dtype:
         if name not in DTYPES.values():
             raise ValueError(f"dtype={name} is not supported (allowed: {', '.join(DTYPES)})")
         return name
-    if name not in DTYPES:
+    if not isinstance(name, str) or name not in DTYPES:
         raise ValueError(f"dtype={name!r} is not a known dtype (allowed: {', '.join(DTYPES)})")
     return DTYPES[name]
 
@@ -83,14 +83,14 @@ class Case:
         parse_dtype(self.dtype)
         if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"device={self.device!r} is not a known device (allowed: {', '.join(DEVICES)})")
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not a known mode (allowed: {', '.join(MODES)})")
         if not isinstance(self.pattern, Pattern):
             raise ValueError(f"pattern={self.pattern!r} must be a harness.Pattern")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
         self.pattern.check_fits(self.seq_len)
-        if self.inputs not in INPUT_KINDS:
+        if not isinstance(self.inputs, str) or self.inputs not in INPUT_KINDS:
             raise ValueError(f"inputs={self.inputs!r} is not a known input distribution "
                              f"(allowed: {', '.join(INPUT_KINDS)})")
 
