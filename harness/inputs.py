@@ -21,6 +21,8 @@ DTYPES: dict[str, torch.dtype] = {
 }
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MODES: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
+#: Input distributions (implemented in :mod:`harness.distributions`).
+INPUT_KINDS: tuple[str, ...] = ("gaussian", "local", "real")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -34,7 +36,7 @@ def parse_dtype(name: str | torch.dtype) -> torch.dtype:
         if name not in DTYPES.values():
             raise ValueError(f"dtype={name} is not supported (allowed: {', '.join(DTYPES)})")
         return name
-    if name not in DTYPES:
+    if not isinstance(name, str) or name not in DTYPES:
         raise ValueError(f"dtype={name!r} is not a known dtype (allowed: {', '.join(DTYPES)})")
     return DTYPES[name]
 
@@ -57,6 +59,9 @@ class Case:
         pattern: which pairs are attended.
         mode: ``fwd``, ``bwd`` or ``fwd_bwd``.
         seed: seed of the input draw.
+        inputs: the distribution q, k, v are drawn from: ``gaussian`` (standard normal), ``local`` (q and k
+            correlated by position) or ``real`` (a pretrained transformer layer on real text); see
+            :mod:`harness.distributions`.
     """
 
     batch: int = 1
@@ -68,6 +73,7 @@ class Case:
     pattern: Pattern = field(default_factory=Pattern)
     mode: str = "fwd"
     seed: int = 0
+    inputs: str = "gaussian"
 
     def __post_init__(self) -> None:
         for key in ("batch", "heads", "seq_len", "head_dim"):
@@ -77,13 +83,16 @@ class Case:
         parse_dtype(self.dtype)
         if not isinstance(self.device, str) or self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"device={self.device!r} is not a known device (allowed: {', '.join(DEVICES)})")
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r} is not a known mode (allowed: {', '.join(MODES)})")
         if not isinstance(self.pattern, Pattern):
             raise ValueError(f"pattern={self.pattern!r} must be a harness.Pattern")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
         self.pattern.check_fits(self.seq_len)
+        if not isinstance(self.inputs, str) or self.inputs not in INPUT_KINDS:
+            raise ValueError(f"inputs={self.inputs!r} is not a known input distribution "
+                             f"(allowed: {', '.join(INPUT_KINDS)})")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -104,13 +113,14 @@ class Case:
 
     def input_key(self) -> tuple:
         """Everything that determines the inputs and the reference (the mode does not)."""
-        return (self.batch, self.heads, self.seq_len, self.head_dim, self.dtype, self.device, self.pattern, self.seed)
+        return (self.batch, self.heads, self.seq_len, self.head_dim, self.dtype, self.device, self.pattern, self.seed,
+                self.inputs)
 
     def describe(self) -> str:
         """Compact one-line description, e.g. ``cpu float32 B1 H8 N1024 D64 causal fwd``."""
         return (
             f"{self.device} {self.dtype} B{self.batch} H{self.heads} N{self.seq_len} D{self.head_dim} "
-            f"{self.pattern.label} {self.mode}"
+            f"{self.pattern.label} {self.mode}" + ("" if self.inputs == "gaussian" else f" inputs={self.inputs}")
         )
 
 
@@ -129,7 +139,15 @@ class Inputs:
 
 
 def make_inputs(case: Case) -> Inputs:
-    """Draw the case's q, k, v and upstream gradient: standard normal, seeded, identical on every device."""
+    """Draw the case's q, k, v and upstream gradient, seeded, identical on every device.
+
+    ``gaussian`` inputs are standard normal; other distributions come from :mod:`harness.distributions` (which
+    raises ``ValueError`` when it cannot make the case, e.g. ``real`` inputs longer than the model's context).
+    """
+    if case.inputs != "gaussian":
+        from harness.distributions import make_inputs_for
+
+        return make_inputs_for(case, case.inputs)
     gen = torch.Generator(device="cpu").manual_seed(case.seed)
     tensors = [torch.randn(case.shape, generator=gen, dtype=torch.float32) for _ in range(4)]
     q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in tensors)

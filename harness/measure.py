@@ -14,6 +14,7 @@ message, and the memory it held is released, so a sweep goes on.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -90,6 +91,9 @@ class Measurement:
     ``peak_mem_bytes`` is the high-water mark above what was allocated before the measured call; for ``bwd``
     the measured call is the forward that builds the graph plus the backward that consumes it.
     ``pct_of_peak`` is a percentage of ``matmul_ceiling_tflops`` (CUDA only).
+    ``err_*`` compare with exact float64 attention under the case's own pattern (is the code right?);
+    ``approx_err_*`` compare with exact float64 attention under only the causal part of the pattern (what does
+    the shortcut cost?), and are filled for approximate variants and for sparse patterns (windows, layouts).
     """
 
     status: str = "ok"
@@ -108,6 +112,8 @@ class Measurement:
     err_mean_abs: float = math.nan
     err_ratio_vs_textbook: float = math.nan
     grad_err_rel_l2: float = math.nan
+    approx_err_rel_l2: float = math.nan
+    approx_err_max_abs: float = math.nan
     noisy: bool = False
     timing_method: str = ""
     memory_method: str = ""
@@ -190,6 +196,9 @@ def measure_variant(variant: Variant, case: Case, inputs: Inputs, refs: Referenc
         m.status, m.reason = "unsupported", "; ".join(reasons)
         return m
     m.flops = attention_flops(case)
+    params = getattr(variant, "params", None)
+    if isinstance(params, dict) and params:
+        m.extra["variant_params"] = json.dumps(params, sort_keys=True, default=str)
     try:
         with torch_threads(cfg.threads) as nthreads:
             m.threads = nthreads
@@ -226,6 +235,9 @@ def _measure(m: Measurement, variant: Variant, case: Case, inputs: Inputs, refs:
     m.setup_ms = (time.perf_counter() - t0) * 1e3
     if cfg.errors:
         _fill_errors(m, case, inputs, refs, out, getattr(call, "leaves", None))
+        if not variant.exact or case.pattern.is_sparse:
+            dense = error_stats(out, refs.dense_reference(case, inputs))
+            m.approx_err_rel_l2, m.approx_err_max_abs = dense.rel_l2, dense.max_abs
     del out
     for _ in range(cfg.warmup):
         call()

@@ -16,9 +16,13 @@ of a process pays the profiler's start-up (seconds); later ones do not.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
-from collections.abc import Callable
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -75,11 +79,35 @@ def _cuda_peak(fn: Callable[[], object], dev: torch.device) -> MemoryResult:
     return MemoryResult(float(peak), CUDA_METHOD, float(end))
 
 
+@contextlib.contextmanager
+def _without_profiler_chatter() -> Iterator[None]:
+    """Drop the two ``USDT: ... profiler_start/stop`` lines libkineto writes to fd 2 at every profile; every
+    other line written to stderr meanwhile (warnings, errors) is passed on unchanged afterwards."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): leave stderr alone
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().splitlines(keepends=True) if not ln.startswith(b"USDT:")]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _cpu_peak(fn: Callable[[], object]) -> MemoryResult:
     from torch.profiler import ProfilerActivity, profile
 
     gc.collect()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _without_profiler_chatter(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
     del result
     deltas = allocation_deltas(prof)

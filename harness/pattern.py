@@ -135,7 +135,8 @@ class Pattern:
             lay = lay & torch.ones(nb, nb, dtype=torch.bool, device=device).tril()
         return lay
 
-    def mask_fn(self, seq_len: int, device: torch.device | str = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def mask_fn(self, seq_len: int,
+                device: torch.device | str = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """A function ``(q_idx, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
 
         Its shape mirrors FlexAttention's ``mask_mod`` so that backend can use it as is.

@@ -92,7 +92,7 @@ def facet_columns(frame: pd.DataFrame) -> list[str]:
     Returns:
         Column names, in a fixed order.
     """
-    candidates = ["device", "device_name", "dtype", "batch", "heads", "head_dim", "pattern_label", "mode"]
+    candidates = ["device", "device_name", "dtype", "batch", "heads", "head_dim", "pattern_label", "inputs", "mode"]
     df = frame.replace({c: {"": np.nan} for c in candidates if c in frame.columns})
     out: list[str] = []
     for col in candidates:
@@ -105,8 +105,8 @@ def facet_columns(frame: pd.DataFrame) -> list[str]:
             continue
         out.append(col)
     if "run" in frame.columns and frame["run"].nunique() > 1:
-        key = [c for c in ("device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern_label", "seed",
-                           "variant", "mode") if c in frame.columns]
+        key = [c for c in ("device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern_label", "inputs",
+                           "seed", "variant", "mode") if c in frame.columns]
         if frame.groupby(key, dropna=False)["run"].nunique().max() > 1:
             out.append("run")
     return out

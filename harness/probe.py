@@ -52,7 +52,7 @@ def _reasons(variant, case: Case, cuda: bool) -> list[str]:
 
 def _base_case(variant, cuda: bool) -> Case:
     devices = ["cuda", "cpu"] if cuda else ["cpu"]
-    for dev, dt, kind in itertools.product(devices, ("float32", "bfloat16", "float16"), ("full", "causal")):
+    for dev, dt, kind in itertools.product(devices, ("float32", "bfloat16", "float16"), tuple(_PROBE_PATTERNS)):
         c = dataclasses.replace(_BASE, device=dev, dtype=dt, pattern=_PROBE_PATTERNS[kind])
         if not _reasons(variant, c, cuda):
             return c

@@ -149,11 +149,12 @@ class ReferenceCache:
         self._key: tuple | None = None
         self._ref: Reference | None = None
         self._textbook: torch.Tensor | None = None
+        self._dense: torch.Tensor | None = None
 
     def _check_key(self, case: Case) -> None:
         key = case.input_key()
         if key != self._key:
-            self._key, self._ref, self._textbook = key, None, None
+            self._key, self._ref, self._textbook, self._dense = key, None, None, None
 
     def reference(self, case: Case, inputs: Inputs, with_grads: bool) -> Reference:
         """The float64 baseline of ``case`` (computed once; recomputed only to add gradients)."""
@@ -170,5 +171,16 @@ class ReferenceCache:
             self._textbook = textbook_attention(inputs.q, inputs.k, inputs.v, case.pattern)
         return self._textbook
 
+    def dense_reference(self, case: Case, inputs: Inputs) -> torch.Tensor:
+        """Float64 output of exact attention with only the causal part of the case's pattern (no window, no
+        layout, no approximation): what sparse and approximate variants are judged against for ``approx_err``."""
+        self._check_key(case)
+        dense = case.pattern.causal_part()
+        if dense == case.pattern:
+            return self.reference(case, inputs, with_grads=False).out
+        if self._dense is None:
+            self._dense = reference_attention(inputs.q, inputs.k, inputs.v, dense).out
+        return self._dense
+
     def clear(self) -> None:
-        self._key, self._ref, self._textbook = None, None, None
+        self._key, self._ref, self._textbook, self._dense = None, None, None, None

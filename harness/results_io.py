@@ -32,10 +32,11 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "batch", "heads", "seq_len", "head_dim", "window", "seed", "time_ms_median", "time_ms_iqr", "time_ms_min",
     "n_runs", "setup_ms", "peak_mem_bytes", "flops", "tflops", "pct_of_peak", "err_max_abs", "err_rel_l2",
     "err_mean_abs", "err_ratio_vs_textbook", "grad_err_rel_l2", "textbook_err_rel_l2", "approx_err_rel_l2",
+    "approx_err_max_abs",
 )
 #: What identifies the inputs of a case (the variant and the mode are not part of it).
 CASE_COLUMNS: tuple[str, ...] = (
-    "device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern_label", "seed",
+    "device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern_label", "inputs", "seed",
 )
 #: Where a report looks for the results of a run directory.
 RESULTS_FILE = "results.csv"

@@ -45,12 +45,13 @@ PUBLIC_COLUMNS: tuple[str, ...] = (
 )
 #: Extra columns with a fixed place after the public ones; any other extra column follows, sorted by name.
 EXTRA_COLUMNS: tuple[str, ...] = (
-    "pattern_label", "block", "local", "stride", "n_global", "threads", "budget_s", "timing_method",
-    "memory_method", "textbook_err_rel_l2", "dq_err_rel_l2", "dk_err_rel_l2", "dv_err_rel_l2", "measure_wall_ms",
+    "pattern_label", "inputs", "block", "local", "stride", "n_global", "threads", "budget_s", "timing_method",
+    "memory_method", "approx_err_rel_l2", "approx_err_max_abs", "textbook_err_rel_l2", "dq_err_rel_l2",
+    "dk_err_rel_l2", "dv_err_rel_l2", "measure_wall_ms",
     "cuda_version", "hostname", "record_id",
 )
-_CASE_SORT = ["run_id", "device", "dtype", "pattern_label", "batch", "heads", "head_dim", "seq_len", "seed", "mode",
-              "variant"]
+_CASE_SORT = ["run_id", "device", "dtype", "inputs", "pattern_label", "batch", "heads", "head_dim", "seq_len", "seed",
+              "mode", "variant"]
 RECORDS_DIR = "records"
 CSV_NAME = "results.csv"
 _TMP_SUFFIX = ".tmp"
@@ -65,6 +66,8 @@ def record_key(case: Case, variant: str, threads: int = 0) -> dict[str, Any]:
         "seq_len": case.seq_len, "head_dim": case.head_dim, "pattern": p.kind, "mode": case.mode, "seed": case.seed,
         "threads": threads,
     }
+    if case.inputs != "gaussian":  # gaussian keys stay as they were before the key existed
+        key["inputs"] = case.inputs
     if p.kind in ("window", "window_sym"):
         key["window"] = p.window
     if p.kind in ("block_sparse", "block_sparse_causal"):

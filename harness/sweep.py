@@ -87,7 +87,7 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
         run_id=plan.run_id, variant=variant, status=m.status, reason=m.reason, device=case.device,
         dtype=case.dtype, batch=case.batch, heads=case.heads, seq_len=case.seq_len, head_dim=case.head_dim,
         pattern=p.kind, window=p.window if p.kind in ("window", "window_sym") else None, mode=case.mode,
-        seed=case.seed, timestamp=_env.now_iso(), pattern_label=p.label,
+        seed=case.seed, timestamp=_env.now_iso(), pattern_label=p.label, inputs=case.inputs,
         block=p.block if blocky else None, local=p.local if blocky else None,
         stride=p.stride if blocky else None, n_global=p.n_global if blocky else None,
         threads=m.threads or torch.get_num_threads(), budget_s=plan.budget_s, measure_wall_ms=wall_ms,
@@ -144,6 +144,12 @@ def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.Me
         reasons = variant.not_supported_reasons(case)
     except Exception as exc:
         return _failure(exc, threads), 0.0
+    if not reasons and case.inputs != "gaussian":
+        from harness.distributions import distribution_reason
+
+        why = distribution_reason(case.inputs, case.shape)
+        if why:  # e.g. real inputs longer than the model's context: said in the row, no data invented
+            reasons = [why]
     if reasons:
         return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
     try:

@@ -97,7 +97,8 @@ class Variant:
         """
         return lambda q, k, v: self.forward(q, k, v, pattern)
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern | None = None) -> torch.Tensor:
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                 pattern: Pattern | None = None) -> torch.Tensor:
         """Validated entry point: checks the inputs and the declarations, then runs ``forward``."""
         pattern = Pattern() if pattern is None else pattern
         check_qkv(q, k, v)

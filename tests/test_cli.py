@@ -149,7 +149,7 @@ def test_report_hook_called_after_a_sweep(tmp_path, cwd, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "harness.report", fake)
     code, out, err = _sweep([f"results_dir={tmp_path / 'res'}", "run_name=rep", "seq_len=8", "variants=full",
                              "mode=fwd", *TINY], capsys)
-    assert code == 0 and calls == [([tmp_path / "res" / "rep"], tmp_path / "res" / "rep")]
+    assert code == 0 and calls == [([tmp_path / "res" / "rep"], tmp_path / "res" / "rep" / "report")]
     assert cli.main(["report", "x"]) == 7
 
 
