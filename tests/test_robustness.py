@@ -78,10 +78,14 @@ case_values = {
     "seq_len": st.one_of(small_ints, floats),
     "head_dim": small_ints,
     "dtype": st.one_of(st.sampled_from(["float32", "bfloat16", "float16", "float64", "int8", ""]), texts,
-                       st.sampled_from([torch.float32, torch.int32, torch.complex64]), st.none(), ints),
+                       st.sampled_from([torch.float32, torch.int32, torch.complex64]), st.none(), ints,
+                       st.lists(texts, max_size=2)),
     "device": st.one_of(st.sampled_from(["cpu", "cuda", "cuda:1", "tpu", "cpu:0"]), texts, ints, st.none()),
-    "mode": st.one_of(st.sampled_from(["fwd", "bwd", "fwd_bwd", "FWD"]), texts, ints, st.none()),
+    "mode": st.one_of(st.sampled_from(["fwd", "bwd", "fwd_bwd", "FWD"]), texts, ints, st.none(),
+                      st.lists(texts, max_size=2)),
     "seed": st.one_of(small_ints, floats, texts),
+    "inputs": st.one_of(st.sampled_from(["gaussian", "local", "real", "uniform"]), texts, ints, st.none(),
+                        st.lists(texts, max_size=2)),
     "pattern": st.one_of(st.builds(Pattern, kind=st.sampled_from(["full", "causal"])),
                          st.just(Pattern("window", window=4)), st.just(Pattern("block_sparse", block=4)),
                          texts, st.none()),
@@ -99,13 +103,11 @@ def test_case_raises_only_value_error(kw):
     assert case.seq_len >= 1 and case.describe()
 
 
-# hostile element types that are hashable: Case's own checks must turn them into ValueError
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="harness.inputs.parse_dtype does `name not in DTYPES` on an unhashable value: "
-                          "Case(dtype=[1]) raises TypeError instead of ValueError (owner: harness/inputs.py)")
-def test_case_unhashable_dtype_is_a_value_error():
-    with pytest.raises(ValueError):
-        Case(dtype=["float32"])  # type: ignore[arg-type]
+def test_case_unhashable_values_are_value_errors():
+    """Found by the property test above (fixed on main in 68abb53): Case(dtype=[...]) raised TypeError."""
+    for kw in ({"dtype": ["float32"]}, {"mode": ["fwd"]}, {"inputs": {"a": 1}}, {"device": ["cpu"]}):
+        with pytest.raises(ValueError):
+            Case(**kw)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------- tensors
