@@ -80,6 +80,11 @@ class SweepConfig:
     run_name: str = field(default=DEFAULT_RUN_NAME,
                           metadata=_help("run directory name (default: a timestamp); reuse it to resume", "str"))
     progress: str = field(default="auto", metadata=_help("auto (bar on a terminal), bar, plain or off", "str"))
+    isolate: bool = field(default=False,
+                          metadata=_help("each (case, variant) in its own child process (timeouts, crashes)", "bool"))
+    case_timeout_s: float = field(default=600.0,
+                                  metadata=_help("isolate=true: wall-clock limit of one measurement, seconds > 0",
+                                                 "float"))
 
 
 def schema_keys() -> list[tuple[str, str, Any, str]]:
@@ -104,6 +109,8 @@ class SweepPlan:
         threads: torch CPU threads to set (0 = leave torch's default).
         progress: ``auto``, ``bar``, ``plain`` or ``off``.
         variants_from: files/modules imported to register variants (already imported by the conversion).
+        isolate: run each (case, variant) in a child process (:mod:`harness.isolate`).
+        case_timeout_s: with ``isolate``, the wall-clock limit of one measurement in its child.
     """
 
     cases: tuple[Case, ...]
@@ -116,6 +123,8 @@ class SweepPlan:
     threads: int = 0
     progress: str = "auto"
     variants_from: tuple[str, ...] = ()
+    isolate: bool = False
+    case_timeout_s: float = 600.0
 
     @property
     def n_items(self) -> int:
@@ -250,6 +259,10 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     min_runs = _scalar(c, "min_runs", int, lambda v: v >= 1, "an integer >= 1")
     threads = _scalar(c, "threads", int, lambda v: v >= 0, "an integer >= 0; 0 = torch's default")
     progress = _choice_value("progress", c["progress"], PROGRESS_CHOICES)
+    isolate = c["isolate"]
+    if not isinstance(isolate, bool):
+        raise ConfigError(f"isolate={_fmt(isolate)} is not allowed (allowed: true or false)")
+    case_timeout_s = _scalar(c, "case_timeout_s", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
     results_dir = c["results_dir"]
     if not isinstance(results_dir, str) or not results_dir:
         raise ConfigError(f"results_dir={_fmt(results_dir)} is not allowed (allowed: a directory path)")
@@ -279,7 +292,8 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
         variants = selection
     return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
                      / run_name, run_id=run_name, budget_s=float(budget), warmup=warmup, min_runs=min_runs,
-                     threads=threads, progress=progress, variants_from=tuple(variants_from))
+                     threads=threads, progress=progress, variants_from=tuple(variants_from), isolate=isolate,
+                     case_timeout_s=float(case_timeout_s))
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

@@ -9,6 +9,11 @@ that already exists is skipped, so running the same plan into the same directory
 A case on a device this machine lacks (``cuda`` without a GPU) is an error when it is all the sweep asked for;
 when the sweep is part of a larger grid (``in_grid=True``: a Hydra multirun, or a list of devices of which one is
 present) such cases become ``unsupported`` rows naming the missing device.
+
+With ``plan.isolate`` each supported (case, variant) is measured in a child process (:mod:`harness.isolate`):
+a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. Every row also records
+``concurrent_jobs``, the number of other jobs of the run measuring on the same device of this host at the time
+(:mod:`harness.sharing`); the job warns the first time it is above zero.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import gc
 import socket
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +164,22 @@ def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.Me
     return m, time.perf_counter() - t0
 
 
+def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.MeasureConfig,
+                      threads: int) -> tuple[_measure.Measurement, float]:
+    """One measurement in a child process (unsupported cases are answered here, without a child)."""
+    from harness.isolate import IsolatedJob, run_isolated
+
+    try:
+        reasons = variant.not_supported_reasons(case)
+    except Exception as exc:
+        return _failure(exc, threads), 0.0
+    if reasons:
+        return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
+    job = IsolatedJob(case=case, variant=variant.name, variants_from=plan.variants_from, mcfg=mcfg, threads=threads)
+    out = run_isolated(job, plan.case_timeout_s)
+    return out.measurement, out.seconds
+
+
 def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,
               resolved_config: dict | None = None, progress: Progress | None = None,
               cuda_available: bool | None = None, write_csv: bool = True) -> SweepResult:
@@ -212,6 +234,10 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     result = SweepResult(run_dir=plan.run_dir)
     cache = _CaseInputs()
     existing = store.ids()
+    from harness.sharing import SharedDeviceWarning, SharingMonitor, sharing_warning
+
+    monitor = SharingMonitor(plan.run_dir, {c.device for c in plan.cases if c.device not in missing})
+    warned: set[str] = set()
     try:
         for case in plan.cases:
             text = case.describe()
@@ -222,17 +248,28 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                     prog.finish(text, variant.name, "", skipped=True)
                     continue
                 prog.start(text, variant.name)
+                sharing = [] if case.device in missing else monitor.sharing(case.device)
+                if sharing and case.device not in warned:
+                    warned.add(case.device)
+                    if prog.style in ("plain", "bar"):
+                        prog.message(sharing_warning(case.device, sharing))
+                    else:
+                        warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
                 if case.device in missing:
                     m, secs = _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
                                                    threads=threads), 0.0
+                elif plan.isolate:
+                    m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                 else:
                     m, secs = _measure_one(variant, case, cache, mcfg, threads)
+                m.extra["concurrent_jobs"] = len(sharing)
                 store.write(rid, make_row(plan, case, variant.name, m, rid, secs * 1e3))
                 result.measured += 1
                 result.measure_s += secs
                 result.statuses[m.status] += 1
                 prog.finish(text, variant.name, m.status, _summary(m), seconds=secs)
     finally:
+        monitor.close()
         cache.release()
         if write_csv:
             result.csv_path = store.write_csv()
