@@ -120,7 +120,7 @@ def sweep_help() -> str:
     ]
     for key, typ, default, text in schema_keys():
         shown = default if not isinstance(default, str) else (default if default else "''")
-        lines.append(f"  {key:<14}{typ:<11}{str(shown):<22}{text}")
+        lines.append(f"  {key:<16}{typ:<11}{str(shown):<22}{text}")
     lines += [
         "",
         f"presets (preset=NAME, default quick): {', '.join(configs.presets())}",
