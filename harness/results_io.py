@@ -123,7 +123,8 @@ def _read_runs(paths: list[str | Path] | tuple[str | Path, ...] | str | Path) ->
     """Read run directories and/or CSV files into one :class:`RunData`.
 
     Args:
-        paths: run directories (each holding ``results.csv``, optionally ``env.json``) or CSV files.
+        paths: run directories (each holding ``results.csv``, optionally ``env.json``), CSV files, or
+            pytest-benchmark ``--benchmark-json`` files (read by :mod:`harness.pytest_bench`).
 
     Returns:
         The rows of all of them, normalized (see :func:`normalize`), and the environments found.
@@ -137,6 +138,15 @@ def _read_runs(paths: list[str | Path] | tuple[str | Path, ...] | str | Path) ->
         raise ValueError("no run given (allowed: one or more run directories or CSV files)")
     frames, envs, sources = [], {}, []
     for path in paths:
+        if Path(path).is_file() and Path(path).suffix == ".json":
+            from harness.pytest_bench import is_pytest_benchmark_json, load_pytest_benchmark_json
+
+            if not is_pytest_benchmark_json(path):
+                raise ValueError(f"{str(path)!r} is not pytest-benchmark JSON (allowed: a run directory, a CSV "
+                                 f"file, or a --benchmark-json file)")
+            frames.append(normalize(load_pytest_benchmark_json(path), run=Path(path).stem))
+            sources.append(Path(path))
+            continue
         csv, env = _resolve(path)
         name = csv.parent.name if csv.name == RESULTS_FILE else csv.stem
         raw = pd.read_csv(csv)

@@ -313,6 +313,16 @@ def test_benchmark_suite_json_loads_into_csv_rows(tmp_path):
         assert row["time_ms_min"] <= row["time_ms_median"] and row["time_ms_iqr"] >= 0
         assert row["flops"] == 4 * 4 * 64 * Pattern(row["pattern"]).attended_pairs(256)
         assert row["tflops"] > 0 and row["err_rel_l2"] < 1e-5 and len(row["git_commit"]) in (0, 40)
+    # `attnbench report` reads the same JSON into the usual tables and plots
+    from harness.report import report_main
+
+    out = tmp_path / "rep"
+    assert report_main([str(js), "--out", str(out)]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 2 and set(table["variant"]) == {"full"}
+    assert (out / "plots" / "time.png").is_file() and "full" in (out / "report.md").read_text()
 
 
 def test_benchmark_suite_is_skipped_without_benchmark_only():
