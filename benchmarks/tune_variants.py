@@ -19,30 +19,15 @@ import argparse
 import gc
 
 import torch
-from torch._C._profiler import _EventType
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.benchmark import Timer
 
 from harness import Case, Pattern, get_variant, make_inputs
+from harness.memory import measure_peak
 
 
 def peak_bytes(fn) -> int:
-    """Peak CPU bytes allocated by ``fn()`` above the live memory before it (profiler allocation replay)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    allocs = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if node.tag == _EventType.Allocation:
-            allocs.append((node.start_time_ns, node.extra_fields.alloc_size))
-    allocs.sort()
-    cur = peak = 0
-    for _, size in allocs:
-        cur += size
-        peak = max(peak, cur)
-    return peak
+    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (harness.memory's replay)."""
+    return int(measure_peak(fn, "cpu").peak_bytes)
 
 
 def measure(name: str, pattern: Pattern, n: int, min_run_time: float) -> tuple[float, int]:

@@ -26,18 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.columns import PUBLIC_COLUMNS
 from harness.inputs import Case
 from harness.measure import attention_flops
 from harness.pattern import make_pattern
 
-#: The public CSV columns (docs: DESIGN "The CSV"), in order; extra columns follow them.
-PUBLIC_COLUMNS: tuple[str, ...] = (
-    "run_id", "variant", "status", "reason", "device", "device_name", "dtype", "batch", "heads", "seq_len",
-    "head_dim", "pattern", "window", "mode", "seed", "time_ms_median", "time_ms_iqr", "time_ms_min", "n_runs",
-    "setup_ms", "peak_mem_bytes", "flops", "tflops", "pct_of_peak", "err_max_abs", "err_rel_l2", "err_mean_abs",
-    "err_ratio_vs_textbook", "grad_err_rel_l2", "noisy", "torch_version", "harness_version", "git_commit",
-    "timestamp",
-)
 _CASE_FIELDS = ("device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern", "window", "mode", "seed")
 _COPIED_FIELDS = ("device_name", "flops", "err_max_abs", "err_rel_l2", "err_mean_abs", "err_ratio_vs_textbook",
                   "grad_err_rel_l2", "torch_version", "harness_version", "peak_mem_bytes", "setup_ms", "threads")

@@ -18,6 +18,8 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness.store import pid_alive
+
 MARKER_DIR = ".jobs"
 
 
@@ -60,15 +62,6 @@ def cuda_identity(device: str) -> str:
     return f"gpu:{index}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class SharingMonitor:
     """This job's marker in a run directory, and the other live jobs that share a device with it.
@@ -102,7 +95,7 @@ class SharingMonitor:
                 continue
             if doc.get("host") != self.host or not isinstance(doc.get("pid"), int):
                 continue
-            if not _alive(doc["pid"]):
+            if not pid_alive(doc["pid"]):
                 with contextlib.suppress(OSError):
                     p.unlink()
                 continue

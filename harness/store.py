@@ -30,19 +30,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.columns import PUBLIC_COLUMNS
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from harness.inputs import Case
 
-#: The public CSV columns (docs: DESIGN.md), in this order; never renamed.
-PUBLIC_COLUMNS: tuple[str, ...] = (
-    "run_id", "variant", "status", "reason", "device", "device_name", "dtype", "batch", "heads", "seq_len",
-    "head_dim", "pattern", "window", "mode", "seed", "time_ms_median", "time_ms_iqr", "time_ms_min", "n_runs",
-    "setup_ms", "peak_mem_bytes", "flops", "tflops", "pct_of_peak", "err_max_abs", "err_rel_l2", "err_mean_abs",
-    "err_ratio_vs_textbook", "grad_err_rel_l2", "noisy", "torch_version", "harness_version", "git_commit",
-    "timestamp",
-)
 #: Extra columns with a fixed place after the public ones; any other extra column follows, sorted by name.
 EXTRA_COLUMNS: tuple[str, ...] = (
     "pattern_label", "inputs", "block", "local", "stride", "n_global", "threads", "budget_s", "timing_method",
@@ -116,7 +110,8 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=1, default=str) + "\n")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -169,7 +164,7 @@ class RunStore:
             # .<name>.json.<host>.<pid>.<token>
             if len(parts) < 4 or parts[-3] != host or not parts[-2].isdigit():
                 continue
-            if not _pid_alive(int(parts[-2])):
+            if not pid_alive(int(parts[-2])):
                 with contextlib.suppress(OSError):
                     p.unlink()
                     removed += 1

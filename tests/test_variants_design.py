@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch._C._profiler import _EventType
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness import Case, Pattern, error_stats, get_variant, make_inputs, reference_attention
+from harness.memory import measure_peak
 from harness.testing import CONFORMANCE_PATTERNS, check_case, conformance_cases
 from tests.conftest import DEVICES
 from variants.block_sparse import _ladder
@@ -150,22 +149,8 @@ def test_block_sparse_computes_only_its_blocks() -> None:
 
 # ---------------------------------------------------------------------------------------------- memory
 def _peak_bytes(fn) -> int:
-    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (profiler events replayed)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    allocs = []
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if node.tag == _EventType.Allocation:
-            allocs.append((node.start_time_ns, node.extra_fields.alloc_size))
-    allocs.sort()
-    cur = peak = 0
-    for _, size in allocs:
-        cur += size
-        peak = max(peak, cur)
-    return peak
+    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (harness.memory's replay)."""
+    return int(measure_peak(fn, "cpu").peak_bytes)
 
 
 def _fwd_bwd_peak(var, pattern: Pattern, n: int, heads: int = 2, head_dim: int = 32, backward: bool = True) -> int:
