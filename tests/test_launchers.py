@@ -21,8 +21,17 @@ from harness.sweep import expected_ids, run_sweep
 from tests.sweep_helpers import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
-HAS_JOBLIB = importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
-HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the hydra_plugins namespace itself is absent: no launcher plugin at all
+        return False
+
+
+HAS_JOBLIB = _installed("hydra_plugins.hydra_joblib_launcher")
+HAS_SUBMITIT = _installed("hydra_plugins.hydra_submitit_launcher")
 needs_joblib = pytest.mark.skipif(not HAS_JOBLIB, reason="hydra-joblib-launcher is not installed "
                                   "(pip install 'attnbench[cluster]')")
 needs_submitit = pytest.mark.skipif(not HAS_SUBMITIT, reason="hydra-submitit-launcher is not installed "
