@@ -48,8 +48,9 @@ class MeasureConfig:
         errors: compare with the float64 baseline.
         min_runs / max_runs: bounds on the number of timed runs (``blocked_autorange`` chooses its own count;
             when it yields fewer than ``min_runs`` samples the per-call timer is used instead).
-        cpu_timer: ``blocked_autorange`` (default; torch.utils.benchmark, samples are means of blocks of calls)
-            or ``per_call`` (one sample per call). The ``bwd`` mode always times per call, because each backward
+        cpu_timer: ``per_call`` (default; one sample per call) or ``blocked_autorange`` (torch.utils.benchmark,
+            samples are means of blocks of calls; docs/measurement.md says why it is not the default). The
+            ``bwd`` mode always times per call, because each backward
             needs a fresh forward graph built outside the timed region.
         flush_l2: on CUDA, flush the L2 cache before each run.
         ceiling: on CUDA, measure the matmul ceiling (once per device and dtype) and fill ``pct_of_peak``.
@@ -62,7 +63,7 @@ class MeasureConfig:
     errors: bool = True
     min_runs: int = 3
     max_runs: int = 1000
-    cpu_timer: str = "blocked_autorange"
+    cpu_timer: str = "per_call"
     flush_l2: bool = True
     ceiling: bool = True
 
