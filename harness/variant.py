@@ -112,6 +112,20 @@ class Variant:
         return f"<variant {self.name}>"
 
 
+def check_param(key: str, value: object, minimum: int = 1) -> int:
+    """Validate an integer constructor parameter of a variant (block size, chunk, features...).
+
+    Returns:
+        ``value``, when it is an integer (not a bool) of at least ``minimum``.
+
+    Raises:
+        ValueError: naming the key, the value and what is allowed.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key}={value!r} is out of range (allowed: an integer >= {minimum})")
+    return value
+
+
 def case_for(q: torch.Tensor, pattern: Pattern, mode: str = "fwd", seed: int = 0) -> Case:
     """The :class:`Case` describing tensors shaped like ``q`` (used to check support for given tensors)."""
     b, h, n, d = q.shape

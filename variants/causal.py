@@ -18,7 +18,7 @@ import torch
 
 from harness import Pattern, Variant, register_variant
 from harness.inputs import Case
-from harness.variant import AttentionFn, case_for
+from harness.variant import AttentionFn, case_for, check_param
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -45,9 +45,7 @@ class Causal(Variant):
 
     def __init__(self, block: int | None = None) -> None:
         if block is not None:
-            if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-                raise ValueError(f"block={block!r} is out of range (allowed: an integer >= 1)")
-            self.block = block
+            self.block = check_param("block", block)
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
         bq = min(self.block, case.seq_len)

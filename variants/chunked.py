@@ -22,7 +22,7 @@ import torch
 
 from harness import Pattern, Variant, register_variant
 from harness.inputs import Case
-from harness.variant import AttentionFn, case_for
+from harness.variant import AttentionFn, case_for, check_param
 
 _MASK_BUDGET_BYTES = 64 * 2**20  # partial-tile masks kept from prepare; beyond this they are rebuilt per call
 
@@ -146,9 +146,7 @@ class Chunked(Variant):
         for key, value in (("q_chunk", q_chunk), ("k_chunk", k_chunk)):
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key}={value!r} is out of range (allowed: an integer >= 1)")
-            setattr(self, key, value)
+            setattr(self, key, check_param(key, value))
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
         plan = build_plan(pattern, case.seq_len, self.q_chunk, self.k_chunk, _compute_dtype(case.torch_dtype),

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import Pattern, Variant, register_variant
+from harness.variant import check_param
 
 #: Positions per chunk of the causal prefix-sum form.
 DEFAULT_CHUNK = 64
@@ -102,9 +103,7 @@ class LinearAttention(Variant):
     grad_tolerances: ClassVar[dict[str, float]] = {"float64": 1.5, "float32": 1.5, "bfloat16": 1.5, "float16": 1.5}
 
     def __init__(self, chunk: int = DEFAULT_CHUNK) -> None:
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise ValueError(f"chunk={chunk!r} is out of range (allowed: an integer >= 1)")
-        self.chunk = chunk
+        self.chunk = check_param("chunk", chunk)
 
     @property
     def params(self) -> dict:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from harness import Pattern, Variant, register_variant
 from harness.inputs import Case
-from harness.variant import AttentionFn, case_for
+from harness.variant import AttentionFn, case_for, check_param
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -48,9 +48,7 @@ class LocalWindow(Variant):
 
     def __init__(self, block: int | None = None) -> None:
         if block is not None:
-            if isinstance(block, bool) or not isinstance(block, int) or block < 1:
-                raise ValueError(f"block={block!r} is out of range (allowed: an integer >= 1)")
-            self.block = block
+            self.block = check_param("block", block)
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
         if pattern.kind not in self.patterns:

@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 
 from harness import Pattern, Variant, register_variant
+from harness.variant import check_param
 from variants.linear import compute_dtype
 
 #: Default number of landmarks.
@@ -82,8 +83,7 @@ class Nystrom(Variant):
     grad_tolerances: ClassVar[dict[str, float]] = {"float64": 1.65, "float32": 1.65, "bfloat16": 1.65, "float16": 1.65}
 
     def __init__(self, num_landmarks: int = DEFAULT_LANDMARKS, pinv: str = "iterative") -> None:
-        if isinstance(num_landmarks, bool) or not isinstance(num_landmarks, int) or num_landmarks < 1:
-            raise ValueError(f"num_landmarks={num_landmarks!r} is out of range (allowed: an integer >= 1)")
+        check_param("num_landmarks", num_landmarks)
         if pinv not in PINV_METHODS:
             raise ValueError(f"pinv={pinv!r} is not a known method (allowed: {', '.join(PINV_METHODS)})")
         self.num_landmarks = num_landmarks

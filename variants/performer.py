@@ -28,6 +28,7 @@ from typing import ClassVar
 import torch
 
 from harness import Pattern, Variant, register_variant
+from harness.variant import check_param
 from variants.linear import DEFAULT_CHUNK, compute_dtype, kernel_attention
 
 #: Default number of random features.
@@ -94,8 +95,7 @@ class Performer(Variant):
     def __init__(self, num_features: int = DEFAULT_FEATURES, seed: int = DEFAULT_SEED,
                  chunk: int = DEFAULT_CHUNK) -> None:
         for key, value, low in (("num_features", num_features, 1), ("seed", seed, 0), ("chunk", chunk, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{key}={value!r} is out of range (allowed: an integer >= {low})")
+            check_param(key, value, low)
         self.num_features = num_features
         self.seed = seed
         self.chunk = chunk
