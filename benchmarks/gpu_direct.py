@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -123,7 +124,8 @@ def _xformers(q, k, v, pattern: Pattern) -> Callable[[], torch.Tensor]:
     return lambda: xops.memory_efficient_attention(qn, kn, vn, attn_bias=bias)
 
 
-def _make(kernel: str, q, k, v, pattern: Pattern) -> Callable[[], torch.Tensor]:
+def make_direct(kernel: str, q, k, v, pattern: Pattern) -> Callable[[], torch.Tensor]:
+    """The kernel called on q, k, v as a user would call it, outside the harness (SDPA: see ``run.ctx``)."""
     if kernel.startswith("sdpa_"):
         name = {"sdpa_cudnn": "CUDNN_ATTENTION", "sdpa_flash": "FLASH_ATTENTION",
                 "sdpa_efficient": "EFFICIENT_ATTENTION", "sdpa_math": "MATH"}[kernel]
@@ -133,6 +135,31 @@ def _make(kernel: str, q, k, v, pattern: Pattern) -> Callable[[], torch.Tensor]:
     if kernel == "xformers":
         return _xformers(q, k, v, pattern)
     raise ValueError(f"kernel={kernel!r} is not known (allowed: {', '.join(KERNELS)})")
+
+
+def build_plan(kernels: list[str], patterns: list[str], seq_lens: list[int], window: int,
+               window_seq_lens: list[int], window_kernels: list[str]) -> list[tuple[str, Pattern, int]]:
+    """The (kernel, pattern, seq_len) cases of a run, dense patterns first, then the sliding-window ones.
+
+    ``sdpa_math`` is left out above N=4096 (it materializes the scores). In the window cases, flex and xformers
+    run the causal window; SDPA kernels have no window and run full causal attention, for comparison.
+    """
+    unknown = [k for k in [*kernels, *window_kernels] if k not in KERNELS]
+    if unknown:
+        raise ValueError(f"unknown kernels {unknown} (allowed: {', '.join(KERNELS)})")
+    plan: list[tuple[str, Pattern, int]] = []
+    for kind in patterns:
+        for n in seq_lens:
+            for kern in kernels:
+                if kern == "sdpa_math" and n > _MATH_MAX_N:
+                    continue
+                plan.append((kern, Pattern(kind), n))
+    if window:
+        for n in window_seq_lens:
+            for kern in window_kernels:
+                pat = Pattern("window", window=window) if kern in ("flex", "xformers") else Pattern("causal")
+                plan.append((kern, pat, n))
+    return plan
 
 
 def time_direct(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: int, head_dim: int,
@@ -147,7 +174,7 @@ def time_direct(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: 
     try:
         q, k, v = (torch.randn(batch, heads, seq_len, head_dim, generator=gen).to("cuda", dtype) for _ in range(3))
         t0 = time.perf_counter()
-        run = _make(kernel, q, k, v, pattern)
+        run = make_direct(kernel, q, k, v, pattern)
         with torch.no_grad(), _compile_limit():
             run()
             torch.cuda.synchronize()
@@ -257,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.compare:
         if not a.direct:
             p.error("--compare needs --direct DIRECT_CSV")
+        missing = [f for f in (a.compare, a.direct) if not os.path.isfile(f)]
+        if missing:
+            p.error(f"no such file: {', '.join(missing)} (--compare takes a sweep's results.csv, --direct the CSV "
+                    "of an earlier --csv run)")
         bad = compare(a.compare, a.direct, a.tolerance)
         return 1 if bad else 0
     unknown = [k for k in a.kernels + a.window_kernels if k not in KERNELS]
@@ -268,18 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, a.dtype)
     print(f"# {torch.cuda.get_device_name()} | torch {torch.__version__} | {a.dtype} H={a.heads} D={a.head_dim} "
           f"B*N={a.tokens} | do_bench median, L2 flushed")
-    plan: list[tuple[str, Pattern, int]] = []
-    for kind in a.patterns:
-        for n in a.seq_lens:
-            for kern in a.kernels:
-                if kern == "sdpa_math" and n > _MATH_MAX_N:
-                    continue
-                plan.append((kern, Pattern(kind), n))
-    if a.window:
-        for n in a.window_seq_lens:
-            for kern in a.window_kernels:
-                pat = Pattern("window", window=a.window) if kern in ("flex", "xformers") else Pattern("causal")
-                plan.append((kern, pat, n))
+    plan = build_plan(a.kernels, a.patterns, a.seq_lens, a.window, a.window_seq_lens, a.window_kernels)
     results = []
     for kern, pat, n in plan:
         b = max(1, a.tokens // n)

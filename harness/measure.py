@@ -29,7 +29,7 @@ from harness.reference import ReferenceCache
 from harness.timing import TimingResult, time_cpu_blocked, time_cpu_per_call, time_cuda, torch_threads
 from harness.variant import Variant
 
-__all__ = ["STATUSES", "CPU_TIMERS", "MeasureConfig", "Measurement", "attention_flops", "measure_variant"]
+__all__ = ["STATUSES", "CPU_TIMERS", "MeasureConfig", "Measurement", "attention_flops", "make_call", "measure_variant"]
 
 STATUSES: tuple[str, ...] = ("ok", "unsupported", "oom", "error", "numerics", "timeout", "crashed")
 #: CPU timers: ``blocked_autorange`` (torch.utils.benchmark; samples are block means) or ``per_call``.
@@ -141,8 +141,13 @@ def _sync(case: Case) -> None:
         torch.cuda.synchronize()
 
 
-def _make_call(fn, case: Case, inputs: Inputs):
-    """The callable timed for the case's mode, and the tensors that must be read for errors."""
+def make_call(fn, case: Case, inputs: Inputs):
+    """The callable the harness times for the case's mode: ``fn`` (a prepared variant) applied to ``inputs``.
+
+    ``fwd``: the forward under ``no_grad``; ``fwd_bwd``: forward and backward on leaf copies of the inputs (their
+    tensors are ``call.leaves``); ``bwd``: the backward alone, with the forward graph built by
+    ``call.prepare_each`` outside the timed region.
+    """
     if case.mode == "fwd":
         def call():
             with torch.no_grad():
@@ -230,7 +235,7 @@ def _measure(m: Measurement, variant: Variant, case: Case, inputs: Inputs, refs:
     """Setup, errors, warm-up, memory and timing, in that order; fills ``m`` and returns the timing."""
     t0 = time.perf_counter()
     fn = variant.prepare(case.pattern, case)
-    call = _make_call(fn, case, inputs)
+    call = make_call(fn, case, inputs)
     out = call()
     _sync(case)
     m.setup_ms = (time.perf_counter() - t0) * 1e3

@@ -1,20 +1,37 @@
 #!/usr/bin/env bash
-# The GPU run: install the carried wheels, run the GPU tests and the conformance suite on CUDA, time the
-# kernels directly with do_bench, run the GPU sweep through the harness, and check harness vs direct times.
+# The GPU run of issue 6: GPU tests, the conformance suite's CUDA cases, the GPU sweep through the harness, the
+# kernels timed directly with do_bench, the harness-vs-do_bench checks and the report.
 #
 # Usage (from the repository root, on a CUDA machine):
-#   bash scripts/gpu_check.sh [OUT_DIR]          # default OUT_DIR: results/gpu_check (or $OUT when set)
-# Environment: GPU_CHECK_STEPS="tests direct sweep compare" (a subset to run fewer steps);
-#              RUN_NAME (the sweep's run directory name under results/, default gpu_reference).
+#   bash scripts/gpu_check.sh [OUT_DIR]          # default OUT_DIR: $OUT/gpu_check when $OUT is set, else
+#                                                # results/$RUN_NAME/gpu_check
+# Environment:
+#   GPU_CHECK_STEPS  the steps to run, in this order (default: all). Approximate H100 times:
+#       tests         tests/test_gpu_variants.py                                    ~2 min
+#       conformance   tests/test_conformance.py -k cuda (flex compiles each case)   ~8 min
+#       sweep_fwd     full and causal, fwd, N = 512 .. 16384, 7 variants            ~5 min
+#       sweep_bwd     the same, fwd_bwd                                             ~6 min
+#       sweep_window  causal window w=256 to N = 65536 (local_window, flex, full), sdpa_cudnn causal  ~2 min
+#       direct        the kernels under triton.testing.do_bench, one pass           ~2 min
+#       agreement     harness vs do_bench interleaved in one process, 3 rounds      ~4 min
+#       compare       the sweep's rows vs the direct pass (two separate runs)       seconds
+#       report        attnbench report on the run (CSV, plots, report.md)          seconds
+#     Split them over calls that fit the device's 10-minute limit, e.g. "tests conformance", then
+#     "sweep_fwd sweep_bwd" (resumes if cut off: run it again), then "sweep_window direct agreement compare report".
+#   RUN_NAME         the sweep's run directory under results/ (default gpu_reference).
+#   STEP_TIMEOUT     seconds before one step is stopped (default 590).
+# When $OUT is set (the device machine), results/$RUN_NAME is copied there after every step, so a later call
+# on a fresh machine can carry it back and resume.
 # Wheels missing on the machine (hydra-core, omegaconf, antlr4, xformers) are installed from ./.whl when
 # present (make them with shared/gpu/wheels.sh); torch stays the machine's own.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR=${1:-${OUT:-results/gpu_check}}
-STEPS=${GPU_CHECK_STEPS:-tests direct sweep compare}
 RUN_NAME=${RUN_NAME:-gpu_reference}
+RUN_DIR=results/$RUN_NAME
+if [[ -n "${OUT:-}" ]]; then OUT_DIR=${1:-$OUT/gpu_check}; else OUT_DIR=${1:-$RUN_DIR/gpu_check}; fi
+STEPS=${GPU_CHECK_STEPS:-tests conformance sweep_fwd sweep_bwd sweep_window direct agreement compare report}
 mkdir -p "$OUT_DIR"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
@@ -24,51 +41,48 @@ fi
 PY=${PYTHON:-python3}
 status=0
 has() { [[ " $STEPS " == *" $1 "* ]]; }
+# step NAME LOG CMD...: run one command under the step timeout, log it, remember a failure
+step() {
+  local name=$1 log=$2; shift 2
+  echo "== $name: $*"
+  local t0=$SECONDS
+  timeout "${STEP_TIMEOUT:-590}" "$@" 2>&1 | tee -a "$OUT_DIR/$log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT_DIR/steps.log"
+  [[ $rc -eq 0 ]] || status=1
+  if [[ -n "${OUT:-}" && -d "$RUN_DIR" ]]; then mkdir -p "$OUT/$RUN_NAME" && cp -r "$RUN_DIR/." "$OUT/$RUN_NAME/"; fi
+}
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv || true
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+    --format=csv || true
   $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, torch.cuda.get_device_name())"
-} 2>&1 | tee "$OUT_DIR/env.txt"
+} 2>&1 | tee -a "$OUT_DIR/env.txt"
 
-if has tests; then
-  echo "== GPU tests (about 100 s on an H100)"
-  $PY -m pytest -q -rs -s tests/test_gpu_variants.py -p no:cacheprovider 2>&1 | tee "$OUT_DIR/tests.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
-  # flex compiles forward and backward for every case (about 8 s each on an H100): ~7 minutes for its 48
-  echo "== conformance suite on CUDA and CPU"
-  $PY -m pytest -q -rs tests/test_conformance.py -p no:cacheprovider 2>&1 | tee "$OUT_DIR/conformance.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
-fi
+common=(run_name="$RUN_NAME" device=cuda dtype=bfloat16 heads=16 head_dim=128 tokens=16384 progress=plain)
+dense=('seq_len=[512,1024,2048,4096,8192,16384]' 'pattern=[full,causal]'
+       'variants=[sdpa_cudnn,sdpa_flash,sdpa_efficient,sdpa_math,flex,xformers,full]')
 
-if has direct; then
-  echo "== kernels timed directly (do_bench)"
-  $PY -m benchmarks.gpu_direct --csv "$OUT_DIR/direct.csv" \
-      --seq-lens 512 1024 2048 4096 8192 16384 --tokens 16384 --heads 16 --head-dim 128 --dtype bfloat16 \
-      --window 256 --window-seq-lens 1024 4096 16384 65536 2>&1 | tee "$OUT_DIR/direct.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+has tests && step tests tests.log $PY -m pytest -q -rs tests/test_gpu_variants.py tests/test_measure_cuda.py \
+    -p no:cacheprovider
+has conformance && step conformance conformance.log $PY -m pytest -q -rs tests/test_conformance.py -k cuda \
+    -p no:cacheprovider
+has sweep_fwd && step sweep_fwd sweep.log $PY -m harness sweep "${common[@]}" "${dense[@]}" mode=fwd
+has sweep_bwd && step sweep_bwd sweep.log $PY -m harness sweep "${common[@]}" "${dense[@]}" mode=fwd_bwd
+if has sweep_window; then
+  step sweep_window sweep.log $PY -m harness sweep "${common[@]}" 'seq_len=[1024,4096,16384,65536]' \
+      pattern=window window=256 mode=fwd 'variants=[local_window,flex,full]'
+  step sweep_window sweep.log $PY -m harness sweep "${common[@]}" 'seq_len=[1024,4096,16384,65536]' \
+      pattern=causal mode=fwd 'variants=[sdpa_cudnn]'
 fi
-
-if has sweep; then
-  echo "== GPU sweep through the harness"
-  # dense: full and causal, fwd and fwd_bwd, N = 512 .. 16384 at batch x seq_len = 16384
-  $PY -m harness.cli sweep run_name="$RUN_NAME" device=cuda dtype=bfloat16 heads=16 head_dim=128 tokens=16384 \
-      'seq_len=[512,1024,2048,4096,8192,16384]' 'pattern=[full,causal]' 'mode=[fwd,fwd_bwd]' \
-      'variants=[sdpa_cudnn,sdpa_flash,sdpa_efficient,sdpa_math,flex,xformers,full]' 2>&1 | tee "$OUT_DIR/sweep_dense.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
-  # long context: causal sliding window w = 256 up to N = 65536, and sdpa_cudnn full causal for comparison
-  $PY -m harness.cli sweep run_name="$RUN_NAME" device=cuda dtype=bfloat16 heads=16 head_dim=128 tokens=16384 \
-      'seq_len=[1024,4096,16384,65536]' pattern=window window=256 mode=fwd \
-      'variants=[local_window,flex,full]' 2>&1 | tee "$OUT_DIR/sweep_window.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
-  $PY -m harness.cli sweep run_name="$RUN_NAME" device=cuda dtype=bfloat16 heads=16 head_dim=128 tokens=16384 \
-      'seq_len=[1024,4096,16384,65536]' pattern=causal mode=fwd 'variants=[sdpa_cudnn]' \
-      2>&1 | tee "$OUT_DIR/sweep_causal_long.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
-fi
-
-if has compare; then
-  echo "== harness vs direct (each variant within 3 % of the same kernel under do_bench)"
-  $PY -m benchmarks.gpu_direct --compare "results/$RUN_NAME/results.csv" --direct "$OUT_DIR/direct.csv" \
-      --tolerance 0.03 2>&1 | tee "$OUT_DIR/compare.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
-fi
+has direct && step direct direct.log $PY -m benchmarks.gpu_direct --csv "$OUT_DIR/direct.csv" \
+    --kernels sdpa_cudnn sdpa_flash sdpa_efficient flex xformers \
+    --seq-lens 512 1024 2048 4096 8192 16384 --tokens 16384 --heads 16 --head-dim 128 --dtype bfloat16 \
+    --window 256 --window-seq-lens 1024 4096 16384 65536 --window-kernels flex sdpa_cudnn
+has agreement && step agreement agreement.log $PY -m benchmarks.timer_agreement --csv "$OUT_DIR/agreement.csv" \
+    --kernels sdpa_cudnn sdpa_flash flex --seq-lens 1024 4096 16384 --rounds 3 \
+    --window 256 --window-seq-lens 1024 16384 65536 --window-kernels flex sdpa_cudnn
+has compare && step compare compare.log $PY -m benchmarks.gpu_direct --compare "$RUN_DIR/results.csv" \
+    --direct "$OUT_DIR/direct.csv" --tolerance 0.03
+has report && step report report.log $PY -m harness report "$RUN_DIR"
+{ nvidia-smi --query-gpu=clocks.sm,temperature.gpu,power.draw --format=csv || true; } 2>&1 | tee -a "$OUT_DIR/env.txt"
 exit $status
