@@ -6,9 +6,11 @@
 #   bash scripts/gpu_check.sh [OUT_DIR]          # default OUT_DIR: $OUT/gpu_check when $OUT is set, else
 #                                                # results/$RUN_NAME/gpu_check
 # Environment:
-#   GPU_CHECK_STEPS  the steps to run, in this order (default: all). Approximate H100 times:
-#       tests         tests/test_gpu_variants.py                                    ~2 min
-#       conformance   tests/test_conformance.py -k cuda (flex compiles each case)   ~8 min
+#   GPU_CHECK_STEPS  the steps to run, in this order (default: all). H100 times: tests, conformance and direct
+#                    as seen in earlier calls; the rest estimated from the reduced reference run:
+#       tests         tests/test_gpu_variants.py, tests/test_measure_cuda.py        ~2 min
+#       conformance   tests/test_conformance.py -k "$CONFORMANCE_K" (default "cuda"; flex compiles each case,
+#                     ~8 s each: "flex and cuda and float32" runs just flex's float32 CUDA cases)  ~8 min
 #       sweep_fwd     full and causal, fwd, N = 512 .. 16384, 7 variants            ~5 min
 #       sweep_bwd     the same, fwd_bwd                                             ~6 min
 #       sweep_window  causal window w=256 to N = 65536 (local_window, flex, full), sdpa_cudnn causal  ~2 min
@@ -16,8 +18,9 @@
 #       agreement     harness vs do_bench interleaved in one process, 3 rounds      ~4 min
 #       compare       the sweep's rows vs the direct pass (two separate runs)       seconds
 #       report        attnbench report on the run (CSV, plots, report.md)          seconds
-#     Split them over calls that fit the device's 10-minute limit, e.g. "tests conformance", then
-#     "sweep_fwd sweep_bwd" (resumes if cut off: run it again), then "sweep_window direct agreement compare report".
+#     Split them over calls that fit the device's 10-minute limit, and a session's 30 minutes, e.g.
+#     CONFORMANCE_K="flex and cuda and float32" with "conformance agreement", then "sweep_fwd sweep_window", then
+#     "sweep_bwd direct compare report" (a sweep cut off resumes when run again with the same RUN_NAME).
 #   RUN_NAME         the sweep's run directory under results/ (default gpu_reference).
 #   STEP_TIMEOUT     seconds before one step is stopped (default 590).
 # When $OUT is set (the device machine), results/$RUN_NAME is copied there after every step, so a later call
@@ -64,7 +67,8 @@ dense=('seq_len=[512,1024,2048,4096,8192,16384]' 'pattern=[full,causal]'
 
 has tests && step tests tests.log $PY -m pytest -q -rs tests/test_gpu_variants.py tests/test_measure_cuda.py \
     -p no:cacheprovider
-has conformance && step conformance conformance.log $PY -m pytest -q -rs tests/test_conformance.py -k cuda \
+has conformance && step conformance conformance.log $PY -m pytest -q -rs tests/test_conformance.py \
+    -k "${CONFORMANCE_K:-cuda}" \
     -p no:cacheprovider
 has sweep_fwd && step sweep_fwd sweep.log $PY -m harness sweep "${common[@]}" "${dense[@]}" mode=fwd
 has sweep_bwd && step sweep_bwd sweep.log $PY -m harness sweep "${common[@]}" "${dense[@]}" mode=fwd_bwd
