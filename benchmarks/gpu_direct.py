@@ -86,7 +86,7 @@ def _flex(q, k, v, pattern: Pattern) -> Callable[[], torch.Tensor]:
 
     n = q.shape[2]
     # compiled in the grad mode it is timed in (no_grad): another grad mode would be a guard miss, a recompile
-    with _compile_limit(), torch.no_grad():
+    with compile_limit(), torch.no_grad():
         if pattern.kind == "full":
             bm = None
         else:
@@ -106,7 +106,7 @@ def _flex(q, k, v, pattern: Pattern) -> Callable[[], torch.Tensor]:
     return lambda: fn(q, k, v, block_mask=bm)
 
 
-def _compile_limit():
+def compile_limit():
     """Dynamo's recompile limits raised for the duration (every case here is a new shape to compile)."""
     return torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT, accumulated_recompile_limit=_RECOMPILE_LIMIT)
 
@@ -175,7 +175,7 @@ def time_direct(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: 
         q, k, v = (torch.randn(batch, heads, seq_len, head_dim, generator=gen).to("cuda", dtype) for _ in range(3))
         t0 = time.perf_counter()
         run = make_direct(kernel, q, k, v, pattern)
-        with torch.no_grad(), _compile_limit():
+        with torch.no_grad(), compile_limit():
             run()
             torch.cuda.synchronize()
             res.setup_s = time.perf_counter() - t0

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks.gpu_direct import KERNELS, build_plan, make_direct
+from benchmarks.gpu_direct import KERNELS, build_plan, compile_limit, make_direct
 from harness import Case, Pattern, get_variant
 from harness.inputs import make_inputs
 from harness.measure import MeasureConfig, make_call, measure_variant
@@ -146,8 +146,12 @@ def agreement(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: in
         res.status, res.message = "unsupported", "; ".join(reasons)
         return res
     inputs = make_inputs(case)
-    direct = None
+    direct = limit = None
     try:
+        # dynamo's recompile limits raised throughout: the direct flex of each case and the harness's share
+        # flex_attention's cache with every earlier case, and a compile past the default limit must not go eager
+        limit = compile_limit()
+        limit.__enter__()
         direct = make_direct(kernel, inputs.q, inputs.k, inputs.v, pattern)
         harness_call = make_call(variant.prepare(case.pattern, case), case, inputs)
         with torch.no_grad():
@@ -167,22 +171,36 @@ def agreement(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: in
             "timer_direct": lambda: timer(direct),
             "sweep": sweep_ms,
         }
+        graphs = _compiled_graphs()
         with torch.no_grad():
             for order in orders:
                 for way in order:
                     res.times[way].append(float(ways[way]()))
+        if _compiled_graphs() != graphs:
+            res.status = "error"
+            res.message = (f"torch.compile compiled {_compiled_graphs() - graphs} graph(s) during the timed rounds "
+                           "(a guard miss): the times include compilation")
     except Exception as exc:  # noqa: BLE001 - every failure is a row with its message
         oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
         res.status = "oom" if oom else "error"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         res.message = f"{type(exc).__name__}: {first}"[:300]
     finally:
+        if limit is not None:
+            limit.__exit__(None, None, None)
         ctx = getattr(direct, "ctx", None)
         if ctx is not None:
             ctx.__exit__(None, None, None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return res
+
+
+def _compiled_graphs() -> int:
+    """How many graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def report(results: list[Agreement], tolerance: float) -> int:

@@ -124,3 +124,30 @@ def test_direct_plan():
     assert no_window == [("flex", Pattern("causal"), 512)]
     with pytest.raises(ValueError, match=r"unknown kernels \['x'\]"):
         gpu_direct.build_plan(["x"], ["full"], [512], 0, [], [])
+
+
+def test_flex_direct_and_harness_in_one_process():
+    """The user's compiled flex and the harness's share one process: same output, no compile while timing."""
+    from variants.flex import flex_available
+
+    if flex_available():
+        pytest.skip(flex_available())
+    t = harness_timer_ms("cpu", 0.01)
+    r = agreement("flex", Pattern("window", window=32), 1, 2, 128, 32, "float32", "cpu", rounds=2, budget_s=0.01,
+                  bench=t)
+    assert r.status == "ok", r.message
+    assert r.out_max_abs_diff <= 1e-6
+    assert all(len(r.times[w]) == 2 for w in WAYS)
+
+
+def test_a_compile_during_the_timed_rounds_is_an_error():
+    def compiling_bench(fn):
+        fresh = eval("lambda x: x * 2 + 1")  # a new code object: a new graph to compile on every call
+        torch.compile(fresh, backend="eager")(torch.ones(3))
+        fn()
+        return 1.0
+
+    r = agreement("sdpa_math", Pattern("full"), 1, 2, 64, 16, "float32", "cpu", rounds=1, budget_s=0.005,
+                  bench=compiling_bench)
+    assert r.status == "error"
+    assert "compiled 2 graph(s) during the timed rounds" in r.message  # bench runs twice a round
