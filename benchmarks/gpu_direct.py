@@ -188,16 +188,27 @@ def time_direct(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: 
             res.time_ms = float(do_bench(run, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
         res.tflops = _flops(pattern, batch, heads, seq_len, head_dim) / (res.time_ms * 1e-3) / 1e12
     except Exception as exc:  # noqa: BLE001 - every failure is a row with its message
-        oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-        res.status = "oom" if oom else ("unsupported" if "kernel" in str(exc).lower() else "error")
-        res.message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        res.status, res.message = failure(exc)
     finally:
-        ctx = getattr(run, "ctx", None)
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
-        run = None
-        torch.cuda.empty_cache()
+        release(run)
     return res
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """A failed timing as (status, message): ``oom``, ``unsupported`` (no kernel for the case) or ``error``."""
+    text = str(exc).strip()
+    oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text.lower()
+    status = "oom" if oom else ("unsupported" if "kernel" in text.lower() else "error")
+    return status, f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def release(run: Callable | None) -> None:
+    """Leave the SDPA backend context a :func:`make_direct` callable entered, and free cached CUDA memory."""
+    ctx = getattr(run, "ctx", None)
+    if ctx is not None:
+        ctx.__exit__(None, None, None)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def time_harness(res: DirectResult) -> float:
@@ -290,16 +301,16 @@ def main(argv: list[str] | None = None) -> int:
                     "of an earlier --csv run)")
         bad = compare(a.compare, a.direct, a.tolerance)
         return 1 if bad else 0
-    unknown = [k for k in a.kernels + a.window_kernels if k not in KERNELS]
-    if unknown:
-        p.error(f"unknown kernels {unknown} (allowed: {', '.join(KERNELS)})")
+    try:
+        plan = build_plan(a.kernels, a.patterns, a.seq_lens, a.window, a.window_seq_lens, a.window_kernels)
+    except ValueError as exc:
+        p.error(str(exc))
     if not torch.cuda.is_available():
         print(f"gpu_direct: no CUDA device (torch {torch.__version__}); nothing to time", file=sys.stderr)
         return 2
     dtype = getattr(torch, a.dtype)
     print(f"# {torch.cuda.get_device_name()} | torch {torch.__version__} | {a.dtype} H={a.heads} D={a.head_dim} "
           f"B*N={a.tokens} | do_bench median, L2 flushed")
-    plan = build_plan(a.kernels, a.patterns, a.seq_lens, a.window, a.window_seq_lens, a.window_kernels)
     results = []
     for kern, pat, n in plan:
         b = max(1, a.tokens // n)

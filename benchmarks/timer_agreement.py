@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks.gpu_direct import KERNELS, build_plan, compile_limit, make_direct
+from benchmarks.gpu_direct import KERNELS, build_plan, compile_limit, failure, make_direct, release
 from harness import Case, Pattern, get_variant
 from harness.inputs import make_inputs
 from harness.measure import MeasureConfig, make_call, measure_variant
@@ -146,53 +146,44 @@ def agreement(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: in
         res.status, res.message = "unsupported", "; ".join(reasons)
         return res
     inputs = make_inputs(case)
-    direct = limit = None
+    direct = None
     try:
         # dynamo's recompile limits raised throughout: the direct flex of each case and the harness's share
         # flex_attention's cache with every earlier case, and a compile past the default limit must not go eager
-        limit = compile_limit()
-        limit.__enter__()
-        direct = make_direct(kernel, inputs.q, inputs.k, inputs.v, pattern)
-        harness_call = make_call(variant.prepare(case.pattern, case), case, inputs)
-        with torch.no_grad():
-            res.out_max_abs_diff = float((direct().float() - harness_call().float()).abs().max())
-        cfg = MeasureConfig(budget_s=budget_s, errors=False, memory=False, ceiling=False)
-        refs = ReferenceCache()
+        with compile_limit():
+            direct = make_direct(kernel, inputs.q, inputs.k, inputs.v, pattern)
+            harness_call = make_call(variant.prepare(case.pattern, case), case, inputs)
+            with torch.no_grad():
+                res.out_max_abs_diff = float((direct().float() - harness_call().float()).abs().max())
+            cfg = MeasureConfig(budget_s=budget_s, errors=False, memory=False, ceiling=False)
+            refs = ReferenceCache()
 
-        def sweep_ms() -> float:
-            m = measure_variant(variant, case, inputs, refs, cfg)
-            if m.status != "ok":
-                raise RuntimeError(f"measure_variant: {m.status}: {m.reason}")
-            return m.time_ms_median
+            def sweep_ms() -> float:
+                m = measure_variant(variant, case, inputs, refs, cfg)
+                if m.status != "ok":
+                    raise RuntimeError(f"measure_variant: {m.status}: {m.reason}")
+                return m.time_ms_median
 
-        ways: dict[str, Callable[[], float]] = {
-            "bench_direct": lambda: bench(direct),
-            "bench_harness": lambda: bench(harness_call),
-            "timer_direct": lambda: timer(direct),
-            "sweep": sweep_ms,
-        }
-        graphs = _compiled_graphs()
-        with torch.no_grad():
-            for order in orders:
-                for way in order:
-                    res.times[way].append(float(ways[way]()))
-        if _compiled_graphs() != graphs:
+            ways: dict[str, Callable[[], float]] = {
+                "bench_direct": lambda: bench(direct),
+                "bench_harness": lambda: bench(harness_call),
+                "timer_direct": lambda: timer(direct),
+                "sweep": sweep_ms,
+            }
+            graphs = _compiled_graphs()
+            with torch.no_grad():
+                for order in orders:
+                    for way in order:
+                        res.times[way].append(float(ways[way]()))
+            compiled = _compiled_graphs() - graphs
+        if compiled:
             res.status = "error"
-            res.message = (f"torch.compile compiled {_compiled_graphs() - graphs} graph(s) during the timed rounds "
-                           "(a guard miss): the times include compilation")
+            res.message = (f"torch.compile compiled {compiled} graph(s) during the timed rounds (a guard miss): "
+                           "the times include compilation")
     except Exception as exc:  # noqa: BLE001 - every failure is a row with its message
-        oom = isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-        res.status = "oom" if oom else "error"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        res.message = f"{type(exc).__name__}: {first}"[:300]
+        res.status, res.message = failure(exc)
     finally:
-        if limit is not None:
-            limit.__exit__(None, None, None)
-        ctx = getattr(direct, "ctx", None)
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release(direct)
     return res
 
 

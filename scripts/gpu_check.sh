@@ -25,8 +25,7 @@
 #   STEP_TIMEOUT     seconds before one step is stopped (default 590).
 # When $OUT is set (the device machine), results/$RUN_NAME is copied there after every step, so a later call
 # on a fresh machine can carry it back and resume.
-# Wheels missing on the machine (hydra-core, omegaconf, antlr4, xformers) are installed from ./.whl when
-# present (make them with shared/gpu/wheels.sh); torch stays the machine's own.
+# Wheels missing on the machine are installed from ./.whl when present (scripts/gpu_env.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUN_NAME=${RUN_NAME:-gpu_reference}
@@ -34,14 +33,7 @@ RUN_DIR=results/$RUN_NAME
 if [[ -n "${OUT:-}" ]]; then OUT_DIR=${1:-$OUT/gpu_check}; else OUT_DIR=${1:-$RUN_DIR/gpu_check}; fi
 STEPS=${GPU_CHECK_STEPS:-tests conformance sweep_fwd sweep_bwd sweep_window direct agreement compare report}
 mkdir -p "$OUT_DIR"
-export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5
-if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-PY=${PYTHON:-python3}
+source scripts/gpu_env.sh
 status=0
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 # step NAME LOG CMD...: run one command under the step timeout, log it, remember a failure
@@ -56,10 +48,6 @@ step() {
   if [[ -n "${OUT:-}" && -d "$RUN_DIR" ]]; then mkdir -p "$OUT/$RUN_NAME" && cp -r "$RUN_DIR/." "$OUT/$RUN_NAME/"; fi
 }
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
-    --format=csv || true
-  $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, torch.cuda.get_device_name())"
-} 2>&1 | tee -a "$OUT_DIR/env.txt"
 
 common=(run_name="$RUN_NAME" device=cuda dtype=bfloat16 heads=16 head_dim=128 tokens=16384 progress=plain)
 dense=('seq_len=[512,1024,2048,4096,8192,16384]' 'pattern=[full,causal]'

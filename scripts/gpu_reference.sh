@@ -11,18 +11,8 @@ cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-results/gpu_check}}
 RUN_NAME=${RUN_NAME:-reference}
 mkdir -p "$OUT_DIR"
-export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5
-if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-PY=${PYTHON:-python3}
+source scripts/gpu_env.sh
 common=(run_name="$RUN_NAME" device=cuda dtype=bfloat16 heads=16 head_dim=128 tokens=16384 progress=plain)
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv || true
-  $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, torch.cuda.get_device_name())"
-} 2>&1 | tee "$OUT_DIR/env.txt"
 status=0
 run() { echo "== $*"; timeout "${STEP_TIMEOUT:-200}" "$@" 2>&1 | tee -a "$OUT_DIR/sweep.log" | tail -n 4; [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1; }
 run $PY -m harness sweep "${common[@]}" 'seq_len=[1024,4096,16384]' 'pattern=[full,causal]' mode=fwd \
