@@ -25,7 +25,7 @@ from harness.errors import error_stats, ratio
 from harness.flops import attention_flops, pct_of_peak, tflops
 from harness.inputs import Case, Inputs
 from harness.memory import measure_peak
-from harness.reference import ReferenceCache
+from harness.reference import ReferenceCache, needs_dense_reference
 from harness.timing import TimingResult, time_cpu_blocked, time_cpu_per_call, time_cuda, torch_threads
 from harness.variant import Variant
 
@@ -94,7 +94,9 @@ class Measurement:
     ``pct_of_peak`` is a percentage of ``matmul_ceiling_tflops`` (CUDA only).
     ``err_*`` compare with exact float64 attention under the case's own pattern (is the code right?);
     ``approx_err_*`` compare with exact float64 attention under only the causal part of the pattern (what does
-    the shortcut cost?), and are filled for approximate variants and for sparse patterns (windows, layouts).
+    the shortcut cost?), and are filled for approximate variants and for sparse patterns (windows, layouts);
+    ``extra["approx_err_rows"]`` is the number of query rows they cover (fewer than all on long sparse cases,
+    see :func:`harness.reference.dense_rows`).
     """
 
     status: str = "ok"
@@ -241,9 +243,10 @@ def _measure(m: Measurement, variant: Variant, case: Case, inputs: Inputs, refs:
     m.setup_ms = (time.perf_counter() - t0) * 1e3
     if cfg.errors:
         _fill_errors(m, case, inputs, refs, out, getattr(call, "leaves", None))
-        if not variant.exact or case.pattern.is_sparse:
-            dense = error_stats(out, refs.dense_reference(case, inputs))
+        if needs_dense_reference(variant.exact, case.pattern):
+            dense, rows = refs.dense_error(case, inputs, out)
             m.approx_err_rel_l2, m.approx_err_max_abs = dense.rel_l2, dense.max_abs
+            m.extra["approx_err_rows"] = rows
     del out
     for _ in range(cfg.warmup):
         call()

@@ -19,6 +19,7 @@ a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. 
 from __future__ import annotations
 
 import gc
+import math
 import socket
 import time
 import warnings
@@ -32,7 +33,7 @@ from harness import measure as _measure
 from harness.config import ConfigError, SweepPlan
 from harness.inputs import Case, Inputs, make_inputs
 from harness.progress import Progress, current
-from harness.reference import ReferenceCache
+from harness.reference import ReferenceCache, needs_dense_reference
 from harness.store import RunStore, record_id, write_json_atomic
 
 
@@ -120,6 +121,25 @@ class _CaseInputs:
         assert self.inputs is not None
         return self.inputs
 
+    def prepare_truth(self, case: Case, variants: list[Any], errors: bool) -> tuple[float, str]:
+        """Compute the truth ``variants`` need on ``case`` before their rows (baseline, gradients for backward
+        modes, textbook, the dense pass where an ``approx_err`` figure needs it), so every row of the case can
+        carry what it cost. Returns the milliseconds it added (NaN when nothing was computed) and a line saying
+        so; a failure here is left for the rows to meet and record."""
+        if not errors or not variants:
+            return math.nan, ""
+        try:
+            inputs = self.get(case)
+            before = dict(self.refs.seconds)
+            self.refs.prepare(case, inputs, with_grads=case.needs_backward,
+                              dense=any(needs_dense_reference(v.exact, case.pattern) for v in variants))
+        except Exception:
+            return math.nan, ""
+        added = {k: v - before.get(k, 0.0) for k, v in self.refs.seconds.items() if v - before.get(k, 0.0) > 0}
+        ms = 1e3 * sum(added.values())
+        parts = ", ".join(f"{k} {v:.3g} s" for k, v in added.items())
+        return ms, f"truth of {case.describe()}: {ms / 1e3:.3g} s" + (f" ({parts})" if parts else " (shared)")
+
     def release(self) -> None:
         had_cuda = self.inputs is not None and self.inputs.q.is_cuda
         self.key, self.inputs, self.error = None, None, None
@@ -137,19 +157,28 @@ def _failure(exc: BaseException, threads: int) -> _measure.Measurement:
     return _measure.Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
 
 
-def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.MeasureConfig,
-                 threads: int) -> tuple[_measure.Measurement, float]:
-    """One measurement, never raising for a variant's (or the inputs') failure; returns it and its seconds."""
-    try:
-        reasons = variant.not_supported_reasons(case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
+def _reasons(variant: Any, case: Case) -> list[str]:
+    """Why ``variant`` cannot run ``case`` here (its own reasons, then the input distribution's)."""
+    reasons = variant.not_supported_reasons(case)
     if not reasons and case.inputs != "gaussian":
         from harness.distributions import distribution_reason
 
         why = distribution_reason(case.inputs, case.shape)
         if why:  # e.g. real inputs longer than the model's context: said in the row, no data invented
             reasons = [why]
+    return reasons
+
+
+def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.MeasureConfig,
+                 threads: int) -> tuple[_measure.Measurement, float]:
+    """One measurement, never raising for a variant's (or the inputs') failure; returns it and its seconds.
+
+    The row's ``baseline_ms`` is what the truth cost in this cache (an isolated child's own); a sweep running
+    in one process sets every row of a case to the case's figure from :meth:`_CaseInputs.prepare_truth`."""
+    try:
+        reasons = _reasons(variant, case)
+    except Exception as exc:
+        return _failure(exc, threads), 0.0
     if reasons:
         return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
     try:
@@ -161,6 +190,7 @@ def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.Me
         m = _measure.measure_variant(variant, case, inputs, cache.refs, mcfg)
     except Exception as exc:  # measure_variant turns failures into rows itself; this guards against its own bugs
         m = _failure(exc, threads)
+    m.extra["baseline_ms"] = 1e3 * cache.refs.total_s
     return m, time.perf_counter() - t0
 
 
@@ -178,6 +208,20 @@ def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.
     job = IsolatedJob(case=case, variant=variant.name, variants_from=plan.variants_from, mcfg=mcfg, threads=threads)
     out = run_isolated(job, plan.case_timeout_s)
     return out.measurement, out.seconds
+
+
+def _todo(case: Case, variants: list[Any], store: RunStore, plan: SweepPlan) -> list[Any]:
+    """The variants that will be measured on ``case`` (no record yet, supported here)."""
+    todo = []
+    for v in variants:
+        if store.has(record_id(case, v.name, plan.threads)):
+            continue
+        try:
+            if not _reasons(v, case):
+                todo.append(v)
+        except Exception:
+            continue
+    return todo
 
 
 def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,
@@ -241,6 +285,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     try:
         for case in plan.cases:
             text = case.describe()
+            truth_ms, truth_done = math.nan, plan.isolate
             for variant in variants:
                 rid = record_id(case, variant.name, plan.threads)
                 if rid in existing or store.has(rid):
@@ -261,7 +306,15 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                 elif plan.isolate:
                     m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                 else:
+                    if not truth_done:  # once per case, before its first measured row
+                        truth_done = True
+                        truth_ms, line = cache.prepare_truth(case, _todo(case, variants, store, plan), mcfg.errors)
+                        if line:
+                            prog.message(line)
+                        if math.isfinite(truth_ms):
+                            result.measure_s += truth_ms / 1e3
                     m, secs = _measure_one(variant, case, cache, mcfg, threads)
+                    m.extra["baseline_ms"] = truth_ms
                 m.extra["concurrent_jobs"] = len(sharing)
                 store.write(rid, make_row(plan, case, variant.name, m, rid, secs * 1e3))
                 result.measured += 1
