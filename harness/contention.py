@@ -43,6 +43,8 @@ DISTURBED_WAIT_FRACTION = 0.05
 CONTENDED_FRACTION = 0.25
 #: On CUDA, an SM clock below this fraction of its maximum during timing marks the measurement contended.
 GPU_SLOW_CLOCK_FRACTION = 0.75
+#: After waiting in vain for a quiet machine, retries only look (without waiting) for this many seconds.
+BUSY_MEMORY_S = 30.0
 _TASKS = "/proc/self/task"
 
 # NVML clock-event ("throttle") reason bits, from nvml.h; the idle bit is left out (a GPU between kernels).
@@ -233,6 +235,29 @@ def wait_for_quiet(threads: int, timeout_s: float, poll_s: float = 0.1,
         if clock() >= end:
             return False
         sleep(poll_s)
+
+
+class QuietGate:
+    """Decides whether a contended measurement may be retried now, without waiting again and again on a machine
+    that stays busy: after a wait that timed out, the next :data:`BUSY_MEMORY_S` seconds only look once.
+
+    Args:
+        quiet: whether ``threads`` threads fit now (default :func:`machine_quiet`).
+        clock: a monotonic clock (tests pass a fake).
+    """
+
+    def __init__(self, quiet: Callable[[int], bool] | None = None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._quiet, self._clock, self._sleep = quiet or machine_quiet, clock, sleep
+        self._busy_until = -math.inf
+
+    def ready(self, threads: int, timeout_s: float) -> bool:
+        """Whether to retry: the machine is quiet now, or becomes quiet within ``timeout_s``."""
+        wait = 0.0 if self._clock() < self._busy_until else timeout_s
+        ok = wait_for_quiet(threads, wait, quiet=self._quiet, clock=self._clock, sleep=self._sleep)
+        if not ok:
+            self._busy_until = self._clock() + BUSY_MEMORY_S
+        return ok
 
 
 # ---------------------------------------------------------------------------------------------------- per sample

@@ -65,6 +65,8 @@ STATUSES: tuple[str, ...] = ("ok", "unsupported", "oom", "error", "numerics", "t
 CPU_TIMERS: tuple[str, ...] = ("blocked_autorange", "per_call")
 #: Significant digits kept for each raw sample in ``time_samples_ms``.
 _SAMPLE_DIGITS = 6
+#: Retries of contended measurements in this process wait for a quiet machine through one gate.
+_QUIET = _cont.QuietGate()
 
 
 @dataclass
@@ -89,7 +91,8 @@ class MeasureConfig:
         rel_ci: adaptive target: stop sampling a variant when the 95% CI of its median is narrower than this
             fraction of the median (None: fixed budget).
         retries: the most times a contended case is timed again (only when the machine is quiet by then).
-        quiet_wait_s: how long to wait for the machine to become quiet before giving up a retry.
+        quiet_wait_s: how long to wait for the machine to become quiet before giving up a retry (after one wait
+            in vain, the next 30 s of retries only look once).
         check_inputs: compare the inputs with a saved copy after each variant's calls (in-place changes).
     """
 
@@ -105,7 +108,7 @@ class MeasureConfig:
     ceiling: bool = True
     rel_ci: float | None = DEFAULT_REL_CI
     retries: int = 2
-    quiet_wait_s: float = 2.0
+    quiet_wait_s: float = 1.0
     check_inputs: bool = True
 
     def __post_init__(self) -> None:
@@ -220,7 +223,15 @@ def _mib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the host) ran out of memory.
+
+    Args:
+        exc: what a variant raised.
+
+    Returns:
+        True for ``torch.OutOfMemoryError``, ``MemoryError`` and allocator messages saying so.
+    """
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
     msg = str(exc).lower()
@@ -237,7 +248,7 @@ def failure(exc: BaseException, threads: int = 0, leaks: LeakLedger | None = Non
         leaks: memory earlier variants left behind (an ``oom`` says so).
         variant: the failing variant (not named among the leakers).
     """
-    status = "oom" if _is_oom(exc) else "error"
+    status = "oom" if is_oom(exc) else "error"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     m = Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
     if status == "oom" and leaks is not None:
@@ -312,6 +323,8 @@ class _Entry:
     timing: TimingResult | None = None
     calls: int = 0
     left_per_call: float = 0.0
+    seconds: float = 0.0
+    ledgered_calls: int = 0
 
     @property
     def leaves(self):
@@ -342,7 +355,7 @@ def _setup(variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache, c
         return Measurement(status="unsupported", reason="; ".join(reasons), threads=nthreads)
     m = _start(variant, case, nthreads)
     try:
-        return _setup_phase(m, variant, case, inputs, refs, cfg, guard)
+        return _setup_phase(m, variant, case, inputs, refs, cfg, guard, leaks)
     except Exception as exc:  # every failure becomes a row; nothing is lost or hidden
         f = failure(exc, nthreads, leaks, variant.name)
         m.status, m.reason = f.status, f.reason
@@ -353,7 +366,7 @@ def _setup(variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache, c
 
 
 def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache,
-                 cfg: MeasureConfig, guard: InputGuard | None) -> _Entry | Measurement:
+                 cfg: MeasureConfig, guard: InputGuard | None, leaks: LeakLedger | None) -> _Entry | Measurement:
     t0 = time.perf_counter()
     fn = variant.prepare(case.pattern, case)
     call = make_call(fn, case, inputs)
@@ -382,10 +395,18 @@ def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, r
         m.extra["mem_left_bytes"] = mem.left_bytes
         entry.left_per_call = mem.left_bytes if math.isfinite(mem.left_bytes) else 0.0
         entry.calls += 1 if mem.left_bytes <= 0 else 2
+        _ledger(entry, leaks)  # known at once: a variant set up after it and failing with oom can say so
     if guard is not None:
         guard.check("during warm-up or the memory probe", leaves)
     _clear_grads(call)
     return entry
+
+
+def _ledger(e: _Entry, leaks: LeakLedger | None) -> None:
+    """Book what ``e`` left behind in the calls not booked yet."""
+    if leaks is not None and e.left_per_call > 0:
+        leaks.add(e.variant.name, e.left_per_call * (e.calls - e.ledgered_calls))
+        e.ledgered_calls = e.calls
 
 
 def _sampler(entry: _Entry, case: Case, cfg: MeasureConfig, nthreads: int) -> Sampler:
@@ -395,19 +416,21 @@ def _sampler(entry: _Entry, case: Case, cfg: MeasureConfig, nthreads: int) -> Sa
 
 
 def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, guard: InputGuard | None,
-          seed: int, on_fail: Callable[[_Entry], None]) -> None:
+          seed: int, on_fail: Callable[[_Entry], None], leaks: LeakLedger | None) -> None:
     """Phase 2: time the entries (interleaved rounds); failures go to ``on_fail`` at once."""
     rounds: list[_Entry] = []
     for e in entries:
         if case.device_type == "cpu" and e.prep is None and cfg.cpu_timer == "blocked_autorange":
+            t0 = time.perf_counter()
             try:
                 t = time_cpu_blocked(e.call, cfg.budget_s, threads=nthreads)
+                e.seconds += time.perf_counter() - t0
                 e.calls += t.total_calls
                 if t.n_runs >= cfg.min_runs:
                     e.timing = t
                     continue
             except Exception as exc:
-                _fail(e, exc, case, guard)
+                _fail(e, exc, case, guard, leaks)
                 on_fail(e)
                 continue
         rounds.append(e)
@@ -427,26 +450,30 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
     def failed(i: int) -> None:
         e = rounds[i]
         assert e.sampler is not None and e.sampler.error is not None
-        _fail(e, e.sampler.error, case, guard)
+        e.calls += e.sampler.n
+        e.seconds += e.sampler.wall_s
+        _fail(e, e.sampler.error, case, guard, leaks)
         on_fail(e)
 
     def quiet() -> bool:
         if case.device_type == "cuda":
             return True  # the GPU's state is read again by the retry itself
-        return _cont.wait_for_quiet(nthreads, cfg.quiet_wait_s)
+        return _QUIET.ready(nthreads, cfg.quiet_wait_s)
 
     used, note = run_rounds([e.sampler for e in rounds], rule, seed=seed, retries=cfg.retries, quiet=quiet,
                             after_batch=after_batch, on_error=failed)
     for e in rounds:
         s = e.sampler
         assert s is not None
-        e.calls += len(s.samples_ms)
-        if s.error is None and s.n:
-            e.timing = s.result(rule, retries=used, note=note)
+        if s.error is None:
+            e.calls += s.n
+            e.seconds += s.wall_s
+            if s.n:
+                e.timing = s.result(rule, retries=used, note=note)
 
 
-def _fail(e: _Entry, exc: BaseException, case: Case, guard: InputGuard | None) -> None:
-    f = failure(exc, e.m.threads)
+def _fail(e: _Entry, exc: BaseException, case: Case, guard: InputGuard | None, leaks: LeakLedger | None) -> None:
+    f = failure(exc, e.m.threads, leaks, e.variant.name)
     e.m.status, e.m.reason = f.status, f.reason
     e.timing = None
     _release(case)
@@ -462,8 +489,7 @@ def _finish(e: _Entry, case: Case, cfg: MeasureConfig, leaks: LeakLedger | None)
         m.extra["mem_left_total_bytes"] = total
         m.add_note(f"leaves {_mib(e.left_per_call)} allocated per call after its output is dropped (about "
                    f"{_mib(total)} over the {e.calls} calls of this measurement)")
-        if leaks is not None:
-            leaks.add(e.variant.name, total)
+        _ledger(e, leaks)
     t = e.timing
     if t is None:
         return m
@@ -533,9 +559,10 @@ def _pair(entries: list[_Entry], baseline: str, cfg: MeasureConfig) -> None:
 
 
 def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: ReferenceCache,
-                 cfg: MeasureConfig | None = None, on_row: Callable[[Variant, Measurement], None] | None = None,
-                 baseline: str | None = None, seed: int = 0,
-                 leaks: LeakLedger | None = None) -> list[tuple[Variant, Measurement]]:
+                 cfg: MeasureConfig | None = None,
+                 on_row: Callable[[Variant, Measurement, float], None] | None = None,
+                 baseline: str | None = None, seed: int = 0, leaks: LeakLedger | None = None,
+                 on_phase: Callable[[str], None] | None = None) -> list[tuple[Variant, Measurement, float]]:
     """Measure every variant of ``variants`` on ``case``: setup one by one, timing in interleaved rounds.
 
     A row is handed to ``on_row`` as soon as it is complete: unsupported and failed-setup rows at once, a failure
@@ -548,48 +575,56 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
         inputs: the case's inputs (``make_inputs(case)``).
         refs: the baseline cache shared by the variants measured on these inputs.
         cfg: how to measure (default :class:`MeasureConfig`).
-        on_row: called with each finished row.
+        on_row: called with each finished row: ``(variant, measurement, seconds)``, the seconds being the
+            variant's own share (its setup phase, the baseline when it was first to need it, its batches).
         baseline: the variant ratios are taken against (e.g. ``full``); None: no ratios.
         seed: seeds the order of the rounds.
         leaks: memory left behind by variants of this process (updated; an ``oom`` names them).
+        on_phase: told what starts (``setup <variant>``, ``timing <n> variants in rounds``), for progress.
 
     Returns:
-        ``(variant, measurement)`` for every variant, in the order of ``variants``.
+        ``(variant, measurement, seconds)`` for every variant, in the order of ``variants``.
     """
     cfg = cfg or MeasureConfig()
-    done: dict[int, Measurement] = {}
+    done: dict[int, tuple[Measurement, float]] = {}
 
-    def emit(i: int, m: Measurement) -> None:
-        done[i] = m
+    def emit(i: int, m: Measurement, seconds: float) -> None:
+        done[i] = (m, seconds)
         if on_row is not None:
-            on_row(variants[i], m)
+            on_row(variants[i], m, seconds)
 
     with torch_threads(cfg.threads) as nthreads:
         guard = _guard(inputs) if cfg.check_inputs else None
         entries: list[_Entry] = []
         index: dict[int, int] = {}
         for i, v in enumerate(variants):
+            if on_phase is not None:
+                on_phase(f"setup {v.name}")
+            t0 = time.perf_counter()
             r = _setup(v, case, inputs, refs, cfg, nthreads, guard, leaks)
             if isinstance(r, Measurement):
-                emit(i, r)
+                emit(i, r, time.perf_counter() - t0)
             else:
+                r.seconds = time.perf_counter() - t0
                 index[id(r)] = i
                 entries.append(r)
         failed: set[int] = set()
 
         def on_fail(e: _Entry) -> None:
             failed.add(id(e))
-            emit(index[id(e)], _finish(e, case, cfg, leaks))
+            emit(index[id(e)], _finish(e, case, cfg, leaks), e.seconds)
 
-        _time(entries, case, cfg, nthreads, guard, seed, on_fail)
+        if entries and on_phase is not None:
+            on_phase(f"timing {len(entries)} variant{'s' if len(entries) > 1 else ''} in rounds")
+        _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks)
         ok = [e for e in entries if id(e) not in failed]
         for e in ok:
             _finish(e, case, cfg, leaks)
         if baseline is not None:
             _pair(ok, baseline, cfg)
         for e in ok:
-            emit(index[id(e)], e.m)
-    return [(v, done[i]) for i, v in enumerate(variants)]
+            emit(index[id(e)], e.m, e.seconds)
+    return [(v, *done[i]) for i, v in enumerate(variants)]
 
 
 def measure_variant(variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache,

@@ -260,12 +260,15 @@ class Sampler:
         usages: per sample, what the process got (CPU samplers).
         error: the exception a call raised (sampling stops for this callable).
         stop_reason: why sampling stopped ('' while it goes on).
+        wall_s: wall time spent in this sampler's batches, retries included (setup per call and reading the
+            clocks included).
     """
 
     method = ""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
+        self.wall_s = 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -451,10 +454,10 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
     """Time several callables in interleaved rounds until each one's :class:`StopRule` says stop.
 
     Each round gives every active sampler a slice of ``rule.budget_s / TARGET_ROUNDS`` timed seconds (at least one
-    sample), in an order shuffled from round to round by a generator seeded with ``seed``. A call that raises
-    stops its sampler (``sampler.error``); the others go on. When, at the end, any sampler's measurement is
-    contended, every sampler that did not fail is timed again from scratch, at most ``retries`` times, and only when
-    ``quiet()`` says the machine is quiet again.
+    sample; no more than what is left of its budget), in an order shuffled from round to round by a generator
+    seeded with ``seed``. A call that raises stops its sampler (``sampler.error``); the others go on. When, at the
+    end, any sampler's measurement is contended, every sampler that did not fail is timed again from scratch, at
+    most ``retries`` times, and only when ``quiet()`` says the machine is quiet again.
 
     Args:
         samplers: one per callable.
@@ -481,14 +484,17 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
                 s = samplers[i]
                 if not s.active:
                     continue
+                t0 = time.perf_counter()
                 try:
-                    s.take(slice_s, rule.max_runs - s.n, rounds)
+                    left = max(0.0, rule.budget_s - s.spent_s)
+                    s.take(min(slice_s, left), rule.max_runs - s.n, rounds)
                     if after_batch is not None:
                         after_batch(i)
                 except Exception as exc:  # the callable failed: its row says so, the others go on
                     s.error = exc
-                    if on_error is not None:
-                        on_error(i)
+                s.wall_s += time.perf_counter() - t0
+                if s.error is not None and on_error is not None:
+                    on_error(i)
             rounds += 1
             for s in samplers:
                 if s.active:
