@@ -254,9 +254,12 @@ def compare_main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         rules = [parse_fail_rule(r) for r in (args.fail or ["median:5%"])]
-        c = compare_runs(args.base, args.new, rules)
+        base, new = read_runs(args.base), read_runs(args.new)
     except ValueError as exc:
         print(f"attnbench compare: error: {exc}", file=sys.stderr)
         return 2
+    for problem in base.problems + new.problems:
+        print(f"attnbench compare: warning: {problem}", file=sys.stderr)
+    c = compare_frames(base.frame, new.frame, rules)
     print(format_comparison(c))
     return 1 if c.failed else 0

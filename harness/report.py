@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.columns import CASE_COLUMNS, CASE_KEY, PUBLIC_COLUMNS
 from harness.plots import NO_VALUE, facet_columns, make_figures, save_figure, variant_order
-from harness.results_io import RunData, read_runs, tidy
+from harness.results_io import RunData, latest_run, read_runs, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
 from harness.store import csv_text, write_atomic
 
@@ -117,14 +117,53 @@ def _fmt(x: object, digits: int = 3) -> str:
     return str(x)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table of ``frame`` (numbers shortened, ``|`` escaped, NaN blank)."""
+_MD_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "|": "\\|", "~": "\\~",
+               "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_text(x: object) -> str:
+    """Text from the data (a variant name, a message, a run name) made inert in markdown and HTML.
+
+    ``<``, ``>`` and ``&`` become entities (no tag, comment or autolink survives), the characters that open
+    links, images, code or emphasis and the table separator are backslash-escaped (``![img](http://...)`` shows
+    as text and loads nothing), and line breaks become spaces (a row cannot end a table or start a block).
+
+    Args:
+        x: any value; numbers are shortened as in the tables.
+
+    Returns:
+        Markdown that renders as the text itself.
+    """
+    text = _fmt(x).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
+
+
+def md_code(x: object) -> str:
+    """``x`` as inline code (shown verbatim, markup inert); text holding a backtick or a line break, which would
+    end the code span, falls back to :func:`md_text`."""
+    text = str(x)
+    if "`" in text or "\n" in text or "\r" in text:
+        return md_text(text)
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def markdown_table(frame: pd.DataFrame, markup: tuple[str, ...] = ()) -> str:
+    """A GitHub markdown table of ``frame`` (numbers shortened, NaN blank, every cell escaped by :func:`md_text`).
+
+    Args:
+        frame: the rows.
+        markup: columns whose cells are already markdown, built here from escaped parts (bold statuses, flags).
+
+    Returns:
+        The table, one line per row.
+    """
     if frame.empty:
         return "_(no rows)_\n"
     cols = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    raw = [c in markup for c in cols]
     for row in frame.itertuples(index=False):
-        cells = [_fmt(v).replace("|", "\\|").replace("\n", " ") for v in row]
+        cells = [(_fmt(v).replace("\n", " ") if r else md_text(v)) for v, r in zip(row, raw)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -132,7 +171,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def _cell(row: pd.Series, main: str, ratio: str | None, unit: str = "", scale: float = 1.0,
           ratio_fmt: str = "{:.2f}x") -> str:
     if row["status"] != "ok":
-        return f"**{row['status']}**"
+        return f"**{md_text(row['status'])}**"
     v = row.get(main, math.nan)
     if not (isinstance(v, float | int | np.floating) and math.isfinite(v)):
         return NO_VALUE
@@ -167,7 +206,7 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
         key = key if isinstance(key, tuple) else (key,)
         if facets:
             label = ", ".join(f"{c.replace('pattern_label', 'pattern')}={_fmt(v)}" for c, v in zip(facets, key))
-            parts.append(f"**{label}**\n")
+            parts.append(f"**{md_text(label)}**\n")
         rows = []
         extra_cols = [c for c in ("batch", "heads") if c not in facets and sub[c].nunique() > 1]
         for n, at_n in sub.groupby("seq_len", sort=True):
@@ -180,7 +219,7 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
             rows.append(rec)
         table = pd.DataFrame(rows)
         table = table[[c for c in table.columns if c in ("seq_len", *extra_cols) or (table[c] != "").any()]]
-        parts.append(markdown_table(table))
+        parts.append(markdown_table(table, markup=tuple(str(v) for v in variants)))
     return "\n".join(parts)
 
 
@@ -275,7 +314,7 @@ def scaling_markdown(scaling: pd.DataFrame) -> str:
                    + (f" (contended {int(r['rows_contended'])})" if r["rows_contended"] else "")
                    for _, r in scaling.iterrows()]
     out["note"] = scaling["note"]
-    return markdown_table(out)
+    return markdown_table(out, markup=("time exponent", "memory exponent"))
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -298,7 +337,7 @@ def environment_markdown(data: RunData) -> str:
     env_cols = [c for c in ("device", "device_name", "torch_version", "harness_version", "git_commit", "threads",
                             "timing_method", "memory_method") if c in data.frame.columns]
     for run, sub in data.frame.groupby("run", sort=True):
-        parts.append(f"### Run `{run}`\n")
+        parts.append(f"### Run {md_code(run)}\n")
         stamps = pd.to_datetime(sub["timestamp"], errors="coerce").dropna()
         counts = sub["status"].value_counts()
         info = {"rows": len(sub), "statuses": ", ".join(f"{s}: {int(c)}" for s, c in counts.items())}
@@ -358,8 +397,8 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
         "# attnbench report",
         "",
         f"Generated {now} from {len(data.sources)} run(s): "
-        + ", ".join(f"`{s}`" for s in data.sources) + ".",
-        f"Variants: {', '.join(f'`{v}`' for v in variants)}. "
+        + ", ".join(md_code(s) for s in data.sources) + ".",
+        f"Variants: {', '.join(md_code(v) for v in variants)}. "
         f"Lengths: {', '.join(str(int(n)) for n in sorted(frame['seq_len'].dropna().unique()))}. "
         + (f"Panels split by: {', '.join(c.replace('pattern_label', 'pattern') for c in facets)}."
            if facets else "One panel (nothing but seq_len varies)."),
@@ -368,6 +407,9 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
         "[scaling.csv](scaling.csv).",
         "",
     ]
+    if data.problems:
+        lines += [f"> **{len(data.problems)} problem(s) reading the runs** (nothing was dropped silently):", ">"]
+        lines += [f"> - {md_text(x)}" for x in data.problems] + [""]
     if BASELINE not in set(frame["variant"]):
         lines += [f"> No `{BASELINE}` rows: speedups and memory ratios need `{BASELINE}` on the same inputs.", ""]
     noisy = frame["noisy"].astype(str).str.lower().isin(("true", "1", "1.0")).sum()
@@ -418,7 +460,8 @@ def write_report(run_dirs: list[str | Path] | tuple[str | Path, ...] | str | Pat
     """Read the runs and write the report into ``out_dir``.
 
     Args:
-        run_dirs: run directories (each holding ``results.csv``, optionally ``env.json``) or CSV files.
+        run_dirs: run directories, folders of runs, results CSVs or pytest-benchmark JSON files (see
+            :func:`harness.results_io.read_runs`).
         out_dir: output directory (created).
         formats: plot image formats (default PNG and SVG).
 
@@ -435,8 +478,8 @@ def write_report(run_dirs: list[str | Path] | tuple[str | Path, ...] | str | Pat
 
 
 def default_out_dir(runs: list[str]) -> Path:
-    """``RUN/report`` for one run directory, ``<csv stem>_report`` next to a CSV, else ``report_<names>`` beside
-    the first run."""
+    """``RUN/report`` for one run directory (or folder of runs), ``<csv stem>_report`` next to a CSV, else
+    ``report_<names>`` beside the first run."""
     first = Path(runs[0])
     if len(runs) == 1:
         return first / "report" if first.is_dir() else first.with_name(f"{first.stem}_report")
@@ -445,25 +488,38 @@ def default_out_dir(runs: list[str]) -> Path:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``attnbench report RUN [RUN ...] [--out DIR]``: write the report and print where.
+    """``attnbench report [RUN ...] [--out DIR]``: write the report and print where.
+
+    With no RUN, the latest run under ``results/`` is reported. Problems met while reading (a damaged record, a
+    truncated CSV) are printed as warnings, one line each.
 
     Returns:
         0 on success, 2 on bad arguments or unreadable runs.
     """
-    parser = argparse.ArgumentParser(prog="attnbench report",
-                                     description="Tables, plots and report.md from one or more runs.")
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directory (with results.csv) or a CSV file")
+    parser = argparse.ArgumentParser(
+        prog="attnbench report",
+        description="Tables, plots and report.md from one or more runs (default: the latest run under results/).")
+    parser.add_argument("runs", nargs="*", metavar="RUN",
+                        help="a run directory, a folder of runs, a results CSV or a pytest-benchmark JSON file")
     parser.add_argument("--out", default=None, help="output directory (default: RUN/report for one run)")
+    parser.add_argument("--results-dir", default="results", metavar="DIR",
+                        help="where to look for the latest run when no RUN is given (default: results)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    out = Path(args.out) if args.out else default_out_dir(args.runs)
     try:
-        path = write_report(args.runs, out)
+        runs = args.runs or [str(latest_run(args.results_dir))]
+        out = Path(args.out) if args.out else default_out_dir(runs)
+        data = read_runs(runs)
+        if data.frame.empty:
+            raise ValueError(f"{', '.join(runs)} hold no rows (allowed: runs with results)")
     except ValueError as exc:
         print(f"attnbench report: error: {exc}", file=sys.stderr)
         return 2
+    for problem in data.problems:
+        print(f"attnbench report: warning: {problem}", file=sys.stderr)
+    path = build_report(data, out)
     print(f"report: {path}")
     return 0
 

@@ -197,6 +197,8 @@ def read_csv_checked(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     bad = [i for i, r in enumerate(body) if len(r) != len(header)]
     problems = [f"{p}: row {i + 1} has {len(body[i])} of {len(header)} fields (a truncated or damaged line); "
                 "dropped" for i in bad]
+    if body and not text.endswith(("\n", "\r")) and len(body) - 1 not in bad:
+        problems.append(f"{p}: does not end with a line break: its last row ({len(body)}) may be cut short")
     if not bad:
         return pd.read_csv(io.StringIO(text), low_memory=False), problems
     good = [r for i, r in enumerate(body) if i not in set(bad)]
