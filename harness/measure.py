@@ -129,7 +129,15 @@ class Measurement:
         return row
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the host) ran out of memory.
+
+    Args:
+        exc: what a variant raised.
+
+    Returns:
+        True for ``torch.OutOfMemoryError``, ``MemoryError`` and allocator messages saying so.
+    """
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
     msg = str(exc).lower()
@@ -210,7 +218,7 @@ def measure_variant(variant: Variant, case: Case, inputs: Inputs, refs: Referenc
             m.threads = nthreads
             timing = _measure(m, variant, case, inputs, refs, cfg, nthreads)
     except Exception as exc:  # every failure becomes a row; nothing is lost or hidden
-        m.status = "oom" if _is_oom(exc) else "error"
+        m.status = "oom" if is_oom(exc) else "error"
         m.reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:500]
         _release(case)
         return m

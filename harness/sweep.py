@@ -18,7 +18,6 @@ a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. 
 
 from __future__ import annotations
 
-import gc
 import socket
 import time
 import warnings
@@ -30,9 +29,9 @@ from typing import Any
 from harness import env as _env
 from harness import measure as _measure
 from harness.config import ConfigError, SweepPlan
-from harness.inputs import Case, Inputs, make_inputs
+from harness.inputs import Case
+from harness.outcome import CaseInputs, declined, measure_one
 from harness.progress import Progress, current
-from harness.reference import ReferenceCache
 from harness.store import RunStore, record_id, write_json_atomic
 
 
@@ -97,84 +96,14 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
     return row
 
 
-class _CaseInputs:
-    """Inputs and baseline of the current case, kept while consecutive cases share them (modes of one case)."""
-
-    def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.inputs: Inputs | None = None
-        self.error: BaseException | None = None
-        self.refs = ReferenceCache()
-
-    def get(self, case: Case) -> Inputs:
-        key = case.input_key()
-        if key != self.key:
-            self.release()
-            self.key = key
-            try:
-                self.inputs = make_inputs(case)
-            except Exception as exc:  # becomes the rows' status; the sweep goes on
-                self.error = exc
-        if self.error is not None:
-            raise self.error
-        assert self.inputs is not None
-        return self.inputs
-
-    def release(self) -> None:
-        had_cuda = self.inputs is not None and self.inputs.q.is_cuda
-        self.key, self.inputs, self.error = None, None, None
-        self.refs.clear()
-        if had_cuda:
-            import torch
-
-            gc.collect()
-            torch.cuda.empty_cache()
-
-
-def _failure(exc: BaseException, threads: int) -> _measure.Measurement:
-    status = "oom" if _measure._is_oom(exc) else "error"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return _measure.Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
-
-
-def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.MeasureConfig,
-                 threads: int) -> tuple[_measure.Measurement, float]:
-    """One measurement, never raising for a variant's (or the inputs') failure; returns it and its seconds."""
-    try:
-        reasons = variant.not_supported_reasons(case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
-    if not reasons and case.inputs != "gaussian":
-        from harness.distributions import distribution_reason
-
-        why = distribution_reason(case.inputs, case.shape)
-        if why:  # e.g. real inputs longer than the model's context: said in the row, no data invented
-            reasons = [why]
-    if reasons:
-        return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
-    try:
-        inputs = cache.get(case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
-    t0 = time.perf_counter()
-    try:
-        m = _measure.measure_variant(variant, case, inputs, cache.refs, mcfg)
-    except Exception as exc:  # measure_variant turns failures into rows itself; this guards against its own bugs
-        m = _failure(exc, threads)
-    return m, time.perf_counter() - t0
-
-
 def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.MeasureConfig,
                       threads: int) -> tuple[_measure.Measurement, float]:
-    """One measurement in a child process (unsupported cases are answered here, without a child)."""
+    """One measurement in a child process (declined cases are answered here, without a child)."""
     from harness.isolate import IsolatedJob, run_isolated
 
-    try:
-        reasons = variant.not_supported_reasons(case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
-    if reasons:
-        return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
+    refused = declined(variant, case, threads)  # every reason, before any child is started
+    if refused is not None:
+        return refused, 0.0
     job = IsolatedJob(case=case, variant=variant.name, variants_from=plan.variants_from, mcfg=mcfg, threads=threads)
     out = run_isolated(job, plan.case_timeout_s)
     return out.measurement, out.seconds
@@ -232,7 +161,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
 
     variants = [get_variant(n) for n in plan.variants]
     result = SweepResult(run_dir=plan.run_dir)
-    cache = _CaseInputs()
+    cache = CaseInputs()
     existing = store.ids()
     from harness.sharing import SharedDeviceWarning, SharingMonitor, sharing_warning
 
@@ -261,7 +190,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                 elif plan.isolate:
                     m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                 else:
-                    m, secs = _measure_one(variant, case, cache, mcfg, threads)
+                    m, secs = measure_one(variant, case, cache, mcfg, threads)
                 m.extra["concurrent_jobs"] = len(sharing)
                 store.write(rid, make_row(plan, case, variant.name, m, rid, secs * 1e3))
                 result.measured += 1
