@@ -291,7 +291,7 @@ def test_report_main_default_out_and_errors(tmp_path, capsys, report_dir):
     assert default_out_dir([str(tmp_path)]) == tmp_path / "report"
     assert report_main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert report_main([]) == 2
+    assert report_main(["--results-dir", str(tmp_path / "none")]) == 2  # no RUN and no run under it
 
 
 def test_without_full_baseline(tmp_path):
