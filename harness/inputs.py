@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.distributions import INPUT_KINDS, make_qkv
 from harness.pattern import Pattern
 
 DTYPES: dict[str, torch.dtype] = {
@@ -21,8 +22,6 @@ DTYPES: dict[str, torch.dtype] = {
 }
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MODES: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
-#: Input distributions (implemented in :mod:`harness.distributions`).
-INPUT_KINDS: tuple[str, ...] = ("gaussian", "local", "real")
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -145,12 +144,36 @@ def make_inputs(case: Case) -> Inputs:
     raises ``ValueError`` when it cannot make the case, e.g. ``real`` inputs longer than the model's context).
     """
     if case.inputs != "gaussian":
-        from harness.distributions import make_inputs_for
-
         return make_inputs_for(case, case.inputs)
     gen = torch.Generator(device="cpu").manual_seed(case.seed)
     tensors = [torch.randn(case.shape, generator=gen, dtype=torch.float32) for _ in range(4)]
     q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in tensors)
+    return Inputs(q, k, v, g)
+
+
+def make_inputs_for(case: Case, kind: str = "gaussian", **params) -> Inputs:
+    """The case's :class:`Inputs` with q, k, v from the distribution ``kind``, on the case's device and dtype.
+
+    The upstream gradient is the one :func:`make_inputs` draws (the fourth standard-normal tensor of the seed), so
+    ``kind="gaussian"`` gives exactly ``make_inputs(case)``.
+
+    Args:
+        case: the case (shape, seed, device, dtype).
+        kind: ``gaussian``, ``local`` or ``real`` (see :func:`harness.distributions.make_qkv`).
+        **params: the distribution's parameters.
+
+    Returns:
+        The inputs.
+
+    Raises:
+        ValueError: the distribution cannot make the case (its reason), or a bad kind or parameter.
+    """
+    q, k, v = make_qkv(kind, case.shape, case.seed, **params)
+    gen = torch.Generator(device="cpu").manual_seed(case.seed)
+    for _ in range(3):
+        torch.randn(case.shape, generator=gen, dtype=torch.float32)
+    g = torch.randn(case.shape, generator=gen, dtype=torch.float32)
+    q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in (q, k, v, g))
     return Inputs(q, k, v, g)
 
 

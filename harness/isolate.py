@@ -3,7 +3,7 @@
 With ``isolate=true`` the sweep hands each supported (case, variant) to :func:`run_isolated`. It starts a fresh
 interpreter (``python -m harness.isolate JOB RESULT READY``) that imports the variants (built-ins, plugins and the
 sweep's ``variants_from``), draws the seeded inputs of the case itself (deterministic: the same tensors as in the
-parent), computes the float64 baseline, measures with :func:`harness.sweep._measure_one` exactly as an in-process
+parent), computes the float64 baseline, measures with :func:`harness.outcome.measure_one` exactly as an in-process
 sweep does, and leaves the :class:`~harness.measure.Measurement` in a result file (pickle, moved into place
 atomically). The parent waits with ``os.wait4``, which also returns the child's resource usage:
 
@@ -287,8 +287,8 @@ def child_main(argv: list[str]) -> int:
     job_path, result_path, ready_path = (Path(a) for a in argv)
     job: IsolatedJob = pickle.loads(job_path.read_bytes())
 
+    from harness.outcome import CaseInputs, failure, measure_one
     from harness.registry import get_variant, load_variants_from
-    from harness.sweep import _CaseInputs, _failure, _measure_one
 
     mcfg = job.mcfg or MeasureConfig()
     _preload(job.case)
@@ -298,12 +298,12 @@ def child_main(argv: list[str]) -> int:
         variant = get_variant(job.variant)
     except Exception as exc:  # the variant cannot be found in the child: a row, never a crash
         ready_path.touch()
-        _write_result(result_path, {"measurement": _failure(exc, job.threads), "seconds": 0.0})
+        _write_result(result_path, {"measurement": failure(exc, job.threads), "seconds": 0.0})
         return 0
     ready_path.touch()
-    cache = _CaseInputs()
+    cache = CaseInputs()
     try:
-        m, seconds = _measure_one(variant, job.case, cache, mcfg, job.threads)
+        m, seconds = measure_one(variant, job.case, cache, mcfg, job.threads)
     finally:
         cache.release()
     _write_result(result_path, {"measurement": m, "seconds": seconds})

@@ -18,11 +18,11 @@ a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. 
 
 from __future__ import annotations
 
-import gc
 import math
 import socket
 import time
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +31,11 @@ from typing import Any
 from harness import env as _env
 from harness import measure as _measure
 from harness.config import ConfigError, SweepPlan
-from harness.inputs import Case, Inputs, make_inputs
+from harness.contention import default_threads
+from harness.inputs import Case
+from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
-from harness.reference import ReferenceCache, needs_dense_reference
+from harness.scaling import BASELINE
 from harness.store import RunStore, record_id, write_json_atomic
 
 
@@ -49,6 +51,7 @@ class SweepResult:
         statuses: count of each status among the records written by this call.
         wall_s: wall time of the call.
         measure_s: time spent inside the measurements (setup, timing, errors, the baseline).
+        contended: rows written by this call that were measured under contention (the ``contended`` column).
     """
 
     run_dir: Path
@@ -58,6 +61,7 @@ class SweepResult:
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     measure_s: float = 0.0
+    contended: int = 0
 
     @property
     def overhead_s(self) -> float:
@@ -98,130 +102,17 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
     return row
 
 
-class _CaseInputs:
-    """Inputs and baseline of the current case, kept while consecutive cases share them (modes of one case)."""
-
-    def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.inputs: Inputs | None = None
-        self.error: BaseException | None = None
-        self.refs = ReferenceCache()
-
-    def get(self, case: Case) -> Inputs:
-        key = case.input_key()
-        if key != self.key:
-            self.release()
-            self.key = key
-            try:
-                self.inputs = make_inputs(case)
-            except Exception as exc:  # becomes the rows' status; the sweep goes on
-                self.error = exc
-        if self.error is not None:
-            raise self.error
-        assert self.inputs is not None
-        return self.inputs
-
-    def prepare_truth(self, case: Case, variants: list[Any], errors: bool) -> tuple[float, str]:
-        """Compute the truth ``variants`` need on ``case`` before their rows (baseline, gradients for backward
-        modes, textbook, the dense pass where an ``approx_err`` figure needs it), so every row of the case can
-        carry what it cost. Returns the milliseconds it added (NaN when nothing was computed) and a line saying
-        so; a failure here is left for the rows to meet and record."""
-        if not errors or not variants:
-            return math.nan, ""
-        try:
-            inputs = self.get(case)
-            before = dict(self.refs.seconds)
-            self.refs.prepare(case, inputs, with_grads=case.needs_backward,
-                              dense=any(needs_dense_reference(v.exact, case.pattern) for v in variants))
-        except Exception:
-            return math.nan, ""
-        added = {k: v - before.get(k, 0.0) for k, v in self.refs.seconds.items() if v - before.get(k, 0.0) > 0}
-        ms = 1e3 * sum(added.values())
-        parts = ", ".join(f"{k} {v:.3g} s" for k, v in added.items())
-        return ms, f"truth of {case.describe()}: {ms / 1e3:.3g} s" + (f" ({parts})" if parts else " (shared)")
-
-    def release(self) -> None:
-        had_cuda = self.inputs is not None and self.inputs.q.is_cuda
-        self.key, self.inputs, self.error = None, None, None
-        self.refs.clear()
-        if had_cuda:
-            import torch
-
-            gc.collect()
-            torch.cuda.empty_cache()
-
-
-def _failure(exc: BaseException, threads: int) -> _measure.Measurement:
-    status = "oom" if _measure._is_oom(exc) else "error"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return _measure.Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
-
-
-def _reasons(variant: Any, case: Case) -> list[str]:
-    """Why ``variant`` cannot run ``case`` here (its own reasons, then the input distribution's)."""
-    reasons = variant.not_supported_reasons(case)
-    if not reasons and case.inputs != "gaussian":
-        from harness.distributions import distribution_reason
-
-        why = distribution_reason(case.inputs, case.shape)
-        if why:  # e.g. real inputs longer than the model's context: said in the row, no data invented
-            reasons = [why]
-    return reasons
-
-
-def _measure_one(variant: Any, case: Case, cache: _CaseInputs, mcfg: _measure.MeasureConfig,
-                 threads: int) -> tuple[_measure.Measurement, float]:
-    """One measurement, never raising for a variant's (or the inputs') failure; returns it and its seconds.
-
-    The row's ``baseline_ms`` is what the truth cost in this cache (an isolated child's own); a sweep running
-    in one process sets every row of a case to the case's figure from :meth:`_CaseInputs.prepare_truth`."""
-    try:
-        reasons = _reasons(variant, case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
-    if reasons:
-        return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
-    try:
-        inputs = cache.get(case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
-    t0 = time.perf_counter()
-    try:
-        m = _measure.measure_variant(variant, case, inputs, cache.refs, mcfg)
-    except Exception as exc:  # measure_variant turns failures into rows itself; this guards against its own bugs
-        m = _failure(exc, threads)
-    m.extra["baseline_ms"] = 1e3 * cache.refs.total_s
-    return m, time.perf_counter() - t0
-
-
 def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.MeasureConfig,
                       threads: int) -> tuple[_measure.Measurement, float]:
-    """One measurement in a child process (unsupported cases are answered here, without a child)."""
+    """One measurement in a child process (declined cases are answered here, without a child)."""
     from harness.isolate import IsolatedJob, run_isolated
 
-    try:
-        reasons = variant.not_supported_reasons(case)
-    except Exception as exc:
-        return _failure(exc, threads), 0.0
-    if reasons:
-        return _measure.Measurement(status="unsupported", reason="; ".join(reasons), threads=threads), 0.0
+    refused = declined(variant, case, threads)  # every reason, before any child is started
+    if refused is not None:
+        return refused, 0.0
     job = IsolatedJob(case=case, variant=variant.name, variants_from=plan.variants_from, mcfg=mcfg, threads=threads)
     out = run_isolated(job, plan.case_timeout_s)
     return out.measurement, out.seconds
-
-
-def _todo(case: Case, variants: list[Any], store: RunStore, plan: SweepPlan) -> list[Any]:
-    """The variants that will be measured on ``case`` (no record yet, supported here)."""
-    todo = []
-    for v in variants:
-        if store.has(record_id(case, v.name, plan.threads)):
-            continue
-        try:
-            if not _reasons(v, case):
-                todo.append(v)
-        except Exception:
-            continue
-    return todo
 
 
 def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,
@@ -258,10 +149,13 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     store.clean_stale_temps()
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    threads = torch.get_num_threads()
+        threads, threads_why = plan.threads, f"threads={plan.threads} (asked)"
+    else:  # torch's default, but no more threads than the cores other work leaves free
+        threads, threads_why = default_threads(torch.get_num_threads())
     env = _env.capture_env()
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
-               "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config}
+               "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
+               "threads": threads_why}
     job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "env.json", env_doc)
@@ -270,14 +164,17 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
 
     own = progress is None and current() is None
     prog = progress or current() or Progress(plan.n_items, plan.progress)
+    if not plan.threads and threads < torch.get_num_threads():
+        prog.message(f"{plan.run_id}: {threads_why}")
     mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
-                                  threads=plan.threads or None)
+                                  threads=threads, rel_ci=plan.rel_ci or None)
     from harness.registry import get_variant
 
     variants = [get_variant(n) for n in plan.variants]
     result = SweepResult(run_dir=plan.run_dir)
-    cache = _CaseInputs()
+    cache = CaseInputs()
     existing = store.ids()
+    leaks = _measure.LeakLedger()
     from harness.sharing import SharedDeviceWarning, SharingMonitor, sharing_warning
 
     monitor = SharingMonitor(plan.run_dir, {c.device for c in plan.cases if c.device not in missing})
@@ -285,42 +182,35 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     try:
         for case in plan.cases:
             text = case.describe()
-            truth_ms, truth_done = math.nan, plan.isolate
+            todo = []
             for variant in variants:
                 rid = record_id(case, variant.name, plan.threads)
                 if rid in existing or store.has(rid):
                     result.skipped += 1
                     prog.finish(text, variant.name, "", skipped=True)
-                    continue
-                prog.start(text, variant.name)
-                sharing = [] if case.device in missing else monitor.sharing(case.device)
-                if sharing and case.device not in warned:
-                    warned.add(case.device)
-                    if prog.style in ("plain", "bar"):
-                        prog.message(sharing_warning(case.device, sharing))
-                    else:
-                        warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
-                if case.device in missing:
-                    m, secs = _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
-                                                   threads=threads), 0.0
-                elif plan.isolate:
-                    m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                 else:
-                    if not truth_done:  # once per case, before its first measured row
-                        truth_done = True
-                        truth_ms, line = cache.prepare_truth(case, _todo(case, variants, store, plan), mcfg.errors)
-                        if line:
-                            prog.message(line)
-                        if math.isfinite(truth_ms):
-                            result.measure_s += truth_ms / 1e3
-                    m, secs = _measure_one(variant, case, cache, mcfg, threads)
-                    m.extra["baseline_ms"] = truth_ms
-                m.extra["concurrent_jobs"] = len(sharing)
-                store.write(rid, make_row(plan, case, variant.name, m, rid, secs * 1e3))
-                result.measured += 1
-                result.measure_s += secs
-                result.statuses[m.status] += 1
-                prog.finish(text, variant.name, m.status, _summary(m), seconds=secs)
+                    todo.append((variant, rid))
+            if not todo:
+                continue
+            sharing = [] if case.device in missing else monitor.sharing(case.device)
+            if sharing and case.device not in warned:
+                warned.add(case.device)
+                if prog.style in ("plain", "bar"):
+                    prog.message(sharing_warning(case.device, sharing))
+                else:
+                    warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
+            write = _RowWriter(plan, store, result, prog, case, len(sharing))
+            if case.device in missing:
+                for variant, rid in todo:
+                    prog.start(text, variant.name)
+                    write(variant, _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
+                                                        threads=threads), 0.0, rid)
+            elif plan.isolate:  # one child per variant: timed one after another, never interleaved
+                for variant, rid in todo:
+                    prog.start(text, variant.name)
+                    write(variant, *_measure_isolated(plan, variant, case, mcfg, threads), rid)
+            else:
+                _measure_case(case, todo, cache, mcfg, threads, leaks, write)
     finally:
         monitor.close()
         cache.release()
@@ -330,8 +220,80 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
         if own:
             prog.close()
     stats = ", ".join(f"{k}={v}" for k, v in sorted(result.statuses.items())) or "none"
-    prog.message(f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing")
+    line = f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing"
+    if result.contended:
+        line += (f"; {result.contended} row(s) contended (timed while other work took this process's cores; see "
+                 "the contended column)")
+    prog.message(line)
     return result
+
+
+@dataclass
+class _RowWriter:
+    """Writes the rows of one case: the record, the counts of the result, the progress line."""
+
+    plan: SweepPlan
+    store: RunStore
+    result: SweepResult
+    prog: Progress
+    case: Case
+    concurrent_jobs: int
+    baseline_ms: float = math.nan
+
+    def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
+        m.extra["concurrent_jobs"] = self.concurrent_jobs
+        if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
+            m.extra["baseline_ms"] = self.baseline_ms
+        self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
+        r = self.result
+        r.measured += 1
+        r.measure_s += secs
+        r.statuses[m.status] += 1
+        r.contended += bool(m.contended)
+        self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m), seconds=secs)
+
+    def phase(self, text: str) -> None:
+        self.prog.start(self.case.describe(), text)
+
+
+def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mcfg: _measure.MeasureConfig,
+                  threads: int, leaks: _measure.LeakLedger, write: _RowWriter) -> None:
+    """The variants of one case in this process: declined ones at once, the rest together (interleaved rounds).
+
+    Every row is written as soon as it is complete (:func:`harness.measure.measure_case`); a crash while the case
+    is being timed loses only the rows still being timed, which a resume measures again.
+    """
+    rids = {id(v): rid for v, rid in todo}
+    ready, refused_rows = [], []
+    for variant, rid in todo:
+        refused = declined(variant, case, threads)
+        if refused is None:
+            ready.append(variant)
+        else:
+            refused_rows.append((variant, refused, rid))
+    inputs, inputs_error = None, None
+    if ready:
+        try:
+            inputs = cache.get(case)
+        except Exception as exc:
+            inputs_error = exc
+    if inputs is not None:  # the case's truth, before its rows: each row carries what it cost (baseline_ms)
+        ms, line = cache.refs.prepare_case(case, inputs, ready, mcfg.errors)
+        write.baseline_ms = ms
+        if line:
+            write.prog.message(line)
+        if math.isfinite(ms):
+            write.result.measure_s += ms / 1e3
+    for variant, refused, rid in refused_rows:
+        write.phase(variant.name)
+        write(variant, refused, 0.0, rid)
+    if inputs is None:
+        for variant in ready:
+            write(variant, _measure.failure(inputs_error, threads), 0.0, rids[id(variant)])
+        return
+    _measure.measure_case(ready, case, inputs, cache.refs, mcfg,
+                          on_row=lambda v, m, secs: write(v, m, secs, rids[id(v)]), baseline=BASELINE,
+                          seed=zlib.crc32(case.describe().encode()), leaks=leaks, on_phase=write.phase)
 
 
 def expected_ids(plan: SweepPlan) -> set[str]:

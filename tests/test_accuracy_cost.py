@@ -10,8 +10,8 @@ import torch
 
 from harness import Case, Pattern, ReferenceCache, get_variant, make_inputs, reference_attention
 from harness.config import ConfigError, plan_from_config
-from harness.distributions import model_dir
 from harness.measure import MeasureConfig, measure_variant
+from harness.minilm import model_dir
 from harness.store import record_id
 from harness.sweep import run_sweep
 

@@ -8,17 +8,9 @@ import pytest
 import torch
 
 from harness import Case, make_inputs
-from harness.distributions import (
-    INPUT_KINDS,
-    REAL_PACKAGE,
-    bert_hidden,
-    distribution_reason,
-    load_real_model,
-    make_inputs_for,
-    make_qkv,
-    model_dir,
-    wordpiece,
-)
+from harness.distributions import INPUT_KINDS, distribution_reason, make_qkv
+from harness.inputs import make_inputs_for
+from harness.minilm import REAL_PACKAGE, bert_hidden, load_real_model, model_dir, wordpiece
 
 _REAL = model_dir() is not None
 needs_real = pytest.mark.skipif(not _REAL, reason=f"the package {REAL_PACKAGE} is not installed (pip install "

@@ -132,6 +132,18 @@ def test_unsupported_cases_are_answered_without_a_child(tmp_path, monkeypatch):
     assert row["status"] == "unsupported" and "dtype=float64" in row["reason"]
 
 
+def test_an_input_distribution_reason_is_answered_without_a_child(tmp_path, monkeypatch):
+    """``real`` inputs longer than the model's context: declined by the one support check, no child started."""
+    import harness.isolate as iso
+
+    monkeypatch.setattr(iso, "run_isolated", lambda *a, **k: pytest.fail("a child was started"))
+    plan = _plan(tmp_path, "r", isolate=True, variants=["full"], inputs="real", seq_len=1024, heads=2,
+                 head_dim=32, mode="fwd")
+    run_sweep(plan)
+    (row,) = read_records(plan.run_dir)
+    assert row["status"] == "unsupported" and "seq_len=1024 (supported: <= 512" in row["reason"]
+
+
 def test_startup_limit_and_argument_checks():
     job = IsolatedJob(case=Case(seq_len=8, heads=1, head_dim=4), variant="full", mcfg=MeasureConfig(budget_s=0.01))
     out = run_isolated(job, timeout_s=30.0, startup_timeout_s=0.05)

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+import harness.outcome as outcome_mod
 import harness.reference as reference_mod
-import harness.sweep as sweep_mod
 from harness.config import ConfigError, SweepConfig, plan_from_config, schema_keys
 from harness.progress import Progress
 from harness.store import RunStore
@@ -110,7 +110,7 @@ def test_every_failure_becomes_a_row_and_the_sweep_goes_on(tmp_path, tvars):
 
 def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
     calls = {"inputs": 0, "ref": 0}
-    real_inputs, real_ref = sweep_mod.make_inputs, reference_mod.reference_attention
+    real_inputs, real_ref = outcome_mod.make_inputs, reference_mod.reference_attention
 
     def counting_inputs(case):
         calls["inputs"] += 1
@@ -120,7 +120,7 @@ def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
         calls["ref"] += 1
         return real_ref(*a, **k)
 
-    monkeypatch.setattr(sweep_mod, "make_inputs", counting_inputs)
+    monkeypatch.setattr(outcome_mod, "make_inputs", counting_inputs)
     monkeypatch.setattr(reference_mod, "reference_attention", counting_ref)
     plan = _plan(tmp_path, seq_len=[8, 16], variants=["full", "t_fwdonly", "t_slow"])
     monkeypatch.setenv("ATTNBENCH_TEST_SLOW_S", "0")
@@ -215,14 +215,14 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise():
 
 
 def test_inputs_that_cannot_be_made_become_rows_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    real = sweep_mod.make_inputs
+    real = outcome_mod.make_inputs
 
     def failing(case):
         if case.seq_len == 8:
             raise MemoryError("cannot allocate the inputs (simulated)")
         return real(case)
 
-    monkeypatch.setattr(sweep_mod, "make_inputs", failing)
+    monkeypatch.setattr(outcome_mod, "make_inputs", failing)
     plan = _plan(tmp_path, seq_len=[8, 16], variants=["full"])
     run_sweep(plan, cuda_available=False)
     rows = {r["seq_len"]: r for r in read_records(plan.run_dir)}
