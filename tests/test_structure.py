@@ -90,6 +90,19 @@ def test_no_private_names_across_modules():
     assert private <= KNOWN, sorted(private - KNOWN)
 
 
+def test_no_private_hydra_and_no_argv_swapping():
+    """Hydra through its public API only (issue 18.6): no ``hydra._internal``, no assignment to ``sys.argv``."""
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("hydra._internal"), f"{name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("hydra._internal") for a in node.names), name
+            if isinstance(node, ast.Assign):
+                for t in node.targets:
+                    assert not (isinstance(t, ast.Attribute) and t.attr == "argv"), f"{name} assigns sys.argv"
+
+
 def test_the_checker_sees_a_cycle_and_a_private_import():
     """The two checks above can fail: a planted cycle and a planted private import are found."""
     mods = {"harness.a": ast.parse("from harness.b import _x\n"), "harness.b": ast.parse("import harness.a\n")}
