@@ -33,6 +33,8 @@ AXES: tuple[str, ...] = (
     "n_global", "mode", "seed", "inputs",
 )
 DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
+#: CPU timers (:data:`harness.measure.CPU_TIMERS`), the default first.
+CPU_TIMER_CHOICES: tuple[str, ...] = ("per_call", "blocked_autorange")
 
 
 class ConfigError(ValueError):
@@ -76,6 +78,8 @@ class SweepConfig:
     warmup: int = field(default=1, metadata=_help("untimed calls after the setup call, >= 0", "int"))
     min_runs: int = field(default=3, metadata=_help("fewest timed calls, even past the budget, >= 1", "int"))
     threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default)", "int"))
+    cpu_timer: str = field(default="per_call",
+                           metadata=_help("CPU timer: per_call (a sample per call) or blocked_autorange", "str"))
     results_dir: str = field(default="results", metadata=_help("where run directories go", "str"))
     run_name: str = field(default=DEFAULT_RUN_NAME,
                           metadata=_help("run directory name (default: a timestamp); reuse it to resume", "str"))
@@ -107,6 +111,8 @@ class SweepPlan:
         run_id: the run's name (the ``run_id`` column).
         budget_s, warmup, min_runs: measurement settings.
         threads: torch CPU threads to set (0 = leave torch's default).
+        cpu_timer: how CPU cases are timed: ``per_call`` or ``blocked_autorange`` (part of a CPU record's key
+            when not ``per_call``).
         progress: ``auto``, ``bar``, ``plain`` or ``off``.
         variants_from: files/modules imported to register variants (already imported by the conversion).
         isolate: run each (case, variant) in a child process (:mod:`harness.isolate`).
@@ -121,6 +127,7 @@ class SweepPlan:
     warmup: int = 1
     min_runs: int = 3
     threads: int = 0
+    cpu_timer: str = "per_call"
     progress: str = "auto"
     variants_from: tuple[str, ...] = ()
     isolate: bool = False
@@ -258,6 +265,7 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     warmup = _scalar(c, "warmup", int, lambda v: v >= 0, "an integer >= 0")
     min_runs = _scalar(c, "min_runs", int, lambda v: v >= 1, "an integer >= 1")
     threads = _scalar(c, "threads", int, lambda v: v >= 0, "an integer >= 0; 0 = torch's default")
+    cpu_timer = _choice_value("cpu_timer", c["cpu_timer"], CPU_TIMER_CHOICES)
     progress = _choice_value("progress", c["progress"], PROGRESS_CHOICES)
     isolate = c["isolate"]
     if not isinstance(isolate, bool):
@@ -292,8 +300,8 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
         variants = selection
     return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
                      / run_name, run_id=run_name, budget_s=float(budget), warmup=warmup, min_runs=min_runs,
-                     threads=threads, progress=progress, variants_from=tuple(variants_from), isolate=isolate,
-                     case_timeout_s=float(case_timeout_s))
+                     threads=threads, cpu_timer=cpu_timer, progress=progress, variants_from=tuple(variants_from),
+                     isolate=isolate, case_timeout_s=float(case_timeout_s))
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

@@ -10,7 +10,7 @@ below ``full``'s on the same inputs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -149,7 +149,3 @@ def _note(t: Fit, m: Fit, rows: pd.DataFrame) -> str:
             notes.append(f"{col} changes with seq_len (exponent mixes both)")
     return "; ".join(notes)
 
-
-def fit_as_dict(fit: Fit) -> dict:
-    """A :class:`Fit` as a plain dict (for JSON or tables)."""
-    return asdict(fit)

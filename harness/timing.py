@@ -92,10 +92,6 @@ class TimingResult:
         return len(self.samples_ms)
 
     @property
-    def total_calls(self) -> int:
-        return self.n_runs * self.calls_per_sample
-
-    @property
     def noisy(self) -> bool:
         """IQR/median above :data:`NOISY_IQR_RATIO` (also True when the median is not positive)."""
         if not (self.median_ms > 0 and math.isfinite(self.iqr_ms)):

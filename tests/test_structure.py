@@ -109,3 +109,17 @@ def test_the_checker_sees_a_cycle_and_a_private_import():
     edges, private = _graph(mods)
     assert _cycle(edges) in (["harness.a", "harness.b", "harness.a"], ["harness.b", "harness.a", "harness.b"])
     assert private == {("harness.a", "harness.b", "_x")}
+
+
+def test_docs_list_every_column_in_order():
+    """docs/sweeps.md's column list is the store's: public columns, then the fixed extras, in order."""
+    import re
+
+    from harness.store import EXTRA_COLUMNS, PUBLIC_COLUMNS
+
+    text = (ROOT / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    section = text[text.index("`results.csv` columns:"):]
+    section = section[:section.index("then any other column")]
+    listed = [c for block in re.findall(r"`([^`]+)`", section) for c in re.split(r",\s*", block) if c]
+    listed = [c for c in listed if c != "results.csv"]
+    assert listed == [*PUBLIC_COLUMNS, *EXTRA_COLUMNS]
