@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from harness.plots import plot_pareto, save_figure
-from harness.results_io import _read_runs
+from harness.results_io import read_runs
 
 _DENSE_EXACT_ON_SPARSE = {"full", "chunked", "sdpa_flash", "sdpa_math", "sdpa_efficient", "sdpa_cudnn", "flex"}
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/img", help="output directory")
     ap.add_argument("--name", default="accuracy_vs_cost_cpu", help="file name stem")
     a = ap.parse_args(argv)
-    df = _read_runs(a.runs).frame
+    df = read_runs(a.runs).frame
     sparse = df["pattern"].isin(["window", "window_sym", "block_sparse", "block_sparse_causal"])
     keep = (df["status"] == "ok") & df["seq_len"].isin(a.seq_len)
     keep &= ~(sparse & df["variant"].isin(_DENSE_EXACT_ON_SPARSE))

@@ -10,7 +10,7 @@ from harness.measure import MeasureConfig, Measurement, measure_variant
 from harness.pattern import PATTERN_KINDS, Pattern, make_pattern
 from harness.reference import Reference, ReferenceCache, reference_attention, textbook_attention
 from harness.registry import get_variant, list_variants, load_variants_from, register_variant, select_variants
-from harness.store import load_results
+from harness.results_io import load_results
 from harness.variant import Variant
 
 __version__ = "0.1.0"

@@ -24,7 +24,8 @@ commands:
                               the best device present and prints the run directory.
   list [WILDCARD]             registered variants and, on this machine, which patterns, dtypes, devices
                               and modes each supports (and why not)
-  report RUN [RUN ...]        summary tables and plots of runs
+  report [RUN ...]            summary tables and plots of runs, folders of runs or CSVs (default:
+                              the latest run under results/)
   compare BASE NEW            compare two runs
   check [...]                 run the conformance checks on variants
 

@@ -1,6 +1,9 @@
 """Compare two runs row by row: time, memory and error changes with their noise, and a pass/fail verdict.
 
-Rows are matched by case (device, dtype, batch, heads, seq_len, head_dim, pattern, seed), variant and mode.
+Rows are matched by case and variant: the case is :func:`harness.columns.case_key`, every parameter of
+:data:`harness.columns.CASE_PARAMS` (device, dtype, batch, heads, seq_len, head_dim, the pattern with all its
+parameters such as the window or the block layout, the input distribution, the seed, the mode, and on CPU the
+thread count); rows of older runs that lack a parameter read as its default.
 A matched row *regressed* on a rule ``metric:threshold%`` when the new value is worse than the base by more
 than the threshold **and** by more than the noise: for times, the sum of both rows' IQRs (so a change within the
 measurements' own spread never fails); memory has no spread, so only the threshold applies. A row that went
@@ -22,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.results_io import CASE_COLUMNS, _read_runs
+from harness.columns import CASE_COLUMNS, CASE_KEY, case_text
+from harness.results_io import read_runs
 
 #: Metrics a ``--fail`` rule may name: the column compared, and the column holding its noise (or None).
 FAIL_METRICS: dict[str, tuple[str, str | None]] = {
@@ -30,7 +34,8 @@ FAIL_METRICS: dict[str, tuple[str, str | None]] = {
     "min": ("time_ms_min", "time_ms_iqr"),
     "mem": ("peak_mem_bytes", None),
 }
-MATCH_COLUMNS: tuple[str, ...] = tuple(CASE_COLUMNS) + ("variant", "mode")
+#: What a row is matched on: the case key and the variant.
+MATCH_COLUMNS: tuple[str, ...] = (CASE_KEY, "variant")
 _RULE = re.compile(r"^(?P<metric>[a-z_]+):(?P<pct>[0-9]*\.?[0-9]+)%$")
 
 
@@ -115,11 +120,13 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     n, nn = _dedupe(new)
     keys = list(MATCH_COLUMNS)
     fields = ["status", "time_ms_median", "time_ms_iqr", "time_ms_min", "peak_mem_bytes", "err_metric", "reason"]
+    case = [c for c in CASE_COLUMNS if c in b.columns and c in n.columns]
+    cases = pd.concat([n[keys + case], b[keys + case]]).drop_duplicates(keys, keep="last")
     merged = b[keys + fields].merge(n[keys + fields], on=keys, how="outer", suffixes=("_base", "_new"),
-                                    indicator=True)
-    only_base = merged[merged["_merge"] == "left_only"][keys + ["status_base"]].rename(
+                                    indicator=True).merge(cases, on=keys, how="left")
+    only_base = merged[merged["_merge"] == "left_only"][keys + case + ["status_base"]].rename(
         columns={"status_base": "status"}).reset_index(drop=True)
-    only_new = merged[merged["_merge"] == "right_only"][keys + ["status_new"]].rename(
+    only_new = merged[merged["_merge"] == "right_only"][keys + case + ["status_new"]].rename(
         columns={"status_new": "status"}).reset_index(drop=True)
     m = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     m["time_change"] = m["time_ms_median_new"] / m["time_ms_median_base"] - 1.0
@@ -157,10 +164,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
 
 
 def _label(row: pd.Series) -> str:
-    n = row["seq_len"]
-    n = int(n) if isinstance(n, float) and math.isfinite(n) else n
-    return (f"{row['variant']} {row['mode']} N={n} H={_int(row['heads'])} B={_int(row['batch'])} "
-            f"{row['pattern_label']} {row['dtype']} {row['device']}")
+    return f"{row['variant']} | {case_text(row)}"
 
 
 def _int(x) -> str:
@@ -184,7 +188,7 @@ def compare_runs(base: str | Path | list, new: str | Path | list, rules: list[Fa
         ValueError: a run cannot be read, or a rule string is malformed.
     """
     parsed = None if rules is None else [r if isinstance(r, FailRule) else parse_fail_rule(r) for r in rules]
-    return compare_frames(_read_runs(_as_list(base)).frame, _read_runs(_as_list(new)).frame, parsed)
+    return compare_frames(read_runs(_as_list(base)).frame, read_runs(_as_list(new)).frame, parsed)
 
 
 def _as_list(x) -> list:
@@ -250,9 +254,12 @@ def compare_main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         rules = [parse_fail_rule(r) for r in (args.fail or ["median:5%"])]
-        c = compare_runs(args.base, args.new, rules)
+        base, new = read_runs(args.base), read_runs(args.new)
     except ValueError as exc:
         print(f"attnbench compare: error: {exc}", file=sys.stderr)
         return 2
+    for problem in base.problems + new.problems:
+        print(f"attnbench compare: warning: {problem}", file=sys.stderr)
+    c = compare_frames(base.frame, new.frame, rules)
     print(format_comparison(c))
     return 1 if c.failed else 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.contention import allowed_cores
 from harness.inputs import DTYPES, INPUT_KINDS, MODES, Case
 from harness.pattern import PATTERN_KINDS, make_pattern
 
@@ -74,10 +75,14 @@ class SweepConfig:
     seed: Any = field(default=0, metadata=_help("seed of the input draw, >= 0", "int | list"))
     inputs: Any = field(default="gaussian", metadata=_help(f"input distribution, one of {', '.join(INPUT_KINDS)}",
                                                             "str | list"))
-    budget: float = field(default=0.2, metadata=_help("seconds of steady-state timing per measurement, > 0", "float"))
+    budget: float = field(default=0.2, metadata=_help("time limit: seconds of steady-state timing per measurement, > 0",
+                                                      "float"))
+    rel_ci: float = field(default=0.02, metadata=_help("adaptive stop: the median's 95% CI narrower than this fraction "
+                                                       "of it; 0 = spend the budget", "float"))
     warmup: int = field(default=1, metadata=_help("untimed calls after the setup call, >= 0", "int"))
     min_runs: int = field(default=3, metadata=_help("fewest timed calls, even past the budget, >= 1", "int"))
-    threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default)", "int"))
+    threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default, at most the free "
+                                                   "cores)", "int"))
     cpu_timer: str = field(default="per_call",
                            metadata=_help("CPU timer: per_call (a sample per call) or blocked_autorange", "str"))
     results_dir: str = field(default="results", metadata=_help("where run directories go", "str"))
@@ -110,7 +115,8 @@ class SweepPlan:
         run_dir: the run directory (``results_dir / run_name``), absolute.
         run_id: the run's name (the ``run_id`` column).
         budget_s, warmup, min_runs: measurement settings.
-        threads: torch CPU threads to set (0 = leave torch's default).
+        rel_ci: adaptive stopping target (0: fixed budget).
+        threads: torch CPU threads to set (0 = torch's default, capped at the cores free when the sweep starts).
         cpu_timer: how CPU cases are timed: ``per_call`` or ``blocked_autorange`` (part of a CPU record's key
             when not ``per_call``).
         progress: ``auto``, ``bar``, ``plain`` or ``off``.
@@ -124,6 +130,7 @@ class SweepPlan:
     run_dir: Path
     run_id: str
     budget_s: float = 0.2
+    rel_ci: float = 0.02
     warmup: int = 1
     min_runs: int = 3
     threads: int = 0
@@ -264,7 +271,10 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     budget = _scalar(c, "budget", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
     warmup = _scalar(c, "warmup", int, lambda v: v >= 0, "an integer >= 0")
     min_runs = _scalar(c, "min_runs", int, lambda v: v >= 1, "an integer >= 1")
-    threads = _scalar(c, "threads", int, lambda v: v >= 0, "an integer >= 0; 0 = torch's default")
+    rel_ci = _scalar(c, "rel_ci", float, lambda v: 0 <= v < 1, "a number in [0, 1); 0 = spend the whole budget")
+    cores = allowed_cores()
+    threads = _scalar(c, "threads", int, lambda v: 0 <= v <= cores,
+                      f"an integer >= 0 and <= {cores}, the cores this process may run on; 0 = torch's default")
     cpu_timer = _choice_value("cpu_timer", c["cpu_timer"], CPU_TIMER_CHOICES)
     progress = _choice_value("progress", c["progress"], PROGRESS_CHOICES)
     isolate = c["isolate"]
@@ -299,9 +309,9 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     else:
         variants = selection
     return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
-                     / run_name, run_id=run_name, budget_s=float(budget), warmup=warmup, min_runs=min_runs,
-                     threads=threads, cpu_timer=cpu_timer, progress=progress, variants_from=tuple(variants_from),
-                     isolate=isolate, case_timeout_s=float(case_timeout_s))
+                     / run_name, run_id=run_name, budget_s=float(budget), rel_ci=float(rel_ci), warmup=warmup,
+                     min_runs=min_runs, threads=threads, cpu_timer=cpu_timer, progress=progress,
+                     variants_from=tuple(variants_from), isolate=isolate, case_timeout_s=float(case_timeout_s))
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
+from harness.columns import CASE_COLUMNS, CASE_KEY
 from harness.scaling import BASELINE
 
 #: Marker of each non-ok status (and of "ok but no value"), with its legend text.
@@ -80,6 +81,12 @@ def variant_order(variants) -> list[str]:
     return sorted({str(v) for v in variants}, key=lambda v: (v != BASELINE, v))
 
 
+#: Columns that may split panels: every case parameter but seq_len (from :data:`harness.columns.CASE_COLUMNS`,
+#: so a new case parameter splits panels with no change here), and the device's name beside the device.
+FACET_CANDIDATES: tuple[str, ...] = tuple(
+    c for col in CASE_COLUMNS if col != "seq_len" for c in ((col, "device_name") if col == "device" else (col,)))
+
+
 def facet_columns(frame: pd.DataFrame) -> list[str]:
     """The columns to facet panels by: those that vary in the data, other than seq_len and what seq_len fixes.
 
@@ -92,11 +99,11 @@ def facet_columns(frame: pd.DataFrame) -> list[str]:
     Returns:
         Column names, in a fixed order.
     """
-    candidates = ["device", "device_name", "dtype", "batch", "heads", "head_dim", "pattern_label", "inputs", "mode"]
-    df = frame.replace({c: {"": np.nan} for c in candidates if c in frame.columns})
+    candidates = [c for c in FACET_CANDIDATES if c in frame.columns]
+    df = frame.replace({c: {"": np.nan} for c in candidates})
     out: list[str] = []
     for col in candidates:
-        if col not in df.columns or df[col].nunique() < 2:
+        if df[col].nunique() < 2:
             continue
         # a column fixed by seq_len and the facets already chosen (batch in a batch x seq_len = const grid, the
         # device name of a device) would add panels with nothing new in them
@@ -105,8 +112,7 @@ def facet_columns(frame: pd.DataFrame) -> list[str]:
             continue
         out.append(col)
     if "run" in frame.columns and frame["run"].nunique() > 1:
-        key = [c for c in ("device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern_label", "inputs",
-                           "seed", "variant", "mode") if c in frame.columns]
+        key = [CASE_KEY, "variant"] if CASE_KEY in frame.columns else ["variant", "seq_len"]
         if frame.groupby(key, dropna=False)["run"].nunique().max() > 1:
             out.append("run")
     return out
@@ -125,7 +131,7 @@ def facet_title(facets: list[str], values: tuple) -> str:
     return "\n".join(textwrap.wrap(", ".join(parts), 48)) if parts else ""
 
 
-_TITLE_EXTRAS = ("device", "dtype", "batch", "heads", "head_dim", "pattern_label", "mode")
+_TITLE_EXTRAS = tuple(c for c in FACET_CANDIDATES if c != "device_name")
 
 
 def _panel_title(frame: pd.DataFrame, facets: list[str], key: tuple, sub: pd.DataFrame) -> str:

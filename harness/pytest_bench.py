@@ -89,6 +89,13 @@ def _row(bench: dict, data: dict, run_id: str) -> dict:
     row["iterations"] = int(stats.get("iterations", 1))
     median = row["time_ms_median"]
     row["noisy"] = bool(median > 0 and row["time_ms_iqr"] / median > _NOISY_IQR_RATIO) if median == median else False
+    try:  # the pattern's own label; a window recorded for a kind that has none does not split cases
+        pattern = make_pattern(row["pattern"], window=_int_or_none(row.get("window")))
+        row["pattern_label"] = pattern.label
+        if pattern.kind not in ("window", "window_sym"):
+            row["window"] = math.nan
+    except (KeyError, TypeError, ValueError):
+        pass
     if not (isinstance(row["flops"], float | int) and math.isfinite(row["flops"])):
         row["flops"] = _case_flops(row)
     if math.isfinite(row["flops"]) and median > 0:

@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.columns import CASE_COLUMNS, CASE_KEY, PUBLIC_COLUMNS
 from harness.plots import NO_VALUE, facet_columns, make_figures, save_figure, variant_order
-from harness.results_io import CASE_COLUMNS, PUBLIC_COLUMNS, RunData, _read_runs
+from harness.results_io import RunData, latest_run, read_runs, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
+from harness.store import csv_text, write_atomic
 
-_DERIVED = ("run", "pattern_label", "err_metric")
 #: Image formats of the plots; report.md links the PNG.
 PLOT_FORMATS: tuple[str, ...] = ("png", "svg")
 _SUMMARY_COLUMNS = (
@@ -51,10 +52,13 @@ _PLOT_CAPTIONS = {
 
 # ---------------------------------------------------------------------------------------------- tables
 def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``speedup_vs_full`` and ``mem_ratio_vs_full``: ratios to ``full`` on the same inputs and mode.
+    """Add ``speedup_vs_full`` and ``mem_ratio_vs_full``: ratios to ``full`` on the same case.
 
+    The same case is the same :func:`harness.columns.case_key` (every case parameter, the mode included).
     ``full`` is looked up in the same run first, then (for runs that lack it) on the same device name in the
-    other runs given. Ratios are NaN where the row or ``full`` did not succeed.
+    other runs given. A ``speedup_vs_full`` the row recorded itself (paired per-round figures of interleaved
+    timing) is kept; the ratio of medians fills the rest. Ratios are NaN where the row or ``full`` did not
+    succeed.
 
     Args:
         frame: normalized rows.
@@ -63,7 +67,7 @@ def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
         A copy with the two columns added.
     """
     df = frame.copy()
-    key = list(CASE_COLUMNS) + ["mode"]
+    key = [CASE_KEY]
     base = df[(df["variant"] == BASELINE) & (df["status"] == "ok")]
     by_run = base.groupby(key + ["run"], dropna=False)[["time_ms_median", "peak_mem_bytes"]].median()
     by_dev = base.groupby(key + ["device_name"], dropna=False)[["time_ms_median", "peak_mem_bytes"]].median()
@@ -72,7 +76,11 @@ def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     t_base = t_run["time_ms_median_full"].fillna(t_dev["time_ms_median_full"])
     m_base = t_run["peak_mem_bytes_full"].fillna(t_dev["peak_mem_bytes_full"])
     ok = df["status"] == "ok"
-    df["speedup_vs_full"] = (t_base / df["time_ms_median"]).where(ok)
+    computed = (t_base / df["time_ms_median"]).where(ok)
+    if "speedup_vs_full" in df.columns:
+        recorded = pd.to_numeric(df["speedup_vs_full"], errors="coerce")
+        computed = recorded.where(recorded.notna() & ok, computed)
+    df["speedup_vs_full"] = computed
     df["mem_ratio_vs_full"] = (df["peak_mem_bytes"] / m_base).where(ok & (m_base > 0))
     return df
 
@@ -84,14 +92,15 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         frame: normalized rows (see :func:`harness.results_io.normalize`).
 
     Returns:
-        One row per (run, case, mode, variant), sorted by case then variant (``full`` first).
+        One row per (run, case, variant), sorted by case then variant (``full`` first).
     """
-    df = with_baseline_ratios(frame) if "speedup_vs_full" not in frame.columns else frame.copy()
-    lead = ["run", "device_name"] + list(CASE_COLUMNS) + ["mode", "variant", "status"]
+    df = with_baseline_ratios(frame) if "mem_ratio_vs_full" not in frame.columns else frame.copy()
+    lead = ["run", "device_name"] + list(CASE_COLUMNS) + ["variant", "status"]
     cols = lead + [c for c in _SUMMARY_COLUMNS if c in df.columns]
     out = df[cols].copy()
     out["_v"] = out["variant"].map(lambda v: (v != BASELINE, v))
-    out = out.sort_values(["run"] + [c for c in CASE_COLUMNS if c != "seq_len"] + ["mode", "seq_len", "_v"])
+    out = out.sort_values(["run"] + [c for c in CASE_COLUMNS if c != "seq_len"] + ["seq_len", "_v"],
+                          na_position="first", kind="stable")
     return out.drop(columns="_v").reset_index(drop=True)
 
 
@@ -108,14 +117,53 @@ def _fmt(x: object, digits: int = 3) -> str:
     return str(x)
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub markdown table of ``frame`` (numbers shortened, ``|`` escaped, NaN blank)."""
+_MD_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "|": "\\|", "~": "\\~",
+               "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_text(x: object) -> str:
+    """Text from the data (a variant name, a message, a run name) made inert in markdown and HTML.
+
+    ``<``, ``>`` and ``&`` become entities (no tag, comment or autolink survives), the characters that open
+    links, images, code or emphasis and the table separator are backslash-escaped (``![img](http://...)`` shows
+    as text and loads nothing), and line breaks become spaces (a row cannot end a table or start a block).
+
+    Args:
+        x: any value; numbers are shortened as in the tables.
+
+    Returns:
+        Markdown that renders as the text itself.
+    """
+    text = _fmt(x).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
+
+
+def md_code(x: object) -> str:
+    """``x`` as inline code (shown verbatim, markup inert); text holding a backtick or a line break, which would
+    end the code span, falls back to :func:`md_text`."""
+    text = str(x)
+    if "`" in text or "\n" in text or "\r" in text:
+        return md_text(text)
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def markdown_table(frame: pd.DataFrame, markup: tuple[str, ...] = ()) -> str:
+    """A GitHub markdown table of ``frame`` (numbers shortened, NaN blank, every cell escaped by :func:`md_text`).
+
+    Args:
+        frame: the rows.
+        markup: columns whose cells are already markdown, built here from escaped parts (bold statuses, flags).
+
+    Returns:
+        The table, one line per row.
+    """
     if frame.empty:
         return "_(no rows)_\n"
     cols = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(md_text(c) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    raw = [c in markup for c in cols]
     for row in frame.itertuples(index=False):
-        cells = [_fmt(v).replace("|", "\\|").replace("\n", " ") for v in row]
+        cells = [(_fmt(v).replace("\n", " ") if r else md_text(v)) for v, r in zip(row, raw)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -123,7 +171,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def _cell(row: pd.Series, main: str, ratio: str | None, unit: str = "", scale: float = 1.0,
           ratio_fmt: str = "{:.2f}x") -> str:
     if row["status"] != "ok":
-        return f"**{row['status']}**"
+        return f"**{md_text(row['status'])}**"
     v = row.get(main, math.nan)
     if not (isinstance(v, float | int | np.floating) and math.isfinite(v)):
         return NO_VALUE
@@ -158,7 +206,7 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
         key = key if isinstance(key, tuple) else (key,)
         if facets:
             label = ", ".join(f"{c.replace('pattern_label', 'pattern')}={_fmt(v)}" for c, v in zip(facets, key))
-            parts.append(f"**{label}**\n")
+            parts.append(f"**{md_text(label)}**\n")
         rows = []
         extra_cols = [c for c in ("batch", "heads") if c not in facets and sub[c].nunique() > 1]
         for n, at_n in sub.groupby("seq_len", sort=True):
@@ -171,7 +219,7 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
             rows.append(rec)
         table = pd.DataFrame(rows)
         table = table[[c for c in table.columns if c in ("seq_len", *extra_cols) or (table[c] != "").any()]]
-        parts.append(markdown_table(table))
+        parts.append(markdown_table(table, markup=tuple(str(v) for v in variants)))
     return "\n".join(parts)
 
 
@@ -224,6 +272,51 @@ def at_a_glance(summary: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _exponent_cell(row: pd.Series, q: str) -> str:
+    k = row[f"{q}_exponent"]
+    if not (isinstance(k, float | int | np.floating) and math.isfinite(k)):
+        return ""
+    lo, hi = row[f"{q}_exponent_ci_low"], row[f"{q}_exponent_ci_high"]
+    text = _fixed(k)
+    if math.isfinite(lo) and math.isfinite(hi):
+        text += f" [{_fixed(lo)}, {_fixed(hi)}]"
+        if lo <= 0 <= hi and not lo == hi == 0:
+            text = f"~0 ({text})"
+    if q == "mem" and k >= QUADRATIC_MEM_EXPONENT:
+        text = f"**{text}** ⚠"
+    return text
+
+
+def _fixed(x: float) -> str:
+    """An exponent with two decimals; a value that rounds to zero prints ``0`` (never ``-0.00`` or ``8.66e-16``)."""
+    return "0" if abs(x) < 0.005 else f"{x:.2f}"
+
+
+def scaling_markdown(scaling: pd.DataFrame) -> str:
+    """The scaling table as markdown: exponents with their intervals, ranges and row counts as short text."""
+    if scaling.empty:
+        return "_(no rows)_\n"
+    facets = [c for c in scaling.columns if c in (*CASE_COLUMNS, "device_name", "run")]
+    statuses = [c[len("rows_"):] for c in scaling.columns
+                if c.startswith("rows_") and c != "rows_contended"]
+    out = pd.DataFrame({c.replace("pattern_label", "pattern"): scaling[c] for c in facets})
+    out["variant"] = scaling["variant"]
+    for q, title in (("time", "time exponent"), ("mem", "memory exponent")):
+        out[title] = [_exponent_cell(r, q) for _, r in scaling.iterrows()]
+        out[f"{q} N fitted"] = [
+            "" if pd.isna(r[f"{q}_fit_seq_len_min"]) else
+            f"{int(r[f'{q}_fit_seq_len_min'])}–{int(r[f'{q}_fit_seq_len_max'])} ({int(r[f'{q}_fit_points'])})"
+            for _, r in scaling.iterrows()]
+    if (scaling["fit_per"] != "call").any():
+        out["per"] = scaling["fit_per"]
+    out["crossover"] = ["" if pd.isna(x) else str(int(x)) for x in scaling["crossover_seq_len"]]
+    out["rows"] = [", ".join(f"{s} {int(r[f'rows_{s}'])}" for s in statuses if r[f"rows_{s}"])
+                   + (f" (contended {int(r['rows_contended'])})" if r["rows_contended"] else "")
+                   for _, r in scaling.iterrows()]
+    out["note"] = scaling["note"]
+    return markdown_table(out, markup=("time exponent", "memory exponent"))
+
+
 # ---------------------------------------------------------------------------------------------- environment
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -244,7 +337,7 @@ def environment_markdown(data: RunData) -> str:
     env_cols = [c for c in ("device", "device_name", "torch_version", "harness_version", "git_commit", "threads",
                             "timing_method", "memory_method") if c in data.frame.columns]
     for run, sub in data.frame.groupby("run", sort=True):
-        parts.append(f"### Run `{run}`\n")
+        parts.append(f"### Run {md_code(run)}\n")
         stamps = pd.to_datetime(sub["timestamp"], errors="coerce").dropna()
         counts = sub["status"].value_counts()
         info = {"rows": len(sub), "statuses": ", ".join(f"{s}: {int(c)}" for s, c in counts.items())}
@@ -266,7 +359,7 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     """Write every report file for ``data`` into ``out_dir`` (see the module docstring).
 
     Args:
-        data: rows and environments of the runs (from :func:`harness.results_io._read_runs`).
+        data: rows and environments of the runs (from :func:`harness.results_io.read_runs`).
         out_dir: where to write (created).
         formats: image formats of the plots (the first one is linked from report.md; empty: no plots).
 
@@ -278,8 +371,7 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     frame = with_baseline_ratios(data.frame)
     facets = facet_columns(frame)
 
-    tidy = frame[[c for c in frame.columns if c not in _DERIVED + ("speedup_vs_full", "mem_ratio_vs_full")]]
-    tidy.to_csv(out / "results.csv", index=False)
+    write_atomic(out / "results.csv", csv_text(tidy(data.frame)))
     summary = summary_table(frame)
     summary.to_csv(out / "summary.csv", index=False)
     scaling = scaling_table(frame, facets)
@@ -305,8 +397,8 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
         "# attnbench report",
         "",
         f"Generated {now} from {len(data.sources)} run(s): "
-        + ", ".join(f"`{s}`" for s in data.sources) + ".",
-        f"Variants: {', '.join(f'`{v}`' for v in variants)}. "
+        + ", ".join(md_code(s) for s in data.sources) + ".",
+        f"Variants: {', '.join(md_code(v) for v in variants)}. "
         f"Lengths: {', '.join(str(int(n)) for n in sorted(frame['seq_len'].dropna().unique()))}. "
         + (f"Panels split by: {', '.join(c.replace('pattern_label', 'pattern') for c in facets)}."
            if facets else "One panel (nothing but seq_len varies)."),
@@ -315,6 +407,9 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
         "[scaling.csv](scaling.csv).",
         "",
     ]
+    if data.problems:
+        lines += [f"> **{len(data.problems)} problem(s) reading the runs** (nothing was dropped silently):", ">"]
+        lines += [f"> - {md_text(x)}" for x in data.problems] + [""]
     if BASELINE not in set(frame["variant"]):
         lines += [f"> No `{BASELINE}` rows: speedups and memory ratios need `{BASELINE}` on the same inputs.", ""]
     noisy = frame["noisy"].astype(str).str.lower().isin(("true", "1", "1.0")).sum()
@@ -338,17 +433,14 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     lines += [
         "## Scaling", "",
         "Least-squares slope of log(time) and log(peak memory) against log(seq_len) over the successful rows "
-        "(`y ~ N^k`: 2 is quadratic, 1 linear), with the range fitted. `crossover_seq_len`: the shortest length "
+        "(`y ~ N^k`: 2 is quadratic, 1 linear), with its 95% interval in brackets (none from fewer than 3 "
+        "lengths) and the range fitted; contended rows are not fitted. An exponent whose interval spans 0 is "
+        "shown as `~0` with the fit beside it: noise, not a scaling law. `crossover`: the shortest length "
         f"at which the variant's median time is below `{BASELINE}`'s (blank: never, in the range measured). "
         f"**A memory exponent >= {QUADRATIC_MEM_EXPONENT} is flagged**: for a variant meant to need O(N) memory "
         "that is a finding.", "",
     ]
-    shown = scaling.copy()
-    shown.columns = [c.replace("pattern_label", "pattern") for c in shown.columns]
-    flag = shown["mem_exponent"] >= QUADRATIC_MEM_EXPONENT
-    shown["mem_exponent"] = [f"**{_fmt(x)}** ⚠" if f else _fmt(x) for x, f in zip(shown["mem_exponent"], flag)]
-    shown = shown.drop(columns=[c for c in ("time_r2", "mem_r2") if c in shown.columns])
-    lines += [markdown_table(shown), ""]
+    lines += [scaling_markdown(scaling), ""]
     lines += ["## Tables", "",
               f"Cells: the value, and in brackets its ratio to `{BASELINE}` on the same inputs (time: speedup, "
               "above 1 is faster; memory: ratio, below 1 is leaner; error: ratio to textbook attention in the same "
@@ -368,7 +460,8 @@ def write_report(run_dirs: list[str | Path] | tuple[str | Path, ...] | str | Pat
     """Read the runs and write the report into ``out_dir``.
 
     Args:
-        run_dirs: run directories (each holding ``results.csv``, optionally ``env.json``) or CSV files.
+        run_dirs: run directories, folders of runs, results CSVs or pytest-benchmark JSON files (see
+            :func:`harness.results_io.read_runs`).
         out_dir: output directory (created).
         formats: plot image formats (default PNG and SVG).
 
@@ -378,15 +471,15 @@ def write_report(run_dirs: list[str | Path] | tuple[str | Path, ...] | str | Pat
     Raises:
         ValueError: a run is missing or holds no results.
     """
-    data = _read_runs(run_dirs)
+    data = read_runs(run_dirs)
     if data.frame.empty:
         raise ValueError(f"runs {[str(p) for p in data.sources]} hold no rows (allowed: runs with results)")
     return build_report(data, out_dir, formats)
 
 
 def default_out_dir(runs: list[str]) -> Path:
-    """``RUN/report`` for one run directory, ``<csv stem>_report`` next to a CSV, else ``report_<names>`` beside
-    the first run."""
+    """``RUN/report`` for one run directory (or folder of runs), ``<csv stem>_report`` next to a CSV, else
+    ``report_<names>`` beside the first run."""
     first = Path(runs[0])
     if len(runs) == 1:
         return first / "report" if first.is_dir() else first.with_name(f"{first.stem}_report")
@@ -395,25 +488,38 @@ def default_out_dir(runs: list[str]) -> Path:
 
 
 def report_main(argv: list[str] | None = None) -> int:
-    """``attnbench report RUN [RUN ...] [--out DIR]``: write the report and print where.
+    """``attnbench report [RUN ...] [--out DIR]``: write the report and print where.
+
+    With no RUN, the latest run under ``results/`` is reported. Problems met while reading (a damaged record, a
+    truncated CSV) are printed as warnings, one line each.
 
     Returns:
         0 on success, 2 on bad arguments or unreadable runs.
     """
-    parser = argparse.ArgumentParser(prog="attnbench report",
-                                     description="Tables, plots and report.md from one or more runs.")
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directory (with results.csv) or a CSV file")
+    parser = argparse.ArgumentParser(
+        prog="attnbench report",
+        description="Tables, plots and report.md from one or more runs (default: the latest run under results/).")
+    parser.add_argument("runs", nargs="*", metavar="RUN",
+                        help="a run directory, a folder of runs, a results CSV or a pytest-benchmark JSON file")
     parser.add_argument("--out", default=None, help="output directory (default: RUN/report for one run)")
+    parser.add_argument("--results-dir", default="results", metavar="DIR",
+                        help="where to look for the latest run when no RUN is given (default: results)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    out = Path(args.out) if args.out else default_out_dir(args.runs)
     try:
-        path = write_report(args.runs, out)
+        runs = args.runs or [str(latest_run(args.results_dir))]
+        out = Path(args.out) if args.out else default_out_dir(runs)
+        data = read_runs(runs)
+        if data.frame.empty:
+            raise ValueError(f"{', '.join(runs)} hold no rows (allowed: runs with results)")
     except ValueError as exc:
         print(f"attnbench report: error: {exc}", file=sys.stderr)
         return 2
+    for problem in data.problems:
+        print(f"attnbench report: warning: {problem}", file=sys.stderr)
+    path = build_report(data, out)
     print(f"report: {path}")
     return 0
 

@@ -14,8 +14,10 @@ most a stray ``.*.tmp`` file that readers ignore and the next run of the same ho
 its own file, concurrent writers (parallel Hydra launchers) never interleave; resuming a run measures only the
 records that do not exist yet.
 
-``load_results`` reads one or many runs (a run directory, a directory of runs, CSV files) into a DataFrame
-with the public columns first. pandas is imported only when needed, so importing this module stays cheap.
+Records are the truth: a damaged record file (unparsable or truncated, which atomic writes never leave but a disk
+or a hand can) is named in a warning and does not count as existing, so a resume measures it again. Reading runs
+for reports (a run, a folder of runs, CSV files) is :mod:`harness.results_io`'s job. pandas is imported only
+when needed, so importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness.columns import PUBLIC_COLUMNS
 
@@ -139,8 +142,59 @@ def pid_alive(pid: int) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- the store
+_log = logging.getLogger("attnbench.store")
+_warned: set[str] = set()
+
+
+class DamagedRecord(NamedTuple):
+    """A record file that cannot be read as a record: it does not count as existing, so a resume measures it again.
+
+    Args:
+        path: the file.
+        problem: what is wrong with it (``unparsable JSON: ...``, ``empty file``, ``not a JSON object``).
+    """
+
+    path: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return (f"damaged record {self.path} ({self.problem}): not counted; a resume of the run measures it "
+                f"again")
+
+
+def parse_record(text: str) -> dict[str, Any]:
+    """The row a record file's text holds.
+
+    Raises:
+        ValueError: the text is empty, not JSON, or not a JSON object with ``variant`` and ``status``.
+    """
+    if not text.strip():
+        raise ValueError("empty file")
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"unparsable JSON: {exc}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"not a JSON object but {type(row).__name__}")
+    missing = [k for k in ("variant", "status") if k not in row]
+    if missing:
+        raise ValueError(f"no {' or '.join(missing)} field")
+    return row
+
+
+def warn_damaged(damaged: Iterable[DamagedRecord]) -> None:
+    """Log each damaged record once per process (logger ``attnbench.store``, level WARNING)."""
+    for d in damaged:
+        if str(d.path) not in _warned:
+            _warned.add(str(d.path))
+            _log.warning("attnbench: %s", d)
+
+
 class RunStore:
     """The records of one run directory.
+
+    A record counts as existing only when it parses (:func:`parse_record`): :meth:`ids`, :meth:`has`,
+    :meth:`read` and :meth:`rows` agree, so a resume measures a damaged record again and replaces it.
 
     Args:
         run_dir: the run directory (created on first write).
@@ -153,15 +207,52 @@ class RunStore:
     def path(self, rid: str) -> Path:
         return self.records_dir / f"{rid}.json"
 
+    def _files(self) -> list[Path]:
+        if not self.records_dir.is_dir():
+            return []
+        return sorted(p for p in self.records_dir.glob("*.json") if not p.name.startswith("."))
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, Any]:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text: {exc}") from None
+        return parse_record(text)
+
     def has(self, rid: str) -> bool:
-        """Whether the record ``rid`` exists (complete, since records appear atomically)."""
-        return self.path(rid).exists()
+        """Whether the record ``rid`` exists and is readable (a damaged one does not count)."""
+        try:
+            self._load(self.path(rid))
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as exc:
+            warn_damaged([DamagedRecord(self.path(rid), str(exc))])
+            return False
+        return True
 
     def ids(self) -> set[str]:
-        """Ids of every complete record."""
-        if not self.records_dir.is_dir():
-            return set()
-        return {p.stem for p in self.records_dir.glob("*.json") if not p.name.startswith(".")}
+        """Ids of every readable record (damaged ones are logged once and left out)."""
+        rows, damaged = self.read()
+        warn_damaged(damaged)
+        return set(rows)
+
+    def read(self) -> tuple[dict[str, dict[str, Any]], list[DamagedRecord]]:
+        """Every record: id -> row for the readable ones, and the damaged ones (not logged here).
+
+        Returns:
+            ``(rows by id, damaged records)``.
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        damaged: list[DamagedRecord] = []
+        for p in self._files():
+            try:
+                rows[p.stem] = self._load(p)
+            except FileNotFoundError:  # replaced or removed meanwhile
+                continue
+            except (OSError, ValueError) as exc:
+                damaged.append(DamagedRecord(p, str(exc)))
+        return rows, damaged
 
     def write(self, rid: str, row: Mapping[str, Any]) -> Path:
         """Write one record atomically (replacing an existing one with the same id)."""
@@ -188,27 +279,21 @@ class RunStore:
         return removed
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every complete record as a dict (unreadable files are skipped with a warning)."""
-        out = []
-        if not self.records_dir.is_dir():
-            return out
-        for p in sorted(self.records_dir.glob("*.json")):
-            if p.name.startswith("."):
-                continue
-            try:
-                out.append(json.loads(p.read_text(encoding="utf-8")))
-            except (OSError, ValueError) as exc:  # cannot happen with atomic writes; reported, never fatal
-                import warnings
+        """Every readable record as a dict (damaged ones are logged once and left out)."""
+        rows, damaged = self.read()
+        warn_damaged(damaged)
+        return list(rows.values())
 
-                warnings.warn(f"skipping unreadable record {p}: {exc}", stacklevel=2)
-        return out
+    def write_csv(self, rows: list[Mapping[str, Any]] | None = None) -> Path:
+        """Assemble ``results.csv`` from the records (atomically replaced); returns its path.
 
-    def write_csv(self) -> Path:
-        """Assemble ``results.csv`` from the records (atomically replaced); returns its path."""
-        df = frame(self.rows())
+        Args:
+            rows: the records' rows when the caller has just read them (default: read them now).
+        """
+        df = frame(self.rows() if rows is None else rows)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / CSV_NAME
-        write_atomic(path, df.to_csv(index=False))
+        write_atomic(path, csv_text(df))
         return path
 
 
@@ -223,10 +308,14 @@ def order_columns(columns: Iterable[str]) -> list[str]:
 
 
 def frame(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with ordered columns (every public column present), sorted by case then variant."""
+    """Rows as a DataFrame with ordered columns (every public column present), sorted by case then variant.
+
+    List- or dict-valued cells (``time_samples_ms``: a record's raw timing samples) become JSON strings, as they
+    are in ``results.csv``, so a table reads the same from records or from the CSV.
+    """
     import pandas as pd
 
-    df = pd.DataFrame(list(rows))
+    df = pd.DataFrame([{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in r.items()} for r in rows])
     df = df.reindex(columns=order_columns(df.columns))
     keys = [k for k in _CASE_SORT if k in df.columns and df[k].notna().any()]
     if len(df) and keys:
@@ -234,58 +323,11 @@ def frame(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def _run_dirs_under(root: Path) -> list[Path]:
-    return sorted({p.parent for p in root.rglob(RECORDS_DIR) if p.is_dir()})
-
-
-def _load_one(path: Path) -> list[pd.DataFrame]:
-    import pandas as pd
-
-    if not path.exists():
-        raise ValueError(f"results path {str(path)!r} does not exist (allowed: a run directory, a directory of "
-                         "runs, or CSV files)")
-    if path.is_file():
-        if path.suffix == ".csv":
-            return [pd.read_csv(path)]
-        if path.suffix == ".json":
-            return [frame([json.loads(path.read_text(encoding="utf-8"))])]
-        raise ValueError(f"results path {str(path)!r} is not a .csv or .json file")
-    if (path / RECORDS_DIR).is_dir():
-        return [frame(RunStore(path).rows())]
-    if (path / CSV_NAME).is_file():
-        return [pd.read_csv(path / CSV_NAME)]
-    runs = _run_dirs_under(path)
-    if not runs:
-        csvs = sorted(path.rglob(CSV_NAME))
-        if not csvs:
-            raise ValueError(f"no results under {str(path)!r} (no {RECORDS_DIR}/ or {CSV_NAME} found)")
-        return [pd.read_csv(p) for p in csvs]
-    return [frame(RunStore(r).rows()) for r in runs]
-
-
-def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """Load one or many runs into one tidy DataFrame (one row per measurement).
-
-    Args:
-        paths: a run directory, a directory holding run directories (e.g. ``results/``), a ``results.csv``
-            (or any CSV written by attnbench), or a list of these.
-
-    Returns:
-        A DataFrame with the public columns first (see ``PUBLIC_COLUMNS``), then extra columns.
-
-    Raises:
-        ValueError: a path does not exist or holds no results.
-    """
-    import pandas as pd
-
-    items = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    if not items:
-        raise ValueError("load_results() got no paths (allowed: a run directory, a directory of runs, CSV files)")
-    frames: list[pd.DataFrame] = []
-    for item in items:
-        frames.extend(_load_one(Path(item)))
-    frames = [f for f in frames if len(f.columns)]
-    if not frames:
-        return pd.DataFrame(columns=list(PUBLIC_COLUMNS))
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return df.reindex(columns=order_columns(df.columns))
+def csv_text(df: pd.DataFrame) -> str:
+    """``df`` as CSV text; list and dict cells (``time_samples_ms``, ...) are written as JSON strings."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object and out[col].map(lambda x: isinstance(x, list | tuple | dict)).any():
+            out[col] = out[col].map(lambda x: json.dumps(list(x) if isinstance(x, tuple) else x)
+                                    if isinstance(x, list | tuple | dict) else x)
+    return out.to_csv(index=False)

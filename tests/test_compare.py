@@ -39,7 +39,7 @@ def test_injected_20pct_regression_fails(tmp_path, base_rows, capsys):
     assert (c.matched["verdict"] == "regressed").sum() == n
     assert compare_main([str(a), str(b), "--fail", "median:5%"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED" in out and "+20.0%" in out and "lin fwd N=1024" in out
+    assert "FAILED" in out and "+20.0%" in out and "lin | cpu float32 B1 H4 N1024" in out
 
 
 def test_regression_within_noise_passes(tmp_path, base_rows):

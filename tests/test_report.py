@@ -26,7 +26,7 @@ from harness.report import (
     with_baseline_ratios,
     write_report,
 )
-from harness.results_io import PUBLIC_COLUMNS, _read_runs, normalize
+from harness.results_io import PUBLIC_COLUMNS, normalize, read_runs
 from harness.scaling import crossover_seq_len, fit_exponent, scaling_table
 from tests.report_fixtures import LENGTHS, STATUSES_INJECTED, synthetic_rows, write_run
 
@@ -163,7 +163,7 @@ def test_facets_follow_what_varies(frame):
     fixed = one.assign(batch=(8192 // one["seq_len"]).astype(int))
     assert facet_columns(fixed) == []
     # two devices, each with its own dtype, batch and device name: one facet (device), the rest in the titles
-    gpu = one.assign(device="cuda", dtype="bfloat16", batch=2, device_name="gpu", run="r2")
+    gpu = normalize(one.assign(device="cuda", dtype="bfloat16", batch=2, device_name="gpu", run_id="r2"))
     both = pd.concat([one, gpu], ignore_index=True)
     assert facet_columns(both) == ["device"]
     fig = plot_vs_seq_len(both, "time_ms_median", "ms", "t")
@@ -180,7 +180,7 @@ def test_error_plot_has_textbook_reference(figures):
 def test_pct_of_peak_plot_only_when_present(frame, figures):
     assert "pct_of_peak" not in figures
     one = frame[(frame["heads"] == 8) & (frame["pattern"] == "full") & frame["seq_len"].isin([256, 512, 1024])]
-    cuda = one.assign(pct_of_peak=40.0, device="cuda")
+    cuda = normalize(one.assign(pct_of_peak=40.0, device="cuda"))
     figs = make_figures(cuda)
     assert "pct_of_peak" in figs
     assert any(t.startswith("brand_new_variant") for t in _legend_texts(figs["pct_of_peak"]))
@@ -237,7 +237,11 @@ def test_scaling_table_from_synthetic_rows(frame):
     assert quad["note"].str.contains("quadratic-like").all()
     assert not tab[tab["variant"] == "lin"]["note"].str.contains("quadratic").any()
     lin = tab[tab["variant"] == "lin"].iloc[0]
-    assert lin["time_fit_range"] == "512-2048"  # 256 unsupported, 4096 timed out: not fitted
+    # 256 unsupported, 4096 timed out: not fitted; numbers in numeric columns
+    assert (lin["time_fit_seq_len_min"], lin["time_fit_seq_len_max"], lin["time_fit_points"]) == (512, 2048, 3)
+    assert (lin["rows"], lin["rows_ok"], lin["rows_unsupported"], lin["rows_timeout"]) == (5, 3, 1, 1)
+    # an exact power law: exponent exactly k, and a zero-width interval
+    assert lin["time_exponent_ci_low"] == pytest.approx(1.0) and lin["time_exponent_ci_high"] == pytest.approx(1.0)
 
 
 def test_crossover(frame):
@@ -267,14 +271,14 @@ def test_markdown_table_escapes_and_blanks():
 def test_reader_accepts_csv_and_dirs_and_reports_missing(tmp_path):
     run = write_run(tmp_path, "r1", synthetic_rows(run_id="", heads=(4,), patterns=("full",)))
     (tmp_path / "other.csv").write_text((run / "results.csv").read_text())
-    data = _read_runs([run, tmp_path / "other.csv"])
+    data = read_runs([run, tmp_path / "other.csv"])
     assert len(data.frame) == 2 * 20 and set(data.frame["run"]) == {"r1", "other"}
     assert "r1" in data.envs
     with pytest.raises(ValueError, match="does not exist"):
-        _read_runs([tmp_path / "nope"])
+        read_runs([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no results.csv"):
-        _read_runs([tmp_path / "empty"])
+    with pytest.raises(ValueError, match="no results under .*empty"):
+        read_runs([tmp_path / "empty"])
 
 
 def test_pattern_label_includes_window():
@@ -287,7 +291,7 @@ def test_report_main_default_out_and_errors(tmp_path, capsys, report_dir):
     assert default_out_dir([str(tmp_path)]) == tmp_path / "report"
     assert report_main([str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert report_main([]) == 2
+    assert report_main(["--results-dir", str(tmp_path / "none")]) == 2  # no RUN and no run under it
 
 
 def test_without_full_baseline(tmp_path):
@@ -349,7 +353,7 @@ def test_report_from_measure_variant_rows(tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert set(summary["status"]) == {"ok", "unsupported", "oom"}
     assert "**unsupported**" in md and "**oom**" in md
-    frame = with_baseline_ratios(_read_runs([run]).frame)
+    frame = with_baseline_ratios(read_runs([run]).frame)
     fig = plot_vs_seq_len(frame, "time_ms_median", "ms", "t")
     texts = _legend_texts(fig)
     for want in ("full", "test_short_only", "test_oom", "unsupported", "oom"):

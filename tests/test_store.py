@@ -16,7 +16,8 @@ import pytest
 
 import harness
 from harness import Case, Pattern
-from harness.store import PUBLIC_COLUMNS, RunStore, load_results, record_id, record_key, write_atomic
+from harness.results_io import load_results
+from harness.store import PUBLIC_COLUMNS, RunStore, record_id, record_key, write_atomic
 from tests.sweep_helpers import read_records, write_variants
 
 ROOT = Path(__file__).resolve().parent.parent
