@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from harness.contention import allowed_cores
 from harness.inputs import DTYPES, INPUT_KINDS, MODES, Case
 from harness.pattern import PATTERN_KINDS, make_pattern
 
@@ -72,10 +73,14 @@ class SweepConfig:
     seed: Any = field(default=0, metadata=_help("seed of the input draw, >= 0", "int | list"))
     inputs: Any = field(default="gaussian", metadata=_help(f"input distribution, one of {', '.join(INPUT_KINDS)}",
                                                             "str | list"))
-    budget: float = field(default=0.2, metadata=_help("seconds of steady-state timing per measurement, > 0", "float"))
+    budget: float = field(default=0.2, metadata=_help("time limit: seconds of steady-state timing per measurement, > 0",
+                                                      "float"))
+    rel_ci: float = field(default=0.02, metadata=_help("adaptive stop: the median's 95% CI narrower than this fraction "
+                                                       "of it; 0 = spend the budget", "float"))
     warmup: int = field(default=1, metadata=_help("untimed calls after the setup call, >= 0", "int"))
     min_runs: int = field(default=3, metadata=_help("fewest timed calls, even past the budget, >= 1", "int"))
-    threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default)", "int"))
+    threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default, at most the free "
+                                                   "cores)", "int"))
     results_dir: str = field(default="results", metadata=_help("where run directories go", "str"))
     run_name: str = field(default=DEFAULT_RUN_NAME,
                           metadata=_help("run directory name (default: a timestamp); reuse it to resume", "str"))
@@ -106,7 +111,8 @@ class SweepPlan:
         run_dir: the run directory (``results_dir / run_name``), absolute.
         run_id: the run's name (the ``run_id`` column).
         budget_s, warmup, min_runs: measurement settings.
-        threads: torch CPU threads to set (0 = leave torch's default).
+        rel_ci: adaptive stopping target (0: fixed budget).
+        threads: torch CPU threads to set (0 = torch's default, capped at the cores free when the sweep starts).
         progress: ``auto``, ``bar``, ``plain`` or ``off``.
         variants_from: files/modules imported to register variants (already imported by the conversion).
         isolate: run each (case, variant) in a child process (:mod:`harness.isolate`).
@@ -118,6 +124,7 @@ class SweepPlan:
     run_dir: Path
     run_id: str
     budget_s: float = 0.2
+    rel_ci: float = 0.02
     warmup: int = 1
     min_runs: int = 3
     threads: int = 0
@@ -257,7 +264,10 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     budget = _scalar(c, "budget", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
     warmup = _scalar(c, "warmup", int, lambda v: v >= 0, "an integer >= 0")
     min_runs = _scalar(c, "min_runs", int, lambda v: v >= 1, "an integer >= 1")
-    threads = _scalar(c, "threads", int, lambda v: v >= 0, "an integer >= 0; 0 = torch's default")
+    rel_ci = _scalar(c, "rel_ci", float, lambda v: 0 <= v < 1, "a number in [0, 1); 0 = spend the whole budget")
+    cores = allowed_cores()
+    threads = _scalar(c, "threads", int, lambda v: 0 <= v <= cores,
+                      f"an integer >= 0 and <= {cores}, the cores this process may run on; 0 = torch's default")
     progress = _choice_value("progress", c["progress"], PROGRESS_CHOICES)
     isolate = c["isolate"]
     if not isinstance(isolate, bool):
@@ -291,9 +301,9 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     else:
         variants = selection
     return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
-                     / run_name, run_id=run_name, budget_s=float(budget), warmup=warmup, min_runs=min_runs,
-                     threads=threads, progress=progress, variants_from=tuple(variants_from), isolate=isolate,
-                     case_timeout_s=float(case_timeout_s))
+                     / run_name, run_id=run_name, budget_s=float(budget), rel_ci=float(rel_ci), warmup=warmup,
+                     min_runs=min_runs, threads=threads, progress=progress, variants_from=tuple(variants_from),
+                     isolate=isolate, case_timeout_s=float(case_timeout_s))
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

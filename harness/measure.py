@@ -1,14 +1,26 @@
-"""Measure one variant on one case: setup cost, steady-state time, peak memory, FLOPs and error.
+"""Measure variants on one case: setup cost, steady-state time, peak memory, FLOPs and error, and what the process
+got while it was timed.
 
-The order of one measurement: ``prepare`` and the first call, timed together as ``setup_ms`` (compilation,
-mask or layout building, autotuning land here); the error against the float64 baseline from that first output;
-``warmup`` further calls; peak memory in one separate, untimed call (:mod:`harness.memory`); then the
-steady-state timing (:mod:`harness.timing`); FLOPs, TFLOP/s and, on CUDA, the fraction of the measured matmul
-ceiling (:mod:`harness.flops`). The whole measurement runs with the configured CPU thread count.
+One variant (:func:`measure_variant`) or all the variants of a case together (:func:`measure_case`), in phases:
 
-``measure_variant`` never raises for a variant's misbehaviour: an unsupported case, an out-of-memory error, any
-other exception, or NaN/Inf in the output becomes a :class:`Measurement` with the matching ``status`` and a
-message, and the memory it held is released, so a sweep goes on.
+1. **Setup**, per variant: ``prepare`` and the first call, timed together as ``setup_ms`` (compilation, mask or
+   layout building, autotuning land here); the output contract (a tensor of the query's shape, dtype and device,
+   :mod:`harness.contract`); the error against the float64 baseline from that first output; ``warmup`` further
+   calls; peak memory in one separate, untimed call (:mod:`harness.memory`), with the memory the call leaves
+   behind. After the first call and after the memory probe the case's inputs are compared with a saved copy: a
+   variant that changed them in place gets an ``error`` row and the inputs are restored for the others.
+2. **Timing** in interleaved rounds across the variants that got through setup (:func:`harness.timing.run_rounds`):
+   each round gives every variant a slice of its budget, in a seeded order that changes from round to round;
+   sampling stops at the adaptive target (``rel_ci``), the time limit (``budget_s``) or ``max_runs``. Samples
+   during which the process waited for a core are left out of the statistics; a contended measurement is timed
+   again when the machine is quiet (``retries``).
+3. **Figures**: FLOPs, TFLOP/s, ``pct_of_peak`` against the measured matmul ceiling (:mod:`harness.ceilings`) and
+   the copy ceiling; with a baseline variant in the case, ``speedup_vs_full`` from paired per-round figures with a
+   95% interval, and ``mem_ratio_vs_full``.
+
+Nothing here raises for a variant's misbehaviour: an unsupported case, an out-of-memory error, any other
+exception, a broken output contract, changed inputs, or NaN/Inf in the output becomes a :class:`Measurement` with
+the matching ``status`` and a message, and the memory it held is released, so a sweep goes on.
 """
 
 from __future__ import annotations
@@ -17,23 +29,44 @@ import gc
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
+from harness import contention as _cont
+from harness.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
+from harness.contract import InputGuard, check_output
 from harness.errors import error_stats, ratio
-from harness.flops import attention_flops, pct_of_peak, tflops
+from harness.flops import attention_flops, tflops
 from harness.inputs import Case, Inputs
 from harness.memory import measure_peak
 from harness.reference import ReferenceCache
-from harness.timing import TimingResult, time_cpu_blocked, time_cpu_per_call, time_cuda, torch_threads
+from harness.stats import paired_ratio
+from harness.timing import (
+    DEFAULT_REL_CI,
+    MIN_PAIRED_ROUNDS,
+    CpuSampler,
+    CudaSampler,
+    Sampler,
+    StopRule,
+    TimingResult,
+    run_rounds,
+    time_cpu_blocked,
+    torch_threads,
+)
 from harness.variant import Variant
 
-__all__ = ["STATUSES", "CPU_TIMERS", "MeasureConfig", "Measurement", "attention_flops", "make_call", "measure_variant"]
+__all__ = ["STATUSES", "CPU_TIMERS", "LeakLedger", "MeasureConfig", "Measurement", "attention_flops", "make_call",
+           "measure_case", "measure_variant"]
 
 STATUSES: tuple[str, ...] = ("ok", "unsupported", "oom", "error", "numerics", "timeout", "crashed")
-#: CPU timers: ``blocked_autorange`` (torch.utils.benchmark; samples are block means) or ``per_call``.
+#: CPU timers: ``per_call`` (one sample per call) or ``blocked_autorange`` (torch.utils.benchmark; block means).
 CPU_TIMERS: tuple[str, ...] = ("blocked_autorange", "per_call")
+#: Significant digits kept for each raw sample in ``time_samples_ms``.
+_SAMPLE_DIGITS = 6
+#: Retries of contended measurements in this process wait for a quiet machine through one gate.
+_QUIET = _cont.QuietGate()
 
 
 @dataclass
@@ -41,19 +74,26 @@ class MeasureConfig:
     """How to measure.
 
     Args:
-        budget_s: time budget of one steady-state measurement (repetitions continue until it is spent).
+        budget_s: time limit of one steady-state measurement: timed seconds per variant (with ``rel_ci=None``,
+            the whole budget is spent).
         warmup: calls after the setup call and before timing.
         threads: CPU threads (None: torch's current count); set explicitly for the whole measurement and recorded.
         memory: measure peak memory (one extra, untimed call).
         errors: compare with the float64 baseline.
-        min_runs / max_runs: bounds on the number of timed runs (``blocked_autorange`` chooses its own count;
-            when it yields fewer than ``min_runs`` samples the per-call timer is used instead).
+        min_runs / max_runs: bounds on the number of timed samples (``min_runs`` is also the fewest rounds).
         cpu_timer: ``per_call`` (default; one sample per call) or ``blocked_autorange`` (torch.utils.benchmark,
-            samples are means of blocks of calls; docs/measurement.md says why it is not the default). The
-            ``bwd`` mode always times per call, because each backward
-            needs a fresh forward graph built outside the timed region.
+            samples are means of blocks of calls, timed one variant after another; docs/measurement.md says why it
+            is not the default). The ``bwd`` mode always times per call, because each backward needs a fresh
+            forward graph built outside the timed region.
         flush_l2: on CUDA, flush the L2 cache before each run.
-        ceiling: on CUDA, measure the matmul ceiling (once per device and dtype) and fill ``pct_of_peak``.
+        ceiling: measure the matmul and copy ceilings (once per device, dtype and threads) and fill
+            ``pct_of_peak``.
+        rel_ci: adaptive target: stop sampling a variant when the 95% CI of its median is narrower than this
+            fraction of the median (None: fixed budget).
+        retries: the most times a contended case is timed again (only when the machine is quiet by then).
+        quiet_wait_s: how long to wait for the machine to become quiet before giving up a retry (after one wait
+            in vain, the next 30 s of retries only look once).
+        check_inputs: compare the inputs with a saved copy after each variant's calls (in-place changes).
     """
 
     budget_s: float = 0.2
@@ -66,6 +106,10 @@ class MeasureConfig:
     cpu_timer: str = "per_call"
     flush_l2: bool = True
     ceiling: bool = True
+    rel_ci: float | None = DEFAULT_REL_CI
+    retries: int = 2
+    quiet_wait_s: float = 1.0
+    check_inputs: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.budget_s, int | float) and self.budget_s >= 0):
@@ -81,20 +125,30 @@ class MeasureConfig:
             raise ValueError(f"max_runs={self.max_runs!r} is out of range (allowed: an integer >= min_runs)")
         if self.cpu_timer not in CPU_TIMERS:
             raise ValueError(f"cpu_timer={self.cpu_timer!r} is not a known timer (allowed: {', '.join(CPU_TIMERS)})")
+        if self.rel_ci is not None and (isinstance(self.rel_ci, bool) or not isinstance(self.rel_ci, int | float)
+                                        or not 0 < self.rel_ci < 1):
+            raise ValueError(f"rel_ci={self.rel_ci!r} is out of range (allowed: None or a number in (0, 1))")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries={self.retries!r} is out of range (allowed: an integer >= 0)")
 
 
 @dataclass
 class Measurement:
     """The measured figures of one (case, variant, mode); NaN where a figure was not obtained.
 
-    ``n_runs`` counts timing samples; each sample averages ``calls_per_sample`` calls (1 except with
-    ``blocked_autorange`` on short calls), so median, IQR and min are statistics of those samples.
+    ``n_runs`` counts the timing samples the statistics use; each sample averages ``calls_per_sample`` calls (1
+    except with ``blocked_autorange`` on short calls). ``time_samples_ms`` holds those samples; disturbed samples
+    (the process waited for a core) are left out of the statistics and kept in ``time_samples_dropped_ms`` (an
+    extra column). ``time_ms_ci_low``/``time_ms_ci_high``: 95% distribution-free CI of the median.
     ``peak_mem_bytes`` is the high-water mark above what was allocated before the measured call; for ``bwd``
     the measured call is the forward that builds the graph plus the backward that consumes it.
-    ``pct_of_peak`` is a percentage of ``matmul_ceiling_tflops`` (CUDA only).
+    ``pct_of_peak`` is a percentage of ``matmul_ceiling_tflops``.
     ``err_*`` compare with exact float64 attention under the case's own pattern (is the code right?);
     ``approx_err_*`` compare with exact float64 attention under only the causal part of the pattern (what does
     the shortcut cost?), and are filled for approximate variants and for sparse patterns (windows, layouts).
+    ``cpu_share`` is the process's CPU time during timing / (wall time x threads); ``contended`` says the
+    measurement did not get the machine it asked for (see :mod:`harness.contention`); ``retries`` counts the times
+    it was timed again because of that.
     """
 
     status: str = "ok"
@@ -121,12 +175,52 @@ class Measurement:
     threads: int = 0
     calls_per_sample: int = 0
     matmul_ceiling_tflops: float = math.nan
+    time_ms_ci_low: float = math.nan
+    time_ms_ci_high: float = math.nan
+    rel_noise: float = math.nan
+    stop_reason: str = ""
+    cpu_share: float = math.nan
+    contended: bool = False
+    retries: int = 0
+    time_samples_ms: list[float] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
         row = asdict(self)
         row.update(row.pop("extra"))
         return row
+
+    def add_note(self, text: str) -> None:
+        """Append a sentence to ``reason`` (kept for any status)."""
+        if text:
+            self.reason = f"{self.reason}; {text}" if self.reason else text
+
+
+class LeakLedger:
+    """Memory that variants left behind in this process (estimated: bytes left per call x calls made).
+
+    A sweep keeps one per process, so that an ``oom`` measured after a leaking variant says so.
+    """
+
+    def __init__(self) -> None:
+        self.left: dict[str, float] = {}
+
+    def add(self, variant: str, nbytes: float) -> None:
+        if nbytes > 0 and math.isfinite(nbytes):
+            self.left[variant] = self.left.get(variant, 0.0) + nbytes
+
+    def note(self, exclude: str = "") -> str:
+        """A sentence naming the variants that left memory behind ('' when none did)."""
+        items = [(v, b) for v, b in self.left.items() if v != exclude]
+        if not items:
+            return ""
+        total = sum(b for _, b in items)
+        who = ", ".join(f"{v} ~{_mib(b)}" for v, b in sorted(items, key=lambda t: -t[1]))
+        return f"measured after variants that left ~{_mib(total)} allocated in this process ({who})"
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -144,6 +238,24 @@ def is_oom(exc: BaseException) -> bool:
     return "out of memory" in msg or "can't allocate memory" in msg or "failed to allocate" in msg
 
 
+def failure(exc: BaseException, threads: int = 0, leaks: LeakLedger | None = None,
+            variant: str = "") -> Measurement:
+    """The row of a measurement that raised: ``oom`` or ``error``, with the exception's type and first line.
+
+    Args:
+        exc: the exception.
+        threads: the thread count to record.
+        leaks: memory earlier variants left behind (an ``oom`` says so).
+        variant: the failing variant (not named among the leakers).
+    """
+    status = "oom" if is_oom(exc) else "error"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    m = Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
+    if status == "oom" and leaks is not None:
+        m.add_note(leaks.note(exclude=variant))
+    return m
+
+
 def _sync(case: Case) -> None:
     if case.device_type == "cuda":
         torch.cuda.synchronize()
@@ -154,18 +266,27 @@ def make_call(fn, case: Case, inputs: Inputs):
 
     ``fwd``: the forward under ``no_grad``; ``fwd_bwd``: forward and backward on leaf copies of the inputs (their
     tensors are ``call.leaves``); ``bwd``: the backward alone, with the forward graph built by
-    ``call.prepare_each`` outside the timed region.
+    ``call.prepare_each`` outside the timed region. The first output is checked against the output contract
+    (:func:`harness.contract.check_output`), before any backward uses it.
     """
+    checked = [False]
+
+    def check(out):
+        if not checked[0]:
+            check_output(out, inputs.q, inputs.v)
+            checked[0] = True
+        return out
+
     if case.mode == "fwd":
         def call():
             with torch.no_grad():
-                return fn(inputs.q, inputs.k, inputs.v)
+                return check(fn(inputs.q, inputs.k, inputs.v))
         return call
     q, k, v = (t.detach().clone().requires_grad_(True) for t in (inputs.q, inputs.k, inputs.v))
     if case.mode == "fwd_bwd":
         def call():
             q.grad = k.grad = v.grad = None
-            out = fn(q, k, v)
+            out = check(fn(q, k, v))
             out.backward(inputs.grad_out)
             return out
         call.leaves = (q, k, v)  # type: ignore[attr-defined]
@@ -176,7 +297,7 @@ def make_call(fn, case: Case, inputs: Inputs):
 
     def build():
         q.grad = k.grad = v.grad = None
-        state["out"] = fn(q, k, v)
+        state["out"] = check(fn(q, k, v))
 
     def call():
         if "out" not in state:
@@ -189,9 +310,328 @@ def make_call(fn, case: Case, inputs: Inputs):
     return call
 
 
+# ---------------------------------------------------------------------------------------------------- phases
+@dataclass
+class _Entry:
+    """A variant that got through setup, waiting to be timed."""
+
+    variant: Variant
+    m: Measurement
+    call: Callable
+    prep: Callable | None
+    sampler: Sampler | None = None
+    timing: TimingResult | None = None
+    calls: int = 0
+    left_per_call: float = 0.0
+    seconds: float = 0.0
+    ledgered_calls: int = 0
+
+    @property
+    def leaves(self):
+        return getattr(self.call, "leaves", None)
+
+
+def _guard(inputs: Inputs) -> InputGuard:
+    return InputGuard({"q": inputs.q, "k": inputs.k, "v": inputs.v, "grad_out": getattr(inputs, "grad_out", None)})
+
+
+def _start(variant: Variant, case: Case, nthreads: int) -> Measurement:
+    m = Measurement(threads=nthreads)
+    m.flops = attention_flops(case)
+    params = getattr(variant, "params", None)
+    if isinstance(params, dict) and params:
+        m.extra["variant_params"] = json.dumps(params, sort_keys=True, default=str)
+    return m
+
+
+def _setup(variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache, cfg: MeasureConfig, nthreads: int,
+           guard: InputGuard | None, leaks: LeakLedger | None) -> _Entry | Measurement:
+    """Phase 1 for one variant: a finished :class:`Measurement` when it ends there, else an :class:`_Entry`."""
+    try:
+        reasons = variant.not_supported_reasons(case)
+    except Exception as exc:
+        return failure(exc, nthreads, leaks, variant.name)
+    if reasons:
+        return Measurement(status="unsupported", reason="; ".join(reasons), threads=nthreads)
+    m = _start(variant, case, nthreads)
+    try:
+        return _setup_phase(m, variant, case, inputs, refs, cfg, guard, leaks)
+    except Exception as exc:  # every failure becomes a row; nothing is lost or hidden
+        f = failure(exc, nthreads, leaks, variant.name)
+        m.status, m.reason = f.status, f.reason
+        _release(case)
+        if guard is not None:
+            guard.restore()
+        return m
+
+
+def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache,
+                 cfg: MeasureConfig, guard: InputGuard | None, leaks: LeakLedger | None) -> _Entry | Measurement:
+    t0 = time.perf_counter()
+    fn = variant.prepare(case.pattern, case)
+    call = make_call(fn, case, inputs)
+    out = call()
+    _sync(case)
+    m.setup_ms = (time.perf_counter() - t0) * 1e3
+    leaves = getattr(call, "leaves", None)
+    if guard is not None:
+        guard.check("during its first call", leaves)
+    if cfg.errors:
+        _fill_errors(m, case, inputs, refs, out, leaves)
+        if not variant.exact or case.pattern.is_sparse:
+            dense = error_stats(out, refs.dense_reference(case, inputs))
+            m.approx_err_rel_l2, m.approx_err_max_abs = dense.rel_l2, dense.max_abs
+    del out
+    for _ in range(cfg.warmup):
+        call()
+    _sync(case)
+    entry = _Entry(variant, m, call, getattr(call, "prepare_each", None), calls=1 + cfg.warmup)
+    if cfg.memory:
+        _clear_grads(call)
+        prep = entry.prep
+        measured = call if prep is None else (lambda: (prep(), call())[1])
+        mem = measure_peak(measured, case.device, cleanup=lambda: _clear_grads(call))
+        m.peak_mem_bytes, m.memory_method = mem.peak_bytes, mem.method
+        m.extra["mem_left_bytes"] = mem.left_bytes
+        entry.left_per_call = mem.left_bytes if math.isfinite(mem.left_bytes) else 0.0
+        entry.calls += 1 if mem.left_bytes <= 0 else 2
+        _ledger(entry, leaks)  # known at once: a variant set up after it and failing with oom can say so
+    if guard is not None:
+        guard.check("during warm-up or the memory probe", leaves)
+    _clear_grads(call)
+    return entry
+
+
+def _ledger(e: _Entry, leaks: LeakLedger | None) -> None:
+    """Book what ``e`` left behind in the calls not booked yet."""
+    if leaks is not None and e.left_per_call > 0:
+        leaks.add(e.variant.name, e.left_per_call * (e.calls - e.ledgered_calls))
+        e.ledgered_calls = e.calls
+
+
+def _sampler(entry: _Entry, case: Case, cfg: MeasureConfig, nthreads: int) -> Sampler:
+    if case.device_type == "cuda":
+        return CudaSampler(entry.call, case.device, setup=entry.prep, flush_l2=cfg.flush_l2)
+    return CpuSampler(entry.call, nthreads, setup=entry.prep)
+
+
+def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, guard: InputGuard | None,
+          seed: int, on_fail: Callable[[_Entry], None], leaks: LeakLedger | None) -> None:
+    """Phase 2: time the entries (interleaved rounds); failures go to ``on_fail`` at once."""
+    rounds: list[_Entry] = []
+    for e in entries:
+        if case.device_type == "cpu" and e.prep is None and cfg.cpu_timer == "blocked_autorange":
+            t0 = time.perf_counter()
+            try:
+                t = time_cpu_blocked(e.call, cfg.budget_s, threads=nthreads)
+                e.seconds += time.perf_counter() - t0
+                e.calls += t.total_calls
+                if t.n_runs >= cfg.min_runs:
+                    e.timing = t
+                    continue
+            except Exception as exc:
+                _fail(e, exc, case, guard, leaks)
+                on_fail(e)
+                continue
+        rounds.append(e)
+    if not rounds:
+        return
+    if case.device_type == "cuda":
+        _sync(case)
+    for e in rounds:
+        e.sampler = _sampler(e, case, cfg, nthreads)
+    rule = StopRule(budget_s=cfg.budget_s, rel_ci=cfg.rel_ci, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
+                    min_rounds=max(cfg.min_runs, MIN_PAIRED_ROUNDS) if len(rounds) > 1 else cfg.min_runs)
+
+    def after_batch(i: int) -> None:
+        if guard is not None:
+            guard.check("while it was timed", rounds[i].leaves)
+
+    def failed(i: int) -> None:
+        e = rounds[i]
+        assert e.sampler is not None and e.sampler.error is not None
+        e.calls += e.sampler.n
+        e.seconds += e.sampler.wall_s
+        _fail(e, e.sampler.error, case, guard, leaks)
+        on_fail(e)
+
+    def quiet() -> bool:
+        if case.device_type == "cuda":
+            return True  # the GPU's state is read again by the retry itself
+        return _QUIET.ready(nthreads, cfg.quiet_wait_s)
+
+    used, note = run_rounds([e.sampler for e in rounds], rule, seed=seed, retries=cfg.retries, quiet=quiet,
+                            after_batch=after_batch, on_error=failed)
+    for e in rounds:
+        s = e.sampler
+        assert s is not None
+        if s.error is None:
+            e.calls += s.n
+            e.seconds += s.wall_s
+            if s.n:
+                e.timing = s.result(rule, retries=used, note=note)
+
+
+def _fail(e: _Entry, exc: BaseException, case: Case, guard: InputGuard | None, leaks: LeakLedger | None) -> None:
+    f = failure(exc, e.m.threads, leaks, e.variant.name)
+    e.m.status, e.m.reason = f.status, f.reason
+    e.timing = None
+    _release(case)
+    if guard is not None:
+        guard.restore()
+
+
+def _finish(e: _Entry, case: Case, cfg: MeasureConfig, leaks: LeakLedger | None) -> Measurement:
+    """Phase 3 for one entry: its figures from its timing."""
+    m = e.m
+    if e.left_per_call > 0:
+        total = e.left_per_call * e.calls
+        m.extra["mem_left_total_bytes"] = total
+        m.add_note(f"leaves {_mib(e.left_per_call)} allocated per call after its output is dropped (about "
+                   f"{_mib(total)} over the {e.calls} calls of this measurement)")
+        _ledger(e, leaks)
+    t = e.timing
+    if t is None:
+        return m
+    _fill_timing(m, t)
+    m.tflops = tflops(m.flops, m.time_ms_median)
+    if cfg.ceiling:
+        try:
+            ceiling = matmul_ceiling_tflops(case.device, case.dtype, threads=m.threads)
+            m.matmul_ceiling_tflops = ceiling
+            m.pct_of_peak = 100.0 * m.tflops / ceiling if ceiling > 0 else math.nan
+            m.extra["copy_ceiling_gbps"] = copy_ceiling_gbps(case.device, threads=m.threads)
+        except Exception as exc:  # the row keeps its own figures; the missing ceiling is said, not hidden
+            m.extra["ceiling_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    if m.status == "ok" and not math.isfinite(m.err_rel_l2) and cfg.errors:
+        m.status = "numerics"
+    return m
+
+
+def _round6(x: float) -> float:
+    return float(f"{x:.{_SAMPLE_DIGITS}g}")
+
+
+def _fill_timing(m: Measurement, t: TimingResult) -> None:
+    m.time_ms_median, m.time_ms_iqr, m.time_ms_min = t.median_ms, t.iqr_ms, t.min_ms
+    m.n_runs, m.calls_per_sample = t.n_runs, t.calls_per_sample
+    m.noisy = t.noisy
+    m.timing_method = t.method
+    m.time_ms_ci_low, m.time_ms_ci_high = t.ci_low_ms, t.ci_high_ms
+    m.rel_noise = t.rel_noise
+    m.stop_reason = t.stop_reason
+    m.retries = t.retries
+    m.time_samples_ms = [_round6(x) for x in t.samples_ms]
+    m.extra["time_samples_dropped_ms"] = [_round6(x) for x in t.dropped_ms]
+    m.extra["rounds"] = t.rounds
+    c = t.contention
+    if c is not None:
+        m.cpu_share = c.cpu_share
+        m.contended = c.contended
+        m.extra.update(c.columns())
+        if c.contended:
+            m.add_note(c.note() + (f"; {t.note}" if t.note else ""))
+
+
+def _pair(entries: list[_Entry], baseline: str, cfg: MeasureConfig) -> None:
+    """``speedup_vs_full`` (with its 95% interval) from paired per-round figures, and ``mem_ratio_vs_full``."""
+    base = next((e for e in entries if e.variant.name == baseline and e.m.status == "ok"), None)
+    if base is None:
+        return
+    base_rounds = base.sampler.round_figures(cfg.min_runs) if base.sampler is not None and base.timing else {}
+    for e in entries:
+        m = e.m
+        if m.status != "ok" or e.timing is None:
+            continue
+        if e is base:
+            est = paired_ratio([1.0], [1.0])
+            m.extra.update(speedup_vs_full=1.0, speedup_ci_low=1.0, speedup_ci_high=1.0, speedup_pairs=est.pairs)
+        else:
+            mine = e.sampler.round_figures(cfg.min_runs) if e.sampler is not None else {}
+            common = sorted(set(mine) & set(base_rounds))
+            est = paired_ratio([base_rounds[r] for r in common], [mine[r] for r in common])
+            if est.pairs == 0:  # timed apart (blocked_autorange): the ratio of the medians, no interval
+                est = paired_ratio([base.m.time_ms_median], [m.time_ms_median])
+            m.extra.update(speedup_vs_full=est.estimate, speedup_ci_low=est.low, speedup_ci_high=est.high,
+                           speedup_pairs=est.pairs)
+        if base.m.peak_mem_bytes > 0 and math.isfinite(m.peak_mem_bytes):
+            m.extra["mem_ratio_vs_full"] = m.peak_mem_bytes / base.m.peak_mem_bytes
+
+
+def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: ReferenceCache,
+                 cfg: MeasureConfig | None = None,
+                 on_row: Callable[[Variant, Measurement, float], None] | None = None,
+                 baseline: str | None = None, seed: int = 0, leaks: LeakLedger | None = None,
+                 on_phase: Callable[[str], None] | None = None) -> list[tuple[Variant, Measurement, float]]:
+    """Measure every variant of ``variants`` on ``case``: setup one by one, timing in interleaved rounds.
+
+    A row is handed to ``on_row`` as soon as it is complete: unsupported and failed-setup rows at once, a failure
+    during timing when it happens, the timed rows when the rounds are over (so a crash loses only rows still being
+    timed).
+
+    Args:
+        variants: the variants, in the order their setup runs.
+        case: the case; its mode decides what is timed (``fwd``, ``bwd`` alone, ``fwd_bwd``).
+        inputs: the case's inputs (``make_inputs(case)``).
+        refs: the baseline cache shared by the variants measured on these inputs.
+        cfg: how to measure (default :class:`MeasureConfig`).
+        on_row: called with each finished row: ``(variant, measurement, seconds)``, the seconds being the
+            variant's own share (its setup phase, the baseline when it was first to need it, its batches).
+        baseline: the variant ratios are taken against (e.g. ``full``); None: no ratios.
+        seed: seeds the order of the rounds.
+        leaks: memory left behind by variants of this process (updated; an ``oom`` names them).
+        on_phase: told what starts (``setup <variant>``, ``timing <n> variants in rounds``), for progress.
+
+    Returns:
+        ``(variant, measurement, seconds)`` for every variant, in the order of ``variants``.
+    """
+    cfg = cfg or MeasureConfig()
+    done: dict[int, tuple[Measurement, float]] = {}
+
+    def emit(i: int, m: Measurement, seconds: float) -> None:
+        done[i] = (m, seconds)
+        if on_row is not None:
+            on_row(variants[i], m, seconds)
+
+    with torch_threads(cfg.threads) as nthreads:
+        guard = _guard(inputs) if cfg.check_inputs else None
+        entries: list[_Entry] = []
+        index: dict[int, int] = {}
+        for i, v in enumerate(variants):
+            if on_phase is not None:
+                on_phase(f"setup {v.name}")
+            t0 = time.perf_counter()
+            r = _setup(v, case, inputs, refs, cfg, nthreads, guard, leaks)
+            if isinstance(r, Measurement):
+                emit(i, r, time.perf_counter() - t0)
+            else:
+                r.seconds = time.perf_counter() - t0
+                index[id(r)] = i
+                entries.append(r)
+        failed: set[int] = set()
+
+        def on_fail(e: _Entry) -> None:
+            failed.add(id(e))
+            emit(index[id(e)], _finish(e, case, cfg, leaks), e.seconds)
+
+        if entries and on_phase is not None:
+            on_phase(f"timing {len(entries)} variant{'s' if len(entries) > 1 else ''} in rounds")
+        _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks)
+        ok = [e for e in entries if id(e) not in failed]
+        for e in ok:
+            _finish(e, case, cfg, leaks)
+        if baseline is not None:
+            _pair(ok, baseline, cfg)
+        for e in ok:
+            emit(index[id(e)], e.m, e.seconds)
+    return [(v, *done[i]) for i, v in enumerate(variants)]
+
+
 def measure_variant(variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache,
                     cfg: MeasureConfig | None = None) -> Measurement:
     """Measure ``variant`` on ``case`` with ``inputs``; the baseline comes from ``refs`` (shared per case).
+
+    The same phases as :func:`measure_case` with one variant (its rounds have no one to alternate with).
 
     Args:
         variant: the variant (an instance, registered or not).
@@ -203,75 +643,7 @@ def measure_variant(variant: Variant, case: Case, inputs: Inputs, refs: Referenc
     Returns:
         A :class:`Measurement`; its ``status`` is ``ok``, ``unsupported``, ``oom``, ``error`` or ``numerics``.
     """
-    cfg = cfg or MeasureConfig()
-    m = Measurement(threads=torch.get_num_threads() if cfg.threads is None else cfg.threads)
-    reasons = variant.not_supported_reasons(case)
-    if reasons:
-        m.status, m.reason = "unsupported", "; ".join(reasons)
-        return m
-    m.flops = attention_flops(case)
-    params = getattr(variant, "params", None)
-    if isinstance(params, dict) and params:
-        m.extra["variant_params"] = json.dumps(params, sort_keys=True, default=str)
-    try:
-        with torch_threads(cfg.threads) as nthreads:
-            m.threads = nthreads
-            timing = _measure(m, variant, case, inputs, refs, cfg, nthreads)
-    except Exception as exc:  # every failure becomes a row; nothing is lost or hidden
-        m.status = "oom" if is_oom(exc) else "error"
-        m.reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:500]
-        _release(case)
-        return m
-    m.time_ms_median, m.time_ms_iqr, m.time_ms_min = timing.median_ms, timing.iqr_ms, timing.min_ms
-    m.n_runs, m.calls_per_sample = timing.n_runs, timing.calls_per_sample
-    m.noisy = timing.noisy
-    m.timing_method = timing.method
-    m.tflops = tflops(m.flops, m.time_ms_median)
-    if case.device_type == "cuda" and cfg.ceiling:
-        try:
-            m.pct_of_peak = pct_of_peak(m.tflops, case.device, case.dtype)
-            m.matmul_ceiling_tflops = 100.0 * m.tflops / m.pct_of_peak if m.pct_of_peak > 0 else math.nan
-        except Exception as exc:  # the row keeps its own figures; the missing ceiling is said, not hidden
-            m.extra["ceiling_error"] = f"{type(exc).__name__}: {exc}"[:300]
-    if m.status == "ok" and not math.isfinite(m.err_rel_l2) and cfg.errors:
-        m.status = "numerics"
-    return m
-
-
-def _measure(m: Measurement, variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache,
-             cfg: MeasureConfig, nthreads: int) -> TimingResult:
-    """Setup, errors, warm-up, memory and timing, in that order; fills ``m`` and returns the timing."""
-    t0 = time.perf_counter()
-    fn = variant.prepare(case.pattern, case)
-    call = make_call(fn, case, inputs)
-    out = call()
-    _sync(case)
-    m.setup_ms = (time.perf_counter() - t0) * 1e3
-    if cfg.errors:
-        _fill_errors(m, case, inputs, refs, out, getattr(call, "leaves", None))
-        if not variant.exact or case.pattern.is_sparse:
-            dense = error_stats(out, refs.dense_reference(case, inputs))
-            m.approx_err_rel_l2, m.approx_err_max_abs = dense.rel_l2, dense.max_abs
-    del out
-    for _ in range(cfg.warmup):
-        call()
-    _sync(case)
-    prep = getattr(call, "prepare_each", None)
-    if cfg.memory:
-        _clear_grads(call)
-        measured = call if prep is None else (lambda: (prep(), call())[1])
-        mem = measure_peak(measured, case.device)
-        m.peak_mem_bytes, m.memory_method = mem.peak_bytes, mem.method
-    _clear_grads(call)
-    if case.device_type == "cuda":
-        return time_cuda(call, case.device, cfg.budget_s, setup=prep, warmup=0, min_runs=cfg.min_runs,
-                         max_runs=cfg.max_runs, flush_l2=cfg.flush_l2)
-    if prep is None and cfg.cpu_timer == "blocked_autorange":
-        timing = time_cpu_blocked(call, cfg.budget_s, threads=nthreads)
-        if timing.n_runs >= cfg.min_runs:
-            return timing
-    return time_cpu_per_call(call, cfg.budget_s, threads=nthreads, setup=prep, min_runs=cfg.min_runs,
-                             max_runs=cfg.max_runs)
+    return measure_case([variant], case, inputs, refs, cfg)[0][1]
 
 
 def _clear_grads(call) -> None:

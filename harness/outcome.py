@@ -20,7 +20,8 @@ from typing import Any
 
 from harness.distributions import distribution_reason
 from harness.inputs import Case, Inputs, make_inputs
-from harness.measure import MeasureConfig, Measurement, is_oom, measure_variant
+from harness.measure import MeasureConfig, Measurement, measure_variant
+from harness.measure import failure as measure_failure
 from harness.reference import ReferenceCache
 
 #: Longest reason kept on a failure row.
@@ -87,9 +88,7 @@ def failure(exc: BaseException, threads: int) -> Measurement:
     Returns:
         A :class:`~harness.measure.Measurement` with status and reason (first line of the message).
     """
-    status = "oom" if is_oom(exc) else "error"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:REASON_MAX], threads=threads)
+    return measure_failure(exc, threads)
 
 
 def declined(variant: Any, case: Case, threads: int) -> Measurement | None:

@@ -291,10 +291,14 @@ def order_columns(columns: Iterable[str]) -> list[str]:
 
 
 def frame(rows: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with ordered columns (every public column present), sorted by case then variant."""
+    """Rows as a DataFrame with ordered columns (every public column present), sorted by case then variant.
+
+    List- or dict-valued cells (``time_samples_ms``: a record's raw timing samples) become JSON strings, as they
+    are in ``results.csv``, so a table reads the same from records or from the CSV.
+    """
     import pandas as pd
 
-    df = pd.DataFrame(list(rows))
+    df = pd.DataFrame([{k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in r.items()} for r in rows])
     df = df.reindex(columns=order_columns(df.columns))
     keys = [k for k in _CASE_SORT if k in df.columns and df[k].notna().any()]
     if len(df) and keys:

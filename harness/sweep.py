@@ -21,6 +21,7 @@ from __future__ import annotations
 import socket
 import time
 import warnings
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,11 @@ from typing import Any
 from harness import env as _env
 from harness import measure as _measure
 from harness.config import ConfigError, SweepPlan
+from harness.contention import default_threads
 from harness.inputs import Case
-from harness.outcome import CaseInputs, declined, measure_one
+from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
+from harness.scaling import BASELINE
 from harness.store import RunStore, record_id, write_json_atomic
 
 
@@ -47,6 +50,7 @@ class SweepResult:
         statuses: count of each status among the records written by this call.
         wall_s: wall time of the call.
         measure_s: time spent inside the measurements (setup, timing, errors, the baseline).
+        contended: rows written by this call that were measured under contention (the ``contended`` column).
     """
 
     run_dir: Path
@@ -56,6 +60,7 @@ class SweepResult:
     statuses: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     measure_s: float = 0.0
+    contended: int = 0
 
     @property
     def overhead_s(self) -> float:
@@ -143,10 +148,13 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     store.clean_stale_temps()
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    threads = torch.get_num_threads()
+        threads, threads_why = plan.threads, f"threads={plan.threads} (asked)"
+    else:  # torch's default, but no more threads than the cores other work leaves free
+        threads, threads_why = default_threads(torch.get_num_threads())
     env = _env.capture_env()
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
-               "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config}
+               "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
+               "threads": threads_why}
     job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "env.json", env_doc)
@@ -155,14 +163,17 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
 
     own = progress is None and current() is None
     prog = progress or current() or Progress(plan.n_items, plan.progress)
+    if not plan.threads and threads < torch.get_num_threads():
+        prog.message(f"{plan.run_id}: {threads_why}")
     mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
-                                  threads=plan.threads or None)
+                                  threads=threads, rel_ci=plan.rel_ci or None)
     from harness.registry import get_variant
 
     variants = [get_variant(n) for n in plan.variants]
     result = SweepResult(run_dir=plan.run_dir)
     cache = CaseInputs()
     existing = store.ids()
+    leaks = _measure.LeakLedger()
     from harness.sharing import SharedDeviceWarning, SharingMonitor, sharing_warning
 
     monitor = SharingMonitor(plan.run_dir, {c.device for c in plan.cases if c.device not in missing})
@@ -170,33 +181,35 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     try:
         for case in plan.cases:
             text = case.describe()
+            todo = []
             for variant in variants:
                 rid = record_id(case, variant.name, plan.threads)
                 if rid in existing or store.has(rid):
                     result.skipped += 1
                     prog.finish(text, variant.name, "", skipped=True)
-                    continue
-                prog.start(text, variant.name)
-                sharing = [] if case.device in missing else monitor.sharing(case.device)
-                if sharing and case.device not in warned:
-                    warned.add(case.device)
-                    if prog.style in ("plain", "bar"):
-                        prog.message(sharing_warning(case.device, sharing))
-                    else:
-                        warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
-                if case.device in missing:
-                    m, secs = _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
-                                                   threads=threads), 0.0
-                elif plan.isolate:
-                    m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                 else:
-                    m, secs = measure_one(variant, case, cache, mcfg, threads)
-                m.extra["concurrent_jobs"] = len(sharing)
-                store.write(rid, make_row(plan, case, variant.name, m, rid, secs * 1e3))
-                result.measured += 1
-                result.measure_s += secs
-                result.statuses[m.status] += 1
-                prog.finish(text, variant.name, m.status, _summary(m), seconds=secs)
+                    todo.append((variant, rid))
+            if not todo:
+                continue
+            sharing = [] if case.device in missing else monitor.sharing(case.device)
+            if sharing and case.device not in warned:
+                warned.add(case.device)
+                if prog.style in ("plain", "bar"):
+                    prog.message(sharing_warning(case.device, sharing))
+                else:
+                    warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
+            write = _RowWriter(plan, store, result, prog, case, len(sharing))
+            if case.device in missing:
+                for variant, rid in todo:
+                    prog.start(text, variant.name)
+                    write(variant, _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
+                                                        threads=threads), 0.0, rid)
+            elif plan.isolate:  # one child per variant: timed one after another, never interleaved
+                for variant, rid in todo:
+                    prog.start(text, variant.name)
+                    write(variant, *_measure_isolated(plan, variant, case, mcfg, threads), rid)
+            else:
+                _measure_case(case, todo, cache, mcfg, threads, leaks, write)
     finally:
         monitor.close()
         cache.release()
@@ -206,8 +219,66 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
         if own:
             prog.close()
     stats = ", ".join(f"{k}={v}" for k, v in sorted(result.statuses.items())) or "none"
-    prog.message(f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing")
+    line = f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing"
+    if result.contended:
+        line += (f"; {result.contended} row(s) contended (timed while other work took this process's cores; see "
+                 "the contended column)")
+    prog.message(line)
     return result
+
+
+@dataclass
+class _RowWriter:
+    """Writes the rows of one case: the record, the counts of the result, the progress line."""
+
+    plan: SweepPlan
+    store: RunStore
+    result: SweepResult
+    prog: Progress
+    case: Case
+    concurrent_jobs: int
+
+    def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
+        m.extra["concurrent_jobs"] = self.concurrent_jobs
+        self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
+        r = self.result
+        r.measured += 1
+        r.measure_s += secs
+        r.statuses[m.status] += 1
+        r.contended += bool(m.contended)
+        self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m), seconds=secs)
+
+    def phase(self, text: str) -> None:
+        self.prog.start(self.case.describe(), text)
+
+
+def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mcfg: _measure.MeasureConfig,
+                  threads: int, leaks: _measure.LeakLedger, write: _RowWriter) -> None:
+    """The variants of one case in this process: declined ones at once, the rest together (interleaved rounds).
+
+    Every row is written as soon as it is complete (:func:`harness.measure.measure_case`); a crash while the case
+    is being timed loses only the rows still being timed, which a resume measures again.
+    """
+    rids = {id(v): rid for v, rid in todo}
+    ready = []
+    for variant, rid in todo:
+        refused = declined(variant, case, threads)
+        if refused is not None:
+            write.phase(variant.name)
+            write(variant, refused, 0.0, rid)
+        else:
+            ready.append(variant)
+    if not ready:
+        return
+    try:
+        inputs = cache.get(case)
+    except Exception as exc:
+        for variant in ready:
+            write(variant, _measure.failure(exc, threads), 0.0, rids[id(variant)])
+        return
+    _measure.measure_case(ready, case, inputs, cache.refs, mcfg,
+                          on_row=lambda v, m, secs: write(v, m, secs, rids[id(v)]), baseline=BASELINE,
+                          seed=zlib.crc32(case.describe().encode()), leaks=leaks, on_phase=write.phase)
 
 
 def expected_ids(plan: SweepPlan) -> set[str]:

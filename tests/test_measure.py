@@ -338,11 +338,16 @@ def test_flops_by_pattern_and_mode() -> None:
     assert math.isnan(tflops(1.0, 0.0))
 
 
-def test_row_has_throughput_and_no_ceiling_on_cpu() -> None:
+def test_row_has_throughput_and_pct_of_the_cpu_ceiling() -> None:
+    from harness.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
+
     case = Case(batch=1, heads=1, seq_len=128, head_dim=16)
     m = _measure(get_variant("full"), case, budget_s=0.02)
     assert m.tflops == pytest.approx(m.flops / (m.time_ms_median * 1e-3) / 1e12)
-    assert math.isnan(m.pct_of_peak)
+    ceiling = matmul_ceiling_tflops("cpu", "float32", threads=1)  # the figure the row used, kept per process
+    assert ceiling > 0 and m.matmul_ceiling_tflops == ceiling
+    assert m.pct_of_peak == pytest.approx(100 * m.tflops / ceiling)
+    assert m.extra["copy_ceiling_gbps"] == copy_ceiling_gbps("cpu", threads=1) > 0
     row = m.as_row()
     for col in ("time_ms_median", "time_ms_iqr", "time_ms_min", "n_runs", "setup_ms", "peak_mem_bytes", "flops",
                 "tflops", "pct_of_peak", "noisy", "timing_method", "memory_method", "threads"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from harness import Case, ReferenceCache, Variant, get_variant, make_inputs
-from harness.flops import matmul_ceiling_tflops
+from harness.ceilings import matmul_ceiling_tflops
 from harness.measure import MeasureConfig, measure_variant
 from harness.memory import measure_peak
 from harness.timing import l2_flush_buffer, time_cuda

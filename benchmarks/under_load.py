@@ -1,0 +1,215 @@
+"""Numbers that stay true on a busy machine (issue 13): the harness under a CPU hog, side by side.
+
+Three parts, each printing its figures and a verdict:
+
+- ``hog``: two runs of the same sweep, the second with a busy-looping process (``python -c "while True: pass"``)
+  started during it. Prints, per row, both medians and their ratio, the ``contended`` marks, and the paired
+  ``speedup_vs_full`` of both runs; then the rows that changed by more than 10% and whether each was marked.
+  (The statistical ``attnbench compare`` belongs to the reports work; until it decides with samples this is the
+  check: unchanged code must not change without a contended mark, and paired ratios must agree.)
+- ``repeat``: variants that are exactly 2x and 4x ``full`` by construction (``benchmarks/repeat_variants.py``) in
+  10 sweeps without and 10 with the hog; each sweep's ``1 / speedup_vs_full`` must read k within 3%.
+- ``adaptive``: the default sweep (the ``quick`` preset's cases and every variant) with today's fixed budget
+  (``rel_ci=0``) and with adaptive stopping (``rel_ci=0.02``): total timed seconds, wall time, and how many rows
+  reached the target.
+
+Run from the repository root (``threads=1`` unless ``--threads``; say how loaded the machine was)::
+
+    PYTHONPATH=$PWD python benchmarks/under_load.py [hog|repeat|adaptive|all] [--sweeps 10] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+REPEATS = str(ROOT / "benchmarks" / "repeat_variants.py")
+HOG = "while True: pass"
+
+
+@contextlib.contextmanager
+def hog(after_s: float = 0.0, n: int = 1) -> Iterator[list[subprocess.Popen]]:
+    """``n`` busy-looping processes, started ``after_s`` seconds into the block, killed at its end."""
+    procs: list[subprocess.Popen] = []
+    stop = threading.Event()
+
+    def start() -> None:
+        if not stop.wait(after_s):
+            procs.extend(subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(n))
+
+    t = threading.Thread(target=start, daemon=True)
+    t.start()
+    try:
+        yield procs
+    finally:
+        stop.set()
+        t.join()
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def sweep(tmp: Path, name: str, **cfg):
+    """Run one sweep in this process; returns its rows (DataFrame) and wall seconds."""
+    from harness.config import plan_from_config
+    from harness.store import load_results
+    from harness.sweep import run_sweep
+
+    base = {"progress": "off", "results_dir": str(tmp), "run_name": name, "device": "cpu"}
+    plan = plan_from_config({**base, **cfg}, cuda_available=False)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        run_sweep(plan)
+    return load_results(plan.run_dir), time.perf_counter() - t0
+
+
+def _load() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.1f} {la[1]:.1f} {la[2]:.1f}, {os.cpu_count()} cores"
+
+
+def _key(df):
+    return df["pattern_label"].astype(str) + " N" + df["seq_len"].astype(str) + " " + df["mode"].astype(str)
+
+
+# ---------------------------------------------------------------------------------------------------- hog
+def part_hog(tmp: Path, threads: int) -> bool:
+    cfg = {"variants": ["full", "chunked", "sdpa_math", "local_window"], "seq_len": [256, 512, 1024],
+           "pattern": ["full", "causal"], "mode": "fwd", "heads": 8, "head_dim": 64, "budget": 0.1,
+           "threads": threads}
+    print(f"\n== hog: the same sweep twice, a busy-looping process started 1 s into the second ({_load()})")
+    a, wa = sweep(tmp, "quiet", **cfg)
+    with hog(after_s=1.0):
+        b, wb = sweep(tmp, "hogged", **cfg)
+    print(f"run 1: {wa:.1f} s, {int(a['contended'].sum())} of {len(a)} rows contended; "
+          f"run 2 (hog): {wb:.1f} s, {int(b['contended'].sum())} of {len(b)} rows contended   ({_load()})")
+    a, b = a[a.status == "ok"].copy(), b[b.status == "ok"].copy()
+    a["case"], b["case"] = _key(a), _key(b)
+    m = a.merge(b, on=["case", "variant"], suffixes=("_1", "_2"))
+    print(f"{'case':<22} {'variant':<13} {'ms run1':>9} {'ms run2':>9} {'2/1':>6} {'cont1':>5} {'cont2':>5} "
+          f"{'speedup1':>9} {'speedup2':>9} {'s2/s1':>6}")
+    unmarked, sp_dev = [], []
+    for _, r in m.sort_values(["case", "variant"]).iterrows():
+        ratio = r.time_ms_median_2 / r.time_ms_median_1
+        s1, s2 = r.get("speedup_vs_full_1", math.nan), r.get("speedup_vs_full_2", math.nan)
+        sr = s2 / s1 if s1 and s1 == s1 else math.nan
+        if r.variant != "full" and sr == sr:
+            sp_dev.append(abs(sr - 1))
+        marked = bool(r.contended_1) or bool(r.contended_2)
+        if abs(ratio - 1) > 0.10 and not marked:
+            unmarked.append((r.case, r.variant, round(ratio, 2)))
+        print(f"{r.case:<22} {r.variant:<13} {r.time_ms_median_1:9.3f} {r.time_ms_median_2:9.3f} {ratio:6.2f} "
+              f"{'yes' if r.contended_1 else '':>5} {'yes' if r.contended_2 else '':>5} {s1:9.3f} {s2:9.3f} {sr:6.2f}")
+    changed = int(((m.time_ms_median_2 / m.time_ms_median_1 - 1).abs() > 0.10).sum())
+    print(f"=> {changed} of {len(m)} rows changed by more than 10%; unmarked among them: {unmarked or 'none'}")
+    if sp_dev:
+        print(f"=> paired speedup_vs_full, run 2 against run 1: median |change| {100 * statistics.median(sp_dev):.1f}%,"
+              f" largest {100 * max(sp_dev):.1f}% (over {len(sp_dev)} rows)")
+    ok = not unmarked
+    print(f"=> hog: {'PASS' if ok else 'FAIL'} (every change beyond 10% is marked contended)")
+    return ok
+
+
+# ---------------------------------------------------------------------------------------------------- repeat
+def part_repeat(tmp: Path, sweeps: int, threads: int) -> bool:
+    cfg = {"variants": ["full", "repeat2_full", "repeat4_full"], "variants_from": [REPEATS], "seq_len": 512,
+           "heads": 4, "head_dim": 64, "mode": "fwd", "budget": 0.2, "threads": threads}
+    print(f"\n== repeat: exactly 2x and 4x full, read through paired speedup_vs_full, {sweeps} sweeps each "
+          f"({_load()})")
+    verdict = True
+    for label, hogged in (("quiet", False), ("with hog", True)):
+        hits = {2: 0, 4: 0}
+        lines = []
+        with hog(after_s=0.0) if hogged else contextlib.nullcontext():
+            for i in range(sweeps):
+                df, wall = sweep(tmp, f"rep-{label}-{i}", **cfg)
+                df = df.set_index("variant")
+                got = {}
+                for k in (2, 4):
+                    r = df.loc[f"repeat{k}_full"]
+                    est = 1.0 / r["speedup_vs_full"]
+                    lo, hi = 1.0 / r["speedup_ci_high"], 1.0 / r["speedup_ci_low"]
+                    hits[k] += abs(est / k - 1) <= 0.03
+                    got[k] = (est, lo, hi, r["contended"], r["time_ms_median"] / df.loc["full", "time_ms_median"])
+                cont = int(df["contended"].sum())
+                lines.append(f"  sweep {i + 1:2d}: k=2 reads {got[2][0]:.3f} [{got[2][1]:.3f}, {got[2][2]:.3f}] "
+                             f"(medians {got[2][4]:.3f}), k=4 reads {got[4][0]:.3f} [{got[4][1]:.3f}, {got[4][2]:.3f}]"
+                             f" (medians {got[4][4]:.3f}); {cont}/3 rows contended; {wall:.1f} s")
+        print(f"{label} ({_load()}):")
+        print("\n".join(lines))
+        passed = hits[2] == sweeps and hits[4] == sweeps
+        verdict &= passed
+        print(f"=> {label}: k=2 within 3% in {hits[2]}/{sweeps}, k=4 within 3% in {hits[4]}/{sweeps} "
+              f"[{'PASS' if passed else 'FAIL'}: target {sweeps}/{sweeps}]")
+    return verdict
+
+
+# ---------------------------------------------------------------------------------------------------- adaptive
+def _timed_s(df) -> float:
+    total = 0.0
+    for col in ("time_samples_ms", "time_samples_dropped_ms"):
+        if col in df.columns:
+            total += sum(sum(json.loads(x)) for x in df[col].dropna() if isinstance(x, str))
+    return total / 1e3
+
+
+def part_adaptive(tmp: Path, threads: int) -> bool:
+    cfg = {"variants": ["*"], "seq_len": [256, 512, 1024], "pattern": ["full", "causal"], "mode": ["fwd", "fwd_bwd"],
+           "heads": 8, "head_dim": 64, "budget": 0.1, "threads": threads}
+    print(f"\n== adaptive: the default sweep (quick preset's cases, every variant), fixed budget vs rel_ci=0.02 "
+          f"({_load()})")
+    out = {}
+    for label, rel_ci in (("fixed (rel_ci=0)", 0.0), ("adaptive (rel_ci=0.02)", 0.02)):
+        df, wall = sweep(tmp, f"ad-{rel_ci}", rel_ci=rel_ci, **cfg)
+        ok = df[df.status == "ok"]
+        width = ((ok.time_ms_ci_high - ok.time_ms_ci_low) / ok.time_ms_median)
+        reasons = ok["stop_reason"].value_counts().to_dict()
+        out[label] = (_timed_s(ok), wall)
+        print(f"{label:<24} rows ok {len(ok):3d}  timed {out[label][0]:6.2f} s  wall {wall:6.1f} s  "
+              f"stop reasons {reasons}  CI width/median: median {100 * width.median():.1f}%, "
+              f"<= 2% in {int((width <= 0.02).sum())}/{len(ok)}  contended {int(ok['contended'].sum())}")
+    (tf, wf), (ta, wa) = out.values()
+    passed = ta <= tf
+    print(f"=> adaptive timed {ta:.2f} s vs fixed {tf:.2f} s ({100 * ta / tf:.0f}%), wall {wa:.1f} vs {wf:.1f} s "
+          f"[{'PASS' if passed else 'FAIL'}: no more timed time than the fixed budget]   ({_load()})")
+    return passed
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("part", nargs="?", default="all", choices=["hog", "repeat", "adaptive", "all"])
+    p.add_argument("--sweeps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, threads={args.threads}, {_load()}")
+    os.environ.setdefault("ATTNBENCH_CEILING_CACHE", "off")
+    results = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if args.part in ("hog", "all"):
+            results.append(part_hog(tmp, args.threads))
+        if args.part in ("repeat", "all"):
+            results.append(part_repeat(tmp, args.sweeps, args.threads))
+        if args.part in ("adaptive", "all"):
+            results.append(part_adaptive(tmp, args.threads))
+    return 0 if all(results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

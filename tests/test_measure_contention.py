@@ -1,0 +1,279 @@
+"""Contention seen and recorded (issue 13.1, 13.4, 20.6): the per-sample detector, the measurement's summary and
+its retry, the GPU's state through a fake NVML, thread counts that fit the free cores.
+
+These test the mechanisms with fake clocks and fake readings; one test makes real contention (two busy processes
+pinned to one core) and checks only that it is seen. Figures under load live in ``benchmarks/under_load.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from harness import contention as C
+from harness.config import ConfigError, plan_from_config
+from harness.timing import CpuSampler, StopRule, run_rounds
+
+
+# ----------------------------------------------------------------------------------------- fakes
+class FakeClock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeMeter(C.UsageMeter):
+    """Readings from a script: each call of the fake callable is one sample with the given run-queue wait."""
+
+    def __init__(self, clock: FakeClock, waits: list[float | None], cpu_per_s: float = 1.0) -> None:
+        self.clock, self.waits, self.cpu_per_s = clock, list(waits), cpu_per_s
+        self.wait_total, self.cpu, self.switches, self.i = 0.0, 0.0, 0, 0
+        super().__init__(wall=clock, cpu=lambda: self.cpu, wait=lambda: self.wait_total, nivcsw=lambda: self.switches,
+                         tids=lambda: ["1"])
+
+    def advance(self, seconds: float) -> None:
+        """One call of ``seconds``: the clock moves, CPU time and wait as scripted for this sample."""
+        w = self.waits[self.i % len(self.waits)]
+        self.i += 1
+        self.clock.t += seconds
+        self.cpu += seconds * self.cpu_per_s
+        if w is None:
+            self.switches += 1
+        else:
+            self.wait_total += w
+
+
+def _sampler(ms: float, waits: list[float | None]) -> tuple[CpuSampler, FakeMeter]:
+    clock = FakeClock()
+    meter = FakeMeter(clock, waits)
+    return CpuSampler(lambda: meter.advance(ms / 1e3), threads=1, meter=meter, clock=clock), meter
+
+
+# ----------------------------------------------------------------------------------------- the per-sample rule
+def test_a_sample_that_waited_for_a_core_is_disturbed() -> None:
+    assert not C.SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=0.0, nivcsw=3).disturbed
+    assert not C.SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=0.0004, nivcsw=0).disturbed  # 4% < 5%
+    assert C.SampleUsage(wall_s=0.010, cpu_s=0.005, wait_s=0.0006, nivcsw=0).disturbed
+    # the OpenMP stall seen on the 2-core machine: 47 ms for a 0.3 ms call, 64 ms of summed waiting
+    assert C.SampleUsage(wall_s=0.047, cpu_s=0.031, wait_s=0.064, nivcsw=8).disturbed
+    # without schedstat the coarse rule: any involuntary switch
+    assert C.SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=None, nivcsw=1).disturbed
+    assert not C.SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=None, nivcsw=0).disturbed
+
+
+def test_summary_shares_and_the_contended_threshold() -> None:
+    quiet = C.SampleUsage(0.010, 0.020, 0.0, 0)  # 2 threads, both busy all the time
+    slow = C.SampleUsage(0.010, 0.010, 0.008, 2)
+    c = C.summarize([quiet] * 3 + [slow], threads=2, load_before=1.0, load_after=2.0)
+    assert c.samples == 4 and c.disturbed == 1 and c.detector == "runq_wait"
+    assert c.cpu_share == pytest.approx(0.070 / (0.040 * 2))
+    assert c.runq_wait_share == pytest.approx(0.008 / (0.040 * 2))
+    assert not c.contended and c.note() == ""  # 1 of 4 is not more than a quarter
+    c2 = C.summarize([quiet] * 2 + [slow] * 2, threads=2, load_before=1.0, load_after=2.0)
+    assert c2.contended
+    assert c2.note().startswith("contended: 2 of 4 samples waited on a run queue (cpu_share")
+    cols = c2.columns()
+    assert set(cols) == {"cpu_share", "runq_wait_share", "load_before", "load_after", "disturbed_samples"}
+    unknown = C.summarize([C.SampleUsage(0.01, 0.01, None, 1)], threads=1)
+    assert unknown.detector == "nivcsw" and math.isnan(unknown.runq_wait_share) and unknown.contended
+
+
+# ----------------------------------------------------------------------------------------- samples left out
+def test_disturbed_samples_are_left_out_of_the_statistics_and_kept() -> None:
+    """Every third sample waited 50% of its time; those samples are also 3x slower. The median comes from the
+    quiet ones, the slow ones are kept as dropped, and with a third disturbed the measurement is contended."""
+    clock = FakeClock()
+    meter = FakeMeter(clock, [0.0, 0.0, 0.0015])
+    sizes = iter([0.001, 0.001, 0.003] * 10)
+    s = CpuSampler(lambda: meter.advance(next(sizes)), threads=1, meter=meter, clock=clock)
+    rule = StopRule(budget_s=1.0, rel_ci=None, min_runs=3, max_runs=30)
+    run_rounds([s], rule)
+    r = s.result(rule)
+    assert r.n_runs == 20 and len(r.dropped_ms) == 10 and r.total_calls == 30
+    assert r.median_ms == pytest.approx(1.0) and r.samples_ms == [pytest.approx(1.0)] * 20
+    assert r.dropped_ms == [pytest.approx(3.0)] * 10
+    assert r.contended and r.contention is not None and r.contention.disturbed == 10
+    assert r.stop_reason == "max_runs"
+
+
+def test_all_samples_slowed_alike_are_still_contended() -> None:
+    """Issue 20.6: every sample of a row slowed by a passing load (a tight IQR, nothing to drop): the statistics
+    use all samples, since too few are quiet, and the row is contended, never quiet."""
+    s, _ = _sampler(3.6, [0.0025])
+    rule = StopRule(budget_s=0.02, rel_ci=None, min_runs=3)
+    run_rounds([s], rule)
+    r = s.result(rule)
+    assert r.dropped_ms == [] and r.n_runs == s.n >= 3
+    assert r.iqr_ms == pytest.approx(0.0) and not r.noisy
+    assert r.contended
+
+
+def test_a_contended_measurement_is_retried_when_the_machine_is_quiet_again() -> None:
+    clock = FakeClock()
+    meter = FakeMeter(clock, [0.0008] * 6 + [0.0] * 100)  # the first attempt's 6 samples waited 80%
+    s = CpuSampler(lambda: meter.advance(0.001), threads=1, meter=meter, clock=clock)
+    rule = StopRule(budget_s=0.006, rel_ci=None, min_runs=3)
+    used, note = run_rounds([s], rule, retries=2, quiet=lambda: True)
+    r = s.result(rule, retries=used, note=note)
+    assert used == 1 and not r.contended and r.retries == 1 and note == ""
+
+
+def test_a_busy_machine_is_not_retried_and_the_note_says_so() -> None:
+    s, _ = _sampler(1.0, [0.0008])
+    asked = []
+    used, note = run_rounds([s], StopRule(budget_s=0.005, min_runs=3), retries=2,
+                            quiet=lambda: asked.append(1) or False)
+    assert used == 0 and asked == [1] and note == "not retried: the machine stayed busy"
+    s2, _ = _sampler(1.0, [0.0008])
+    used, note = run_rounds([s2], StopRule(budget_s=0.005, min_runs=3), retries=2, quiet=lambda: True)
+    assert used == 2 and note == "still contended after 2 retries"  # bounded
+
+
+def test_wait_for_quiet_polls_until_quiet_or_timeout() -> None:
+    clock = FakeClock()
+    states = iter([False, False, True])
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock.t += s
+
+    assert C.wait_for_quiet(1, 5.0, poll_s=0.5, quiet=lambda n: next(states), clock=clock, sleep=sleep)
+    assert slept == [0.5, 0.5]
+    assert not C.wait_for_quiet(1, 1.0, poll_s=0.5, quiet=lambda n: False, clock=clock, sleep=sleep)
+
+
+def test_after_a_wait_in_vain_the_gate_only_looks() -> None:
+    clock = FakeClock()
+    looks: list[float] = []
+
+    def sleep(s: float) -> None:
+        clock.t += s
+
+    def quiet(n: int) -> bool:
+        looks.append(clock.t)
+        return False
+
+    gate = C.QuietGate(quiet=quiet, clock=clock, sleep=sleep)
+    assert not gate.ready(1, 1.0) and len(looks) > 5  # polled for a second
+    n = len(looks)
+    assert not gate.ready(1, 1.0) and len(looks) == n + 1  # busy a moment ago: one look, no waiting
+    clock.t += C.BUSY_MEMORY_S + 1
+    assert not gate.ready(1, 1.0) and len(looks) > n + 2  # long after: it waits again
+
+
+# ----------------------------------------------------------------------------------------- threads that fit
+def test_default_threads_never_exceed_the_free_cores() -> None:
+    assert C.free_cores(allowed=2, busy=0.0) == 2
+    assert C.free_cores(allowed=2, busy=1.1) == 1
+    assert C.free_cores(allowed=2, busy=5.5) == 1  # never below one
+    assert C.free_cores(allowed=16, busy=0.2) == 16  # a shell and a clock are not a busy core
+    threads, why = C.default_threads(2, allowed=2, busy=4.4)
+    assert threads == 1 and "2 cores allowed" in why and "1 free" in why
+    assert C.default_threads(8, allowed=16, busy=0.0)[0] == 8  # torch's default when it fits
+    # busy = the larger of the load average and the runnable count, each minus this process
+    assert C.busy_elsewhere(reads=3, runnable=lambda: 4, load=lambda: 1.5, sleep=lambda s: None) == 3.0
+    assert C.busy_elsewhere(reads=3, runnable=lambda: None, load=lambda: 2.5, sleep=lambda s: None) == 1.5
+    assert C.machine_quiet(1, allowed=2, busy=lambda: 1.0) and not C.machine_quiet(2, allowed=2, busy=lambda: 1.0)
+
+
+def test_threads_beyond_the_machine_are_refused_before_any_work(tmp_path) -> None:
+    allowed = C.allowed_cores()
+    with pytest.raises(ConfigError) as info:
+        plan_from_config({"threads": 100000, "results_dir": str(tmp_path), "run_name": "r"}, cuda_available=False)
+    assert "threads=100000" in str(info.value) and f"<= {allowed}" in str(info.value)
+    plan = plan_from_config({"threads": allowed, "results_dir": str(tmp_path), "run_name": "r"},
+                            cuda_available=False, load_variants=False)
+    assert plan.threads == allowed
+    for bad in (-0.5, 1.0, "x"):
+        with pytest.raises(ConfigError, match="rel_ci="):
+            plan_from_config({"rel_ci": bad, "results_dir": str(tmp_path), "run_name": "r"}, cuda_available=False,
+                             load_variants=False)
+    assert plan_from_config({"rel_ci": 0, "results_dir": str(tmp_path), "run_name": "r"}, cuda_available=False,
+                            load_variants=False).rel_ci == 0.0
+
+
+# ----------------------------------------------------------------------------------------- the GPU, through a fake NVML
+def _fake_nvml(clock: float, max_clock: float, reasons: int, pids: list[int]) -> SimpleNamespace:
+    return SimpleNamespace(
+        NVML_CLOCK_SM=1,
+        nvmlDeviceGetHandleByUUID=lambda u: ("uuid", u), nvmlDeviceGetHandleByIndex=lambda i: ("index", i),
+        nvmlDeviceGetClockInfo=lambda h, kind: clock, nvmlDeviceGetMaxClockInfo=lambda h, kind: max_clock,
+        nvmlDeviceGetCurrentClocksEventReasons=lambda h: reasons,
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [SimpleNamespace(pid=p) for p in pids],
+    )
+
+
+def test_gpu_state_from_nvml_and_when_it_marks_contention() -> None:
+    me = os.getpid()
+    ok = C.gpu_state(0, "GPU-1234", nvml=_fake_nvml(1830, 1980, 0x1 | 0x4, [me]))
+    assert ok == {"gpu_sm_clock_mhz": 1830.0, "gpu_sm_clock_max_mhz": 1980.0,
+                  "gpu_throttle_reasons": "sw_power_cap", "gpu_other_processes": 0}  # idle bit ignored, self too
+    assert not C.Contention(gpu=ok).contended
+    hot = C.gpu_state(0, nvml=_fake_nvml(900, 1980, 0x40, [me]))
+    c = C.Contention(gpu=hot)
+    assert c.contended and "SM clock 900 of 1980 MHz (hw_thermal_slowdown)" in c.note()
+    shared = C.Contention(gpu=C.gpu_state(0, nvml=_fake_nvml(1900, 1980, 0, [me, me + 1, me + 2])))
+    assert shared.contended and "2 other process(es) on the GPU" in shared.note()
+    broken = SimpleNamespace(nvmlDeviceGetHandleByIndex=lambda i: (_ for _ in ()).throw(RuntimeError("no driver")))
+    assert C.gpu_state(0, nvml=broken) == {"gpu_state_error": "RuntimeError: no driver"}
+
+
+def test_without_nvml_the_gpu_columns_are_empty() -> None:
+    C.set_nvml(None)
+    try:
+        import pynvml  # noqa: F401
+    except ImportError:
+        assert C.gpu_state(0) == {}
+
+
+# ----------------------------------------------------------------------------------------- real contention is seen
+_PINNED = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {root!r})
+    os.sched_setaffinity(0, {{{core}}})
+    from harness.timing import CpuSampler, StopRule, run_rounds
+
+    def spin():
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+
+    s = CpuSampler(spin, threads=1)
+    rule = StopRule(budget_s=0.4, min_runs=3)
+    run_rounds([s], rule)
+    c = s.contention()
+    print(c.detector, c.disturbed, c.samples, round(c.runq_wait_share, 3))
+""")
+
+
+@pytest.mark.skipif(C.runq_wait_s() is None or not hasattr(os, "sched_setaffinity"),
+                    reason="needs Linux schedstat and CPU affinity")
+def test_a_busy_process_on_the_same_core_is_seen() -> None:
+    """Two busy processes pinned to one core share it (the scheduler gives each about half): the timed one's
+    samples wait on the run queue. Only this direction is asserted: on a shared machine a quiet run cannot be
+    promised."""
+    core = sorted(os.sched_getaffinity(0))[0]
+    root = str(Path(__file__).resolve().parent.parent)
+    hog = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    try:
+        out = subprocess.run([sys.executable, "-c", _PINNED.format(root=root, core=core)], capture_output=True,
+                             text=True, timeout=120, check=True).stdout.split()
+    finally:
+        hog.kill()
+        hog.wait()
+    detector, disturbed, samples, share = out[0], int(out[1]), int(out[2]), float(out[3])
+    assert detector == "runq_wait"
+    assert disturbed > samples * C.CONTENDED_FRACTION, out
+    assert share > 0.2, out

@@ -1,0 +1,264 @@
+"""Interleaved rounds, paired ratios and adaptive stopping (issue 13.2, 13.3), tested as mechanisms: fake clocks
+for the timing, real variants only where the wiring into rows is checked. Also: rows of a case are written as soon
+as they are complete, so a crash while the case is being timed loses only the rows still being timed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness import Case, ReferenceCache, Variant, get_variant, make_inputs
+from harness import stats as S
+from harness.measure import MeasureConfig, measure_case
+from harness.timing import MIN_TARGET_SAMPLES, TARGET_ROUNDS, CpuSampler, StopRule, run_rounds
+from tests.test_measure_contention import FakeClock, FakeMeter
+
+
+def _fake(clock: FakeClock, ms, log: list | None = None, name: str = "") -> CpuSampler:
+    """A sampler whose call takes ``ms()`` fake milliseconds and never waits for a core."""
+    meter = FakeMeter(clock, [0.0])
+
+    def call():
+        if log is not None:
+            log.append(name)
+        meter.advance(ms() / 1e3)
+
+    return CpuSampler(call, threads=1, meter=meter, clock=clock)
+
+
+# ----------------------------------------------------------------------------------------- statistics
+def test_median_ci_is_the_sign_test_interval() -> None:
+    x = list(range(1, 101))
+    ci = S.median_ci(x)
+    assert (ci.low, ci.high) == (40, 61)  # the textbook 95% interval for n = 100: x_(40), x_(61)
+    assert 0.95 <= ci.coverage < 0.97
+    six = S.median_ci([6, 1, 5, 2, 4, 3])
+    assert (six.low, six.high) == (1, 6) and six.coverage == pytest.approx(1 - 2 / 64)
+    five = S.median_ci([1, 2, 3, 4, 5])  # no 95% interval exists: the range, with its true coverage
+    assert (five.low, five.high) == (1, 5) and five.coverage == pytest.approx(1 - 2 / 32)
+    assert S.median([3, 1, 2, 10]) == 2.5 and S.quantile([1, 2, 3, 4, 5], 0.25) == 2
+    assert S.rel_noise([1.0, 1.0, 1.0]) == 0.0 and S.rel_noise([1.0, 2.0, 3.0]) == pytest.approx(1.4826 / 2)
+
+
+def test_paired_ratio_is_a_geometric_mean_with_a_t_interval() -> None:
+    r = S.paired_ratio([2.0, 4.0], [1.0, 1.0])
+    assert r.estimate == pytest.approx(math.sqrt(8)) and r.pairs == 2
+    half = 12.706 * (math.log(2) / math.sqrt(2)) / math.sqrt(2)
+    assert r.low == pytest.approx(math.exp(math.log(math.sqrt(8)) - half))
+    assert r.high == pytest.approx(math.exp(math.log(math.sqrt(8)) + half))
+    one = S.paired_ratio([3.0], [1.5])
+    assert one.estimate == 2.0 and math.isnan(one.low) and one.pairs == 1
+    assert S.paired_ratio([0.0, 1.0], [1.0, 1.0]).pairs == 1  # a pair without a positive figure is skipped
+    with pytest.raises(ValueError, match="pairs"):
+        S.paired_ratio([1.0], [1.0, 2.0])
+
+
+# ----------------------------------------------------------------------------------------- rounds
+def test_rounds_interleave_in_a_seeded_order_that_changes() -> None:
+    clock, log = FakeClock(), []
+    samplers = [_fake(clock, lambda: 1.0, log, n) for n in "abc"]
+    rule = StopRule(budget_s=0.008, rel_ci=None, min_runs=1, max_runs=1000)  # slice = 1 ms: one call a round
+    run_rounds(samplers, rule, seed=3)
+    rounds = [log[i:i + 3] for i in range(0, len(log), 3)]
+    assert len(rounds) == TARGET_ROUNDS and all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # not one fixed order
+    assert [s.rounds_of for s in samplers] == [list(range(TARGET_ROUNDS))] * 3
+    log2: list = []
+    run_rounds([_fake(FakeClock(), lambda: 1.0, log2, n) for n in "abc"], rule, seed=3)
+    assert log2 == log  # the same seed, the same order
+
+
+def test_paired_rounds_cancel_drift_that_hits_both_sides() -> None:
+    """The machine's speed changes from round to round (x1, x3, x1.5, ...) and hits both callables alike; B does
+    twice A's work. The paired per-round ratio reads exactly 2 with a tight interval, while the plain medians
+    taken one callable after the other would have read anything between 2/3 and 6."""
+    clock = FakeClock()
+    drift = [1.0, 3.0, 1.5, 2.0, 1.0, 2.5, 1.2, 3.0]
+    batches = [0]
+
+    def ms(base: float):
+        return lambda: base * drift[min(batches[0] // 2, len(drift) - 1)]
+
+    a, b = _fake(clock, ms(1.0)), _fake(clock, ms(2.0))
+    rule = StopRule(budget_s=0.016, rel_ci=None, min_runs=3)
+
+    def after(i: int) -> None:
+        batches[0] += 1
+
+    run_rounds([a, b], rule, seed=0, after_batch=after)
+    fa, fb = a.round_figures(3), b.round_figures(3)
+    common = sorted(set(fa) & set(fb))
+    assert len(common) >= 3
+    r = S.paired_ratio([fb[i] for i in common], [fa[i] for i in common])
+    assert r.estimate == pytest.approx(2.0) and r.high - r.low < 1e-9
+
+
+def test_a_call_that_fails_mid_rounds_stops_alone_and_is_reported_at_once() -> None:
+    clock = FakeClock()
+    n = [0]
+
+    def flaky() -> float:
+        n[0] += 1
+        if n[0] == 3:
+            raise RuntimeError("boom on call 3")
+        return 1.0
+
+    good, bad = _fake(clock, lambda: 1.0), _fake(clock, flaky)
+    reported: list[int] = []
+    run_rounds([good, bad], StopRule(budget_s=0.008, min_runs=1), on_error=lambda i: reported.append(i))
+    assert reported == [1] and "boom on call 3" in str(bad.error)
+    assert good.error is None and good.stop_reason == "time_limit"
+
+
+# ----------------------------------------------------------------------------------------- adaptive stopping
+def test_adaptive_stops_at_the_target_when_samples_agree() -> None:
+    s = _fake(FakeClock(), lambda: 1.0)
+    rule = StopRule(budget_s=0.2, rel_ci=0.02, min_runs=3)
+    run_rounds([s], rule)
+    assert s.stop_reason == "target" and MIN_TARGET_SAMPLES <= s.n
+    assert s.spent_s <= 0.2 / TARGET_ROUNDS + 1e-9  # after the first round, long before the time limit
+    r = s.result(rule)
+    assert r.rel_ci_width <= 0.02 and r.stop_reason == "target" and "adaptive" in r.method
+
+
+def test_adaptive_stops_at_the_time_limit_when_samples_disagree() -> None:
+    seq = iter([1.0, 2.0] * 10000)
+    s = _fake(FakeClock(), lambda: next(seq))
+    rule = StopRule(budget_s=0.2, rel_ci=0.02, min_runs=3)
+    run_rounds([s], rule)
+    r = s.result(rule)
+    assert s.stop_reason == "time_limit" and r.rel_ci_width > 0.02
+    assert 0.2 <= s.spent_s < 0.2 + 0.2 / TARGET_ROUNDS + 0.002  # the budget is the time limit
+
+
+def test_max_runs_and_fixed_budget() -> None:
+    s = _fake(FakeClock(), lambda: 0.001)
+    run_rounds([s], StopRule(budget_s=100.0, rel_ci=None, min_runs=3, max_runs=50))
+    assert s.stop_reason == "max_runs" and s.n == 50
+    fixed = _fake(FakeClock(), lambda: 1.0)
+    run_rounds([fixed], StopRule(budget_s=0.05, rel_ci=None, min_runs=3))
+    assert fixed.stop_reason == "time_limit" and fixed.n == 50  # the whole budget, as before
+    with pytest.raises(ValueError, match="rel_ci="):
+        StopRule(rel_ci=0)
+
+
+# ----------------------------------------------------------------------------------------- into rows
+class _Repeat(Variant):
+    """``full`` k times in a row: exactly k times the work."""
+
+    name = "t_repeat"
+    patterns = frozenset({"full"})
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def prepare(self, pattern, case):
+        inner = get_variant("full").prepare(pattern, case)
+
+        def fn(q, k, v):
+            out = None
+            for _ in range(self.k):
+                out = inner(q, k, v)
+            return out
+        return fn
+
+
+def test_measure_case_writes_paired_speedups_and_memory_ratios() -> None:
+    case = Case(batch=1, heads=2, seq_len=128, head_dim=32)
+    variants = [get_variant("full"), _Repeat(2)]
+    seen: list[str] = []
+    cfg = MeasureConfig(budget_s=0.05, threads=1, ceiling=False)
+    rows = measure_case(variants, case, make_inputs(case), ReferenceCache(), cfg, baseline="full",
+                        on_row=lambda v, m, s: seen.append(v.name))
+    assert seen == ["full", "t_repeat"]
+    (_, full, _), (_, rep, rep_s) = rows
+    assert full.status == rep.status == "ok" and rep_s > 0
+    assert full.extra["speedup_vs_full"] == 1.0 and full.extra["mem_ratio_vs_full"] == 1.0
+    sp = rep.extra["speedup_vs_full"]
+    assert rep.extra["speedup_pairs"] >= cfg.min_runs
+    assert rep.extra["speedup_ci_low"] <= sp <= rep.extra["speedup_ci_high"]
+    assert rep.extra["mem_ratio_vs_full"] == pytest.approx(rep.peak_mem_bytes / full.peak_mem_bytes)
+    for m in (full, rep):
+        assert m.extra["rounds"] >= cfg.min_runs and m.stop_reason in ("target", "time_limit", "max_runs")
+        assert m.time_ms_ci_low <= m.time_ms_median <= m.time_ms_ci_high
+        assert len(m.time_samples_ms) == m.n_runs and 0 < m.cpu_share
+        assert isinstance(m.contended, bool) and m.retries >= 0
+
+
+def test_without_the_baseline_in_the_case_there_are_no_ratios() -> None:
+    case = Case(batch=1, heads=1, seq_len=64, head_dim=16)
+    ((_, m, _),) = measure_case([_Repeat(1)], case, make_inputs(case), ReferenceCache(),
+                                MeasureConfig(budget_s=0.01, threads=1, ceiling=False, memory=False), baseline="full")
+    assert m.status == "ok" and "speedup_vs_full" not in m.extra
+
+
+# ----------------------------------------------------------------------------------------- a crash mid-case
+_PLUGIN = textwrap.dedent('''
+    """Variants for the crash test: one fails in setup, one kills the process while the case is being timed."""
+    import os
+    from harness import Variant, get_variant, register_variant
+    from harness.pattern import PATTERN_KINDS
+
+    @register_variant
+    class FailsAtOnce(Variant):
+        name = "t_fails_at_once"
+        patterns = frozenset(PATTERN_KINDS)
+
+        def forward(self, q, k, v, pattern):
+            raise RuntimeError("fails in setup")
+
+    @register_variant
+    class DiesLater(Variant):
+        name = "t_dies_later"
+        patterns = frozenset(PATTERN_KINDS)
+        calls = 0
+
+        def forward(self, q, k, v, pattern):
+            DiesLater.calls += 1
+            if DiesLater.calls == 6 and os.environ.get("ATTNBENCH_TEST_DIE") == "1":
+                os._exit(9)  # a crash of the process while the rounds run
+            return get_variant("full").forward(q, k, v, pattern)
+''')
+
+
+def _sweep(tmp_path: Path, plugin: Path, variants: list[str], die: bool) -> int:
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
+        from harness.config import plan_from_config
+        from harness.sweep import run_sweep
+        plan = plan_from_config({{"variants": {variants!r}, "variants_from": [{str(plugin)!r}],
+                                 "seq_len": 32, "heads": 1, "head_dim": 8, "dtype": ["float32", "float64"],
+                                 "budget": 0.02, "threads": 1, "progress": "off",
+                                 "results_dir": {str(tmp_path)!r}, "run_name": "r"}}, cuda_available=False)
+        run_sweep(plan)
+    """)
+    env = {"ATTNBENCH_TEST_DIE": "1" if die else "0", "PATH": "/usr/bin:/bin", "ATTNBENCH_CEILING_CACHE": "off"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=300).returncode
+
+
+def test_a_crash_while_a_case_is_timed_keeps_the_rows_already_complete(tmp_path) -> None:
+    """float32: t_fails_at_once's error row is complete after its setup and written at once; the process dies
+    during the rounds, so full's and t_dies_later's rows are not written. A resume measures exactly those."""
+    plugin = tmp_path / "crashy.py"
+    plugin.write_text(_PLUGIN)
+    variants = ["full", "t_fails_at_once", "t_dies_later"]
+    assert _sweep(tmp_path, plugin, variants, die=True) == 9
+    rows = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records").glob("*.json")]
+    assert [(r["variant"], r["dtype"], r["status"]) for r in rows] == [("t_fails_at_once", "float32", "error")]
+    assert "fails in setup" in rows[0]["reason"]
+    assert _sweep(tmp_path, plugin, variants, die=False) == 0
+    rows = [json.loads(p.read_text()) for p in (tmp_path / "r" / "records").glob("*.json")]
+    got = sorted((r["variant"], r["dtype"], r["status"]) for r in rows)
+    assert got == sorted([("full", "float32", "ok"), ("t_fails_at_once", "float32", "error"),
+                          ("t_dies_later", "float32", "ok"), ("full", "float64", "unsupported"),
+                          ("t_fails_at_once", "float64", "unsupported"), ("t_dies_later", "float64", "unsupported")])
+    assert len(rows) == 6  # nothing lost, nothing doubled
+
