@@ -61,7 +61,7 @@ def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     ``full`` is looked up in the same run first, then (for runs that lack it) on the same device name in the
     other runs given. A ``speedup_vs_full`` the row recorded itself (paired per-round figures of interleaved
     timing) is kept; the ratio of medians fills the rest. Ratios are NaN where the row or ``full`` did not
-    succeed.
+    succeed. A ``mem_ratio_vs_full`` recorded with the row is kept likewise. Calling it again changes nothing.
 
     Args:
         frame: normalized rows.
@@ -84,7 +84,11 @@ def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
         recorded = pd.to_numeric(df["speedup_vs_full"], errors="coerce")
         computed = recorded.where(recorded.notna() & ok, computed)
     df["speedup_vs_full"] = computed
-    df["mem_ratio_vs_full"] = (df["peak_mem_bytes"] / m_base).where(ok & (m_base > 0))
+    mem = (df["peak_mem_bytes"] / m_base).where(ok & (m_base > 0))
+    if "mem_ratio_vs_full" in df.columns:
+        recorded = pd.to_numeric(df["mem_ratio_vs_full"], errors="coerce")
+        mem = recorded.where(recorded.notna() & ok, mem)
+    df["mem_ratio_vs_full"] = mem
     return df
 
 
@@ -97,7 +101,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     Returns:
         One row per (run, case, variant), sorted by case then variant (``full`` first).
     """
-    df = with_baseline_ratios(frame) if "mem_ratio_vs_full" not in frame.columns else frame.copy()
+    df = with_baseline_ratios(frame)  # idempotent: ratios already there are kept
     lead = ["run", "device_name"] + list(CASE_COLUMNS) + ["variant", "status"]
     cols = lead + [c for c in _SUMMARY_COLUMNS if c in df.columns]
     out = df[cols].copy()
