@@ -53,8 +53,8 @@ class DirectResult:
     status: str
     time_ms: float = math.nan
     tflops: float = math.nan
-    peak_mem_mib: float = math.nan
-    setup_s: float = math.nan
+    peak_mem_bytes: float = math.nan  # the sweep CSV's units: bytes above what was allocated before the call
+    setup_ms: float = math.nan  # building the callable plus the first call (compilation), milliseconds
     harness_ms: float = math.nan
     message: str = ""
 
@@ -178,12 +178,12 @@ def time_direct(kernel: str, pattern: Pattern, batch: int, heads: int, seq_len: 
         with torch.no_grad(), compile_limit():
             run()
             torch.cuda.synchronize()
-            res.setup_s = time.perf_counter() - t0
+            res.setup_ms = (time.perf_counter() - t0) * 1e3
             base = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
             out = run()
             torch.cuda.synchronize()
-            res.peak_mem_mib = (torch.cuda.max_memory_allocated() - base) / 2**20
+            res.peak_mem_bytes = float(torch.cuda.max_memory_allocated() - base)
             del out
             res.time_ms = float(do_bench(run, warmup=warmup_ms, rep=rep_ms, return_mode="median"))
         res.tflops = _flops(pattern, batch, heads, seq_len, head_dim) / (res.time_ms * 1e-3) / 1e12
@@ -266,7 +266,7 @@ def _print_table(results: list[DirectResult], with_harness: bool) -> None:
           + ("  harness_ms  diff" if with_harness else "") + "  status")
     for r in results:
         line = (f"{r.kernel:15s} {r.pattern + (str(r.window) if r.window else ''):8s} {r.seq_len:6d} {r.batch:3d} "
-                f"{r.time_ms:9.4f} {r.tflops:8.1f} {r.peak_mem_mib:8.1f}")
+                f"{r.time_ms:9.4f} {r.tflops:8.1f} {r.peak_mem_bytes / 2**20:8.1f}")
         if with_harness:
             diff = r.harness_ms / r.time_ms - 1 if r.time_ms == r.time_ms else math.nan
             line += f"  {r.harness_ms:10.4f} {diff:+6.1%}"

@@ -33,7 +33,8 @@ commands:
 """
 
 _DISPATCH = {"report": "report_main", "compare": "compare_main", "check": "check_main"}
-_HYDRA_INFO = ("cfg", "info", "hydra_help", "shell_completion", "resolve")
+_HYDRA_INFO = ("cfg", "package", "info", "hydra_help", "shell_completion", "resolve", "hydra_version")
+_HYDRA_REFUSED = ("config_path", "config_name", "config_dir", "experimental_rerun")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +138,29 @@ def sweep_help() -> str:
     return "\n".join(lines) + "\n"
 
 
+def sweep_args_parser() -> argparse.ArgumentParser:
+    """The flags ``attnbench sweep`` accepts: Hydra's command-line flags, with the overrides as positionals.
+
+    Hydra's informational flags are answered by Hydra itself (:func:`harness.launch.run_hydra_app`); the
+    ``--config-*`` flags are refused (the config is attnbench's own; add presets with ``hydra.searchpath``).
+    """
+    p = argparse.ArgumentParser(prog="attnbench sweep", add_help=False)
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("-m", "--multirun", action="store_true")
+    p.add_argument("-c", "--cfg", choices=["job", "hydra", "all"])
+    p.add_argument("-p", "--package")
+    p.add_argument("-i", "--info", nargs="?", const="all")
+    p.add_argument("--hydra-help", action="store_true")
+    p.add_argument("--hydra-version", "--version", action="store_true", dest="hydra_version")
+    p.add_argument("-sc", "--shell-completion", action="store_true")
+    p.add_argument("--resolve", action="store_true")
+    p.add_argument("-cp", "--config-path")
+    p.add_argument("-cn", "--config-name")
+    p.add_argument("-cd", "--config-dir")
+    p.add_argument("--experimental-rerun")
+    return p
+
+
 def sweep_main(argv: Sequence[str]) -> int:
     """``attnbench sweep``: check the whole grid, run it through Hydra, assemble the CSV, write the report.
 
@@ -147,25 +171,23 @@ def sweep_main(argv: Sequence[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(sweep_help(), end="")
         return 0
-    from hydra._internal.utils import get_args_parser
-
-    from harness import launch
-    from harness.config import ConfigError
-    from harness.progress import Progress, install
-    from harness.store import RunStore
-
-    parser = get_args_parser()
-    parser.prog = "attnbench sweep"
+    parser = sweep_args_parser()
     try:
         args = parser.parse_intermixed_args(argv)  # flags may come after overrides: `seq_len=512 -m heads=4,8`
     except SystemExit as exc:
         return int(exc.code or 0)
+    from harness import launch
+
     if any(getattr(args, name, None) for name in _HYDRA_INFO):
-        return launch.run_hydra(argv)
-    if args.config_path or args.config_name or args.config_dir or args.experimental_rerun:
+        return launch.run_hydra_app(argv)
+    if any(getattr(args, name, None) for name in _HYDRA_REFUSED):
         print("attnbench sweep: --config-path/--config-name/--config-dir are not supported; add your own presets "
               "with hydra.searchpath=[file:///path/to/dir] (a dir holding preset/NAME.yaml)", file=sys.stderr)
         return 2
+    from harness.config import ConfigError
+    from harness.progress import Progress, install
+    from harness.store import RunStore
+
     try:
         grid = launch.build_grid(args.overrides, multirun=args.multirun)
     except ConfigError as exc:
@@ -177,14 +199,12 @@ def sweep_main(argv: Sequence[str]) -> int:
     prog.message(f"attnbench: {grid.n_items} measurements in {n_jobs} job{'s' * (n_jobs > 1)} -> {run_dir}")
     hydra_argv = (["--multirun"] if grid.multirun else []) + grid.overrides
     install(prog)
-    launch.cli_active = True
     try:
-        code = launch.run_hydra(hydra_argv)
+        code = launch.run_grid(grid)
     except KeyboardInterrupt:
         code = 130
     finally:
         install(None)
-        launch.cli_active = False
         prog.close()
     if run_dir.is_dir():
         RunStore(run_dir).write_csv()

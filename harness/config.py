@@ -34,6 +34,8 @@ AXES: tuple[str, ...] = (
     "n_global", "mode", "seed", "inputs",
 )
 DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
+#: CPU timers (:data:`harness.measure.CPU_TIMERS`), the default first.
+CPU_TIMER_CHOICES: tuple[str, ...] = ("per_call", "blocked_autorange")
 
 
 class ConfigError(ValueError):
@@ -81,6 +83,8 @@ class SweepConfig:
     min_runs: int = field(default=3, metadata=_help("fewest timed calls, even past the budget, >= 1", "int"))
     threads: int = field(default=0, metadata=_help("CPU threads for torch (0 = torch's default, at most the free "
                                                    "cores)", "int"))
+    cpu_timer: str = field(default="per_call",
+                           metadata=_help("CPU timer: per_call (a sample per call) or blocked_autorange", "str"))
     results_dir: str = field(default="results", metadata=_help("where run directories go", "str"))
     run_name: str = field(default=DEFAULT_RUN_NAME,
                           metadata=_help("run directory name (default: a timestamp); reuse it to resume", "str"))
@@ -113,6 +117,8 @@ class SweepPlan:
         budget_s, warmup, min_runs: measurement settings.
         rel_ci: adaptive stopping target (0: fixed budget).
         threads: torch CPU threads to set (0 = torch's default, capped at the cores free when the sweep starts).
+        cpu_timer: how CPU cases are timed: ``per_call`` or ``blocked_autorange`` (part of a CPU record's key
+            when not ``per_call``).
         progress: ``auto``, ``bar``, ``plain`` or ``off``.
         variants_from: files/modules imported to register variants (already imported by the conversion).
         isolate: run each (case, variant) in a child process (:mod:`harness.isolate`).
@@ -128,6 +134,7 @@ class SweepPlan:
     warmup: int = 1
     min_runs: int = 3
     threads: int = 0
+    cpu_timer: str = "per_call"
     progress: str = "auto"
     variants_from: tuple[str, ...] = ()
     isolate: bool = False
@@ -268,6 +275,7 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     cores = allowed_cores()
     threads = _scalar(c, "threads", int, lambda v: 0 <= v <= cores,
                       f"an integer >= 0 and <= {cores}, the cores this process may run on; 0 = torch's default")
+    cpu_timer = _choice_value("cpu_timer", c["cpu_timer"], CPU_TIMER_CHOICES)
     progress = _choice_value("progress", c["progress"], PROGRESS_CHOICES)
     isolate = c["isolate"]
     if not isinstance(isolate, bool):
@@ -302,8 +310,8 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
         variants = selection
     return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
                      / run_name, run_id=run_name, budget_s=float(budget), rel_ci=float(rel_ci), warmup=warmup,
-                     min_runs=min_runs, threads=threads, progress=progress, variants_from=tuple(variants_from),
-                     isolate=isolate, case_timeout_s=float(case_timeout_s))
+                     min_runs=min_runs, threads=threads, cpu_timer=cpu_timer, progress=progress,
+                     variants_from=tuple(variants_from), isolate=isolate, case_timeout_s=float(case_timeout_s))
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

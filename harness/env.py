@@ -2,7 +2,10 @@
 
 :func:`capture_env` returns a plain dict (written to ``env.json`` in the run directory); the per-row columns
 (``device_name``, ``torch_version``, ``harness_version``, ``git_commit``) come from :func:`row_env`. The
-slow parts (git, ``/proc/cpuinfo``) are computed once per process.
+slow parts (git, ``/proc/cpuinfo``) are computed once per process. :func:`collect_env_report` adds PyTorch's own
+environment report (``python -m torch.utils.collect_env``: OS, compilers, CUDA/cuDNN, drivers, CPU flags, pip
+packages); it runs tools such as ``lscpu``, ``nvidia-smi`` and ``pip``, so it takes 0.5 s to several seconds and
+the sweep captures it once per run directory, before the first measurement.
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+
+#: Longest wait for ``torch.utils.collect_env`` (it shells out to nvidia-smi, pip, ...) before giving up.
+COLLECT_ENV_TIMEOUT_S = 60.0
 
 
 def cuda_available() -> bool:
@@ -120,3 +128,34 @@ def capture_env() -> dict:
         "git_commit": git_commit(),
         "argv": list(sys.argv),
     }
+
+
+def collect_env_report(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
+    """PyTorch's environment report (``torch.utils.collect_env.get_pretty_env_info()``), with its cost.
+
+    Args:
+        timeout_s: give up after this many seconds (the report then says so; the tool may finish in the
+            background).
+
+    Returns:
+        ``{"text": report, "seconds": s}``, or ``{"error": why, "seconds": s}`` when it failed or took too long.
+        Never raises.
+    """
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            from torch.utils import collect_env
+
+            box["text"] = collect_env.get_pretty_env_info()
+        except Exception as exc:  # a missing tool or an odd platform: said in env.json, never fatal
+            box["error"] = f"{type(exc).__name__}: {exc}"[:500]
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=work, name="attnbench-collect-env", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    seconds = round(time.perf_counter() - t0, 3)
+    if worker.is_alive():
+        return {"error": f"torch.utils.collect_env did not finish within {timeout_s:g} s", "seconds": seconds}
+    return {**box, "seconds": seconds}

@@ -69,7 +69,6 @@ class Progress:
         self.done = 0
         self.measured = 0
         self.skipped = 0
-        self.measure_s = 0.0
         self.t0 = time.perf_counter()
         self._line_len = 0
 
@@ -92,8 +91,7 @@ class Progress:
             eta = _fmt_duration(self.eta_s())
             self._bar(f"{self._prefix()} {case_text} | {variant} | ETA {eta}")
 
-    def finish(self, case_text: str, variant: str, status: str, summary: str = "", skipped: bool = False,
-               seconds: float = 0.0) -> None:
+    def finish(self, case_text: str, variant: str, status: str, summary: str = "", skipped: bool = False) -> None:
         """An item ended with ``status`` (``skipped`` when an existing record was kept)."""
         self.done += 1
         if self.done > self.total:
@@ -102,7 +100,6 @@ class Progress:
             self.skipped += 1
         else:
             self.measured += 1
-            self.measure_s += seconds
         text = f"{self._prefix()} {case_text} | {variant}: {'exists, skipped' if skipped else status}"
         if summary and not skipped:
             text += f" {summary}"

@@ -55,8 +55,23 @@ _TMP_SUFFIX = ".tmp"
 
 
 # ---------------------------------------------------------------------------------------------------- identity
-def record_key(case: Case, variant: str, threads: int = 0) -> dict[str, Any]:
-    """What identifies a record: the case (mode included), the variant and the configured thread count."""
+#: The CPU timer of records made before ``cpu_timer`` was a key: it stays out of their key (their ids are kept).
+KEYLESS_CPU_TIMER = "per_call"
+
+
+def record_key(case: Case, variant: str, threads: int = 0, cpu_timer: str = KEYLESS_CPU_TIMER) -> dict[str, Any]:
+    """What identifies a record: the case (mode included), the variant and the configured measurement settings.
+
+    Args:
+        case: the case.
+        variant: the variant's name.
+        threads: the configured thread count (0 = torch's default).
+        cpu_timer: the CPU timer; part of the key of CPU cases only, and only when it is not
+            :data:`KEYLESS_CPU_TIMER` (so existing record ids stay as they were).
+
+    Returns:
+        A JSON-able dict.
+    """
     p = case.pattern
     key: dict[str, Any] = {
         "variant": variant, "device": case.device, "dtype": case.dtype, "batch": case.batch, "heads": case.heads,
@@ -65,6 +80,8 @@ def record_key(case: Case, variant: str, threads: int = 0) -> dict[str, Any]:
     }
     if case.inputs != "gaussian":  # gaussian keys stay as they were before the key existed
         key["inputs"] = case.inputs
+    if case.device_type == "cpu" and cpu_timer != KEYLESS_CPU_TIMER:
+        key["cpu_timer"] = cpu_timer
     if p.kind in ("window", "window_sym"):
         key["window"] = p.window
     if p.kind in ("block_sparse", "block_sparse_causal"):
@@ -74,9 +91,9 @@ def record_key(case: Case, variant: str, threads: int = 0) -> dict[str, Any]:
     return key
 
 
-def record_id(case: Case, variant: str, threads: int = 0) -> str:
+def record_id(case: Case, variant: str, threads: int = 0, cpu_timer: str = KEYLESS_CPU_TIMER) -> str:
     """Stable file name stem of a record: a hash of :func:`record_key` (same on every machine and run)."""
-    blob = json.dumps(record_key(case, variant, threads), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(record_key(case, variant, threads, cpu_timer), sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:20]
 
 

@@ -18,6 +18,8 @@ a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import socket
 import time
 import warnings
@@ -61,11 +63,6 @@ class SweepResult:
     wall_s: float = 0.0
     measure_s: float = 0.0
     contended: int = 0
-
-    @property
-    def overhead_s(self) -> float:
-        """Wall time outside the measurements: inputs, records, progress, env capture, the CSV."""
-        return self.wall_s - self.measure_s
 
 
 def no_device_message(device: str) -> str:
@@ -114,6 +111,29 @@ def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.
     return out.measurement, out.seconds
 
 
+def collect_env_once(run_dir: Path, env: dict) -> dict:
+    """PyTorch's environment report for this run: the one already in ``run_dir/env.json`` when it was taken on
+    this host with this torch (a resumed run, another job of a multirun), else a new one
+    (:func:`harness.env.collect_env_report`, 0.5 s to a few seconds).
+
+    Args:
+        run_dir: the run directory.
+        env: this process's :func:`harness.env.capture_env`.
+
+    Returns:
+        ``{"text": ..., "seconds": ...}`` (or ``"error"`` instead of ``"text"``).
+    """
+    import json
+
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        old = json.loads((run_dir / "env.json").read_text(encoding="utf-8"))
+        report, old_env = old.get("collect_env"), old.get("environment", {})
+        if (isinstance(report, dict) and "text" in report and old_env.get("hostname") == env["hostname"]
+                and old_env.get("torch_version") == env["torch_version"]):
+            return report
+    return _env.collect_env_report()
+
+
 def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,
               resolved_config: dict | None = None, progress: Progress | None = None,
               cuda_available: bool | None = None, write_csv: bool = True) -> SweepResult:
@@ -154,7 +174,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     env = _env.capture_env()
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
                "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
-               "threads": threads_why}
+               "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env)}
     job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "env.json", env_doc)
@@ -166,7 +186,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     if not plan.threads and threads < torch.get_num_threads():
         prog.message(f"{plan.run_id}: {threads_why}")
     mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
-                                  threads=threads, rel_ci=plan.rel_ci or None)
+                                  threads=threads, rel_ci=plan.rel_ci or None, cpu_timer=plan.cpu_timer)
     from harness.registry import get_variant
 
     variants = [get_variant(n) for n in plan.variants]
@@ -183,7 +203,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
             text = case.describe()
             todo = []
             for variant in variants:
-                rid = record_id(case, variant.name, plan.threads)
+                rid = record_id(case, variant.name, plan.threads, plan.cpu_timer)
                 if rid in existing or store.has(rid):
                     result.skipped += 1
                     prog.finish(text, variant.name, "", skipped=True)
@@ -237,16 +257,19 @@ class _RowWriter:
     prog: Progress
     case: Case
     concurrent_jobs: int
+    baseline_ms: float = math.nan
 
     def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
         m.extra["concurrent_jobs"] = self.concurrent_jobs
+        if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
+            m.extra["baseline_ms"] = self.baseline_ms
         self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
         r = self.result
         r.measured += 1
         r.measure_s += secs
         r.statuses[m.status] += 1
         r.contended += bool(m.contended)
-        self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m), seconds=secs)
+        self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m))
 
     def phase(self, text: str) -> None:
         self.prog.start(self.case.describe(), text)
@@ -260,21 +283,32 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
     is being timed loses only the rows still being timed, which a resume measures again.
     """
     rids = {id(v): rid for v, rid in todo}
-    ready = []
+    ready, refused_rows = [], []
     for variant, rid in todo:
         refused = declined(variant, case, threads)
-        if refused is not None:
-            write.phase(variant.name)
-            write(variant, refused, 0.0, rid)
-        else:
+        if refused is None:
             ready.append(variant)
-    if not ready:
-        return
-    try:
-        inputs = cache.get(case)
-    except Exception as exc:
+        else:
+            refused_rows.append((variant, refused, rid))
+    inputs, inputs_error = None, None
+    if ready:
+        try:
+            inputs = cache.get(case)
+        except Exception as exc:
+            inputs_error = exc
+    if inputs is not None:  # the case's truth, before its rows: each row carries what it cost (baseline_ms)
+        ms, line = cache.refs.prepare_case(case, inputs, ready, mcfg.errors)
+        write.baseline_ms = ms
+        if line:
+            write.prog.message(line)
+        if math.isfinite(ms):
+            write.result.measure_s += ms / 1e3
+    for variant, refused, rid in refused_rows:
+        write.phase(variant.name)
+        write(variant, refused, 0.0, rid)
+    if inputs is None:
         for variant in ready:
-            write(variant, _measure.failure(exc, threads), 0.0, rids[id(variant)])
+            write(variant, _measure.failure(inputs_error, threads), 0.0, rids[id(variant)])
         return
     _measure.measure_case(ready, case, inputs, cache.refs, mcfg,
                           on_row=lambda v, m, secs: write(v, m, secs, rids[id(v)]), baseline=BASELINE,
@@ -283,5 +317,5 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
 
 def expected_ids(plan: SweepPlan) -> set[str]:
     """Record ids a complete run of ``plan`` has (for checks and tests)."""
-    return {record_id(c, v, plan.threads) for c in plan.cases for v in plan.variants}
+    return {record_id(c, v, plan.threads, plan.cpu_timer) for c in plan.cases for v in plan.variants}
 

@@ -132,6 +132,40 @@ def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
     return cases
 
 
+def representative_cases(variant: Variant, devices: Iterable[str] | None = None,
+                         dtypes: Iterable[str] = CONFORMANCE_DTYPES) -> list[int]:
+    """Indices into :func:`conformance_cases` worth running as separate tests: every supported case, and one
+    declined case per (device, reasons).
+
+    A declined case is checked for its reasons and for the ``ValueError`` a call raises; two declined cases on
+    one device with the same reasons go through the same code and prove the same thing, so one of each is
+    kept (the first, in :func:`conformance_cases` order). The full kit (:func:`run_conformance`,
+    ``attnbench check``) still runs every case.
+
+    Args:
+        variant: the variant.
+        devices: device names (default: the available ones).
+        dtypes: dtype names.
+
+    Returns:
+        Indices, ascending. A case whose ``not_supported_reasons`` raises is kept (the check reports it).
+    """
+    keep: list[int] = []
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for i, case in enumerate(conformance_cases(variant, devices, dtypes)):
+        try:
+            reasons = tuple(str(r) for r in variant.not_supported_reasons(case))
+        except Exception:
+            keep.append(i)
+            continue
+        if not reasons:
+            keep.append(i)
+        elif (case.device, reasons) not in seen:
+            seen.add((case.device, reasons))
+            keep.append(i)
+    return keep
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")

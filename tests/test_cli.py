@@ -134,6 +134,31 @@ def test_grid_building_presets_and_multirun_rules():
     assert {c.batch * c.seq_len for c in gpu.plans[0].cases} == {16384}
 
 
+def test_hydra_info_flags_are_answered_by_hydras_own_app(capfd):
+    """`--cfg job` goes to the `@hydra.main` app (python -m harness.launch) unchanged; nothing is measured."""
+    assert cli.main(["sweep", "--cfg", "job", "seq_len=8", "heads=3"]) == 0
+    out = capfd.readouterr().out
+    assert "seq_len: 8" in out and "heads: 3" in out and "variants:" in out
+
+
+def test_sweep_leaves_sys_argv_alone_and_a_failing_job_is_exit_1(tmp_path, cwd, capsys, monkeypatch):
+    import harness.sweep
+
+    argv = list(sys.argv)
+    seen = []
+
+    def boom(plan, **kw):
+        seen.append(list(sys.argv))
+        raise RuntimeError("boom in the job")
+
+    monkeypatch.setattr(harness.sweep, "run_sweep", boom)
+    for extra in ([], ["-m", "seed=0,1"]):
+        code, out, err = _sweep([f"results_dir={tmp_path / 'res'}", "run_name=f", "seq_len=8", "variants=full",
+                                 *extra, *TINY], capsys)
+        assert code == 1 and "job 0 failed: RuntimeError: boom in the job" in err and "Traceback" not in err
+    assert seen == [argv] * 3 and sys.argv == argv
+
+
 def test_no_arguments_runs_the_default_sweep(monkeypatch):
     seen = []
     monkeypatch.setattr(cli, "sweep_main", lambda argv: seen.append(argv) or 0)

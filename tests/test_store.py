@@ -17,7 +17,7 @@ import pytest
 import harness
 from harness import Case, Pattern
 from harness.results_io import load_results
-from harness.store import PUBLIC_COLUMNS, RunStore, record_id, write_atomic
+from harness.store import PUBLIC_COLUMNS, RunStore, record_id, record_key, write_atomic
 from tests.sweep_helpers import read_records, write_variants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +43,17 @@ def test_record_id_is_stable_and_names_what_matters():
         record_id(c, "full", threads=1),
     }
     assert len(ids) == 6
+
+
+def test_cpu_timer_enters_the_key_of_cpu_records_only_when_not_the_default():
+    c = Case(batch=1, heads=2, seq_len=16, head_dim=8)
+    gpu = Case(batch=1, heads=2, seq_len=16, head_dim=8, device="cuda")
+    # ids of records made before cpu_timer was a key (computed with the store of commit 0a21428) stay the same
+    assert record_id(c, "full") == record_id(c, "full", cpu_timer="per_call") == "a089f51743630e26475d"
+    assert record_id(gpu, "full", threads=2) == "a1a1f69945e8393221f5"
+    assert record_id(c, "full", cpu_timer="blocked_autorange") != record_id(c, "full")
+    assert record_key(c, "full", cpu_timer="blocked_autorange")["cpu_timer"] == "blocked_autorange"
+    assert record_id(gpu, "full", 2, cpu_timer="blocked_autorange") == record_id(gpu, "full", 2)  # not a CPU case
 
 
 def test_atomic_write_leaves_old_or_new_never_part(tmp_path, monkeypatch):

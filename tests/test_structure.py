@@ -90,9 +90,36 @@ def test_no_private_names_across_modules():
     assert private <= KNOWN, sorted(private - KNOWN)
 
 
+def test_no_private_hydra_and_no_argv_swapping():
+    """Hydra through its public API only (issue 18.6): no ``hydra._internal``, no assignment to ``sys.argv``."""
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("hydra._internal"), f"{name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("hydra._internal") for a in node.names), name
+            if isinstance(node, ast.Assign):
+                for t in node.targets:
+                    assert not (isinstance(t, ast.Attribute) and t.attr == "argv"), f"{name} assigns sys.argv"
+
+
 def test_the_checker_sees_a_cycle_and_a_private_import():
     """The two checks above can fail: a planted cycle and a planted private import are found."""
     mods = {"harness.a": ast.parse("from harness.b import _x\n"), "harness.b": ast.parse("import harness.a\n")}
     edges, private = _graph(mods)
     assert _cycle(edges) in (["harness.a", "harness.b", "harness.a"], ["harness.b", "harness.a", "harness.b"])
     assert private == {("harness.a", "harness.b", "_x")}
+
+
+def test_docs_list_every_column_in_order():
+    """docs/sweeps.md's column list is the store's: public columns, then the fixed extras, in order."""
+    import re
+
+    from harness.store import EXTRA_COLUMNS, PUBLIC_COLUMNS
+
+    text = (ROOT / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    section = text[text.index("`results.csv` columns:"):]
+    section = section[:section.index("then any other column")]
+    listed = [c for block in re.findall(r"`([^`]+)`", section) for c in re.split(r",\s*", block) if c]
+    listed = [c for c in listed if c != "results.csv"]
+    assert listed == [*PUBLIC_COLUMNS, *EXTRA_COLUMNS]

@@ -62,7 +62,7 @@ def test_auto_device_and_tokens(tmp_path):
     ("window", 0, ">= 1"), ("seq_len", "abc", "integer"), ("seq_len", [8, 0], ">= 1"),
     ("dtype", "float8", "bfloat16"), ("pattern", "diag", "block_sparse"), ("mode", "back", "fwd_bwd"),
     ("device", "tpu", "cuda"), ("budget", 0, "> 0"), ("threads", -1, ">= 0"), ("run_name", "a/b", "no '/'"),
-    ("seed", -2, ">= 0"), ("seq_len", [], "non-empty"),
+    ("seed", -2, ">= 0"), ("seq_len", [], "non-empty"), ("cpu_timer", "fast", "per_call, blocked_autorange"),
 ])
 def test_bad_values_name_key_value_and_allowed(tmp_path, key, value, allowed):
     with pytest.raises(ConfigError) as info:
@@ -71,6 +71,23 @@ def test_bad_values_name_key_value_and_allowed(tmp_path, key, value, allowed):
     assert key in msg and allowed in msg
     if value != []:
         assert str(value if not isinstance(value, list) else value[-1]) in msg
+
+
+def test_cpu_timer_key_selects_the_timer_and_keeps_default_ids(tmp_path):
+    from harness.config import CPU_TIMER_CHOICES
+    from harness.measure import CPU_TIMERS, MeasureConfig
+
+    assert set(CPU_TIMER_CHOICES) == set(CPU_TIMERS) and CPU_TIMER_CHOICES[0] == MeasureConfig().cpu_timer
+    default = _plan(tmp_path, run_name="d", variants=["full"], mode="fwd")
+    assert default.cpu_timer == "per_call"
+    blocked = _plan(tmp_path, run_name="b", variants=["full"], mode="fwd", cpu_timer="blocked_autorange")
+    assert expected_ids(blocked).isdisjoint(expected_ids(default))
+    run_sweep(blocked)
+    run_sweep(default)
+    (b_row,) = read_records(blocked.run_dir)
+    (d_row,) = read_records(default.run_dir)
+    assert "blocked_autorange" in b_row["timing_method"] and "blocked_autorange" not in d_row["timing_method"]
+    assert {b_row["record_id"]} == expected_ids(blocked) and {d_row["record_id"]} == expected_ids(default)
 
 
 def test_unknown_variant_lists_known_ones(tmp_path):
@@ -128,6 +145,28 @@ def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
     assert calls == {"inputs": 2, "ref": 2}
 
 
+def test_truth_cost_on_every_row_of_a_case_and_said_in_the_output(tmp_path, tvars):
+    """baseline_ms: the seconds the case's truth took, one figure on every row of the case; a line says it."""
+    stream = io.StringIO()
+    plan = _plan(tmp_path, seq_len=[8, 16], pattern="window", window=3, mode=["fwd", "fwd_bwd"],
+                 variants=["full", "t_fwdonly", "chunked"])
+    run_sweep(plan, cuda_available=False, progress=Progress(plan.n_items, "plain", stream=stream))
+    rows = read_records(plan.run_dir)
+    by_case: dict = {}
+    for r in rows:
+        by_case.setdefault((r["seq_len"], r["mode"]), set()).add(r["baseline_ms"])
+    assert len(by_case) == 4
+    for figures in by_case.values():
+        assert len(figures) == 1 and next(iter(figures)) > 0
+    text = stream.getvalue()
+    assert text.count("truth of cpu float32 B1 H1 N16 D4 window(w=3) fwd: ") == 1, text
+    assert "reference" in text and "textbook" in text and "dense" in text
+    # the fwd_bwd case shares the fwd case's inputs: only the gradients are new
+    assert "truth of cpu float32 B1 H1 N16 D4 window(w=3) fwd_bwd: " in text
+    line = next(x for x in text.splitlines() if "N16 D4 window(w=3) fwd_bwd" in x and "truth of" in x)
+    assert "textbook" not in line and "reference" in line
+
+
 # ---------------------------------------------------------------------------------------------------- resume
 def test_resume_measures_only_what_is_missing(tmp_path, tvars):
     plan = _plan(tmp_path, seq_len=[8, 16], variants=["full", "t_raise"])
@@ -178,7 +217,7 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise():
     p = Progress(3, "auto", tty)
     assert p.style == "bar"
     p.start("cpu N8 full fwd", "full")
-    p.finish("cpu N8 full fwd", "full", "ok", "1 ms", seconds=0.01)
+    p.finish("cpu N8 full fwd", "full", "ok", "1 ms")
     p.start("cpu N16 full fwd", "sdpa")
     p.close()
     out = tty.getvalue()
@@ -206,3 +245,32 @@ def test_inputs_that_cannot_be_made_become_rows_and_the_sweep_goes_on(tmp_path, 
     rows = {r["seq_len"]: r for r in read_records(plan.run_dir)}
     assert rows[8]["status"] == "oom" and "MemoryError: cannot allocate" in rows[8]["reason"]
     assert rows[16]["status"] == "ok"
+
+
+def test_env_json_holds_torchs_collect_env_report_taken_once_per_run(tmp_path, monkeypatch):
+    import json
+
+    import harness.env as env_mod
+
+    plan = _plan(tmp_path, run_name="env", variants=["full"], mode="fwd")
+    run_sweep(plan)
+    doc = json.loads((plan.run_dir / "env.json").read_text())
+    report = doc["collect_env"]
+    assert "PyTorch version:" in report["text"] and report["seconds"] > 0
+    monkeypatch.setattr(env_mod, "collect_env_report", lambda *a, **k: pytest.fail("collected twice in one run"))
+    run_sweep(_plan(tmp_path, run_name="env", variants=["full"], mode="fwd", seed=1))  # resume, another case
+    assert json.loads((plan.run_dir / "env.json").read_text())["collect_env"] == report
+
+
+def test_collect_env_report_gives_up_and_says_so(monkeypatch):
+    import time
+
+    from torch.utils import collect_env
+
+    import harness.env as env_mod
+
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: time.sleep(2) or "late")
+    got = env_mod.collect_env_report(timeout_s=0.1)
+    assert got["error"] == "torch.utils.collect_env did not finish within 0.1 s" and got["seconds"] < 1.5
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: 1 / 0)
+    assert env_mod.collect_env_report()["error"].startswith("ZeroDivisionError")

@@ -12,11 +12,14 @@ PyTorch either runs that kernel or raises; it never silently picks another one.
 Patterns: ``full`` and ``causal`` (``is_causal=True``, the top-left triangle, which is this project's causal
 mask for square attention).
 
-Why a CUDA case is not supported is asked of PyTorch itself: the first time a (dtype, seq_len, head_dim,
-causal, backward) combination is seen on a device, a probe call with batch = heads = 1 runs the pinned
-backend; when PyTorch answers "No available kernel", the debug warnings it emits for that backend (e.g.
-"Flash attention only supports gpu architectures in the range [sm80, sm121]") become the reasons. The answer
-is cached per combination.
+Why a CUDA case is not supported is asked of PyTorch itself, through its public support checks:
+``torch.backends.cuda.can_use_flash_attention``, ``can_use_efficient_attention`` and ``can_use_cudnn_attention``,
+called with ``debug=True`` on an ``SDPAParams`` of the case (batch = heads = 1, empty tensors of the case's
+sequence length, head dim and dtype, ``requires_grad`` when the mode has a backward). No kernel runs. When a
+check says no, the sentences it warns with (e.g. "Flash attention only supports gpu architectures in the range
+[sm80, sm121]") become the reason. The answer is cached per (device, dtype, seq_len, head_dim, causal, backward).
+Only a torch without these functions falls back to the old way: a probe call of the pinned backend, whose
+"No available kernel" error and debug warnings give the reason.
 """
 
 from __future__ import annotations
@@ -74,8 +77,8 @@ class _SdpaBase(Variant):
             return [f"dtype={case.dtype} on {case.device_type} (the {self.backend.name} kernel supports: "
                     f"{', '.join(sorted(allowed))})"]
         if case.device_type == "cuda" and self.backend != SDPBackend.MATH:
-            return list(_probe_cuda(self.backend, case.device, case.dtype, case.seq_len, case.head_dim,
-                                    case.pattern.kind == "causal", case.needs_backward))
+            return list(cuda_kernel_reasons(self.backend, case.device, case.dtype, case.seq_len, case.head_dim,
+                                            case.pattern.kind == "causal", case.needs_backward))
         return []
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
@@ -93,10 +96,88 @@ class _SdpaBase(Variant):
         return call
 
 
+#: PyTorch's public support check of each fused backend (``torch.backends.cuda``), by function name.
+_SUPPORT_CHECKS: dict[SDPBackend, str] = {
+    SDPBackend.FLASH_ATTENTION: "can_use_flash_attention",
+    SDPBackend.EFFICIENT_ATTENTION: "can_use_efficient_attention",
+    SDPBackend.CUDNN_ATTENTION: "can_use_cudnn_attention",
+}
+
+
+def support_check(backend: SDPBackend):
+    """PyTorch's public ``can_use_*_attention`` function for ``backend``, or None where this torch lacks it.
+
+    Args:
+        backend: a fused backend (flash, efficient, cudnn).
+
+    Returns:
+        The function ``(params, debug) -> bool``, or None (no such function, or no ``SDPAParams``).
+    """
+    name = _SUPPORT_CHECKS.get(backend)
+    if name is None or not hasattr(torch.backends.cuda, "SDPAParams"):
+        return None
+    return getattr(torch.backends.cuda, name, None)
+
+
+def sdpa_params(q: torch.Tensor, causal: bool):
+    """``torch.backends.cuda.SDPAParams`` for self-attention on ``q`` (no mask, no dropout, no GQA).
+
+    torch 2.5 added ``enable_gqa`` as a seventh argument; older versions take six.
+    """
+    cls = torch.backends.cuda.SDPAParams
+    try:
+        return cls(q, q, q, None, 0.0, causal, False)
+    except TypeError:
+        return cls(q, q, q, None, 0.0, causal)
+
+
+@functools.lru_cache(maxsize=512)
+def cuda_kernel_reasons(backend: SDPBackend, device: str, dtype: str, seq_len: int, head_dim: int, causal: bool,
+                        backward: bool) -> tuple[str, ...]:
+    """Why PyTorch's ``backend`` kernel cannot run this combination (empty when it can), asked of PyTorch.
+
+    Args:
+        backend: the pinned fused backend.
+        device: the CUDA device.
+        dtype: dtype name.
+        seq_len, head_dim: the case's shape (batch and heads do not enter the support rules).
+        causal: ``is_causal``.
+        backward: the mode needs gradients.
+
+    Returns:
+        One sentence naming the case and PyTorch's reasons, or ``()``. A torch without the public check falls
+        back to a probe call (:func:`_probe_cuda`).
+    """
+    check = support_check(backend)
+    if check is None:
+        return _probe_cuda(backend, device, dtype, seq_len, head_dim, causal, backward)
+    try:
+        q = torch.empty(1, 1, seq_len, head_dim, device=device, dtype=getattr(torch, dtype), requires_grad=backward)
+        params = sdpa_params(q, causal)
+    except Exception:  # could not even build the question (e.g. no memory): let the real call report it
+        return ()
+    with warnings.catch_warnings(record=True) as caught, sdpa_kernel(backend):  # the backend enabled, as in a call
+        warnings.simplefilter("always")
+        ok = bool(check(params, True))
+    if ok:
+        return ()
+    messages = [_TRIGGERED.sub("", str(w.message)).strip() for w in caught]
+    detail = "; ".join(dict.fromkeys(m for m in messages if m))
+    if not detail:
+        detail = f"torch.backends.cuda.{_SUPPORT_CHECKS[backend]} returned False without a reason"
+    return (f"PyTorch {torch.__version__} has no {backend.name} kernel for "
+            f"{_what(dtype, seq_len, head_dim, causal, backward)}: {detail}",)
+
+
+def _what(dtype: str, seq_len: int, head_dim: int, causal: bool, backward: bool) -> str:
+    return (f"dtype={dtype}, seq_len={seq_len}, head_dim={head_dim}, {'causal' if causal else 'full'}"
+            f"{', with backward' if backward else ''}")
+
+
 @functools.lru_cache(maxsize=512)
 def _probe_cuda(backend: SDPBackend, device: str, dtype: str, seq_len: int, head_dim: int, causal: bool,
                 backward: bool) -> tuple[str, ...]:
-    """Ask PyTorch whether ``backend`` runs this combination; return its reasons when it does not.
+    """Fallback for a torch without the public support checks: run ``backend`` and read why it refused.
 
     A probe with batch = heads = 1 (the kernels' support rules do not depend on them) runs forward, and
     backward when asked, under the pinned backend. "No available kernel" turns into the debug warnings PyTorch
@@ -145,8 +226,7 @@ def _explain(backend: SDPBackend, messages: list[str], dtype: str, seq_len: int,
         elif current is not None and msg:
             sections[current].append(msg)
     mine = next((lines for name, lines in sections.items() if want in name), None)
-    what = (f"dtype={dtype}, seq_len={seq_len}, head_dim={head_dim}, {'causal' if causal else 'full'}"
-            f"{', with backward' if backward else ''}")
+    what = _what(dtype, seq_len, head_dim, causal, backward)
     if mine:
         detail = "; ".join(dict.fromkeys(mine))
     else:
