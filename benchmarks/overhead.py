@@ -236,8 +236,9 @@ def phases_child(results_dir: str) -> None:
     ph.wrap(measure, "measure_peak", "memory probes")
     ph.wrap(measure, "matmul_ceiling_tflops", "ceilings")
     ph.wrap(measure, "copy_ceiling_gbps", "ceilings")
-    for attr in ("reference", "textbook", "dense_reference"):
-        ph.wrap(ReferenceCache, attr, "baseline")
+    for attr in ("prepare_case", "reference", "textbook", "dense_reference"):
+        if hasattr(ReferenceCache, attr):
+            ph.wrap(ReferenceCache, attr, "baseline")
     ph.wrap(outcome.CaseInputs, "get", "inputs")
     ph.wrap(report, "write_report", "report")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
