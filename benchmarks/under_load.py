@@ -65,8 +65,8 @@ def hog(after_s: float = 0.0, n: int = 1) -> Iterator[list[subprocess.Popen]]:
 
 def sweep(tmp: Path, name: str, **cfg):
     """Run one sweep in this process; returns its rows (DataFrame) and wall seconds."""
+    from harness import load_results
     from harness.config import plan_from_config
-    from harness.store import load_results
     from harness.sweep import run_sweep
 
     base = {"progress": "off", "results_dir": str(tmp), "run_name": name, "device": "cpu"}
@@ -163,7 +163,8 @@ def _timed_s(df) -> float:
     total = 0.0
     for col in ("time_samples_ms", "time_samples_dropped_ms"):
         if col in df.columns:
-            total += sum(sum(json.loads(x)) for x in df[col].dropna() if isinstance(x, str))
+            for x in df[col].dropna():
+                total += sum(json.loads(x) if isinstance(x, str) else x)
     return total / 1e3
 
 
