@@ -1,16 +1,32 @@
-"""Compare two runs row by row: time, memory and error changes with their noise, and a pass/fail verdict.
+"""Compare two runs case by case: each matched case labelled faster, slower, same or unsure by a statistical test.
 
 Rows are matched by case and variant: the case is :func:`harness.columns.case_key`, every parameter of
 :data:`harness.columns.CASE_PARAMS` (device, dtype, batch, heads, seq_len, head_dim, the pattern with all its
 parameters such as the window or the block layout, the input distribution, the seed, the mode, and on CPU the
-thread count); rows of older runs that lack a parameter read as its default.
-A matched row *regressed* on a rule ``metric:threshold%`` when the new value is worse than the base by more
-than the threshold **and** by more than the noise: for times, the sum of both rows' IQRs (so a change within the
-measurements' own spread never fails); memory has no spread, so only the threshold applies. A row that went
-from ``ok`` to any failure status regressed too. Rows present in only one run are listed, never dropped.
+thread count); rows of older runs that lack a parameter read as its default. A base row and a new row that differ
+in one parameter only (say the thread count) are listed together as not comparable, with the difference.
 
-``compare_main(argv)`` is ``attnbench compare BASE NEW [--fail median:5%] ...``: it prints the table and
-returns 1 when a rule failed, 0 otherwise, 2 on bad arguments.
+The time label of a matched case, with ``m`` the ``median`` rule's threshold (default 5%):
+
+- ``unsure`` when either row is ``contended`` (the process did not get the CPU it asked for while timing) or
+  ``noisy``: a disturbed measurement is never called a change;
+- with both rows' raw timing samples (``time_samples_ms``): a bootstrap 95% interval of the ratio of medians
+  new/base (:func:`ratio_interval`). ``slower`` when the interval lies above 1 and the ratio above ``1 + m``;
+  ``faster`` when it lies below 1 and the ratio below ``1 / (1 + m)``; ``same`` when the whole interval lies
+  within ``[1 / (1 + m), 1 + m]``; else ``unsure``;
+- with recorded median intervals (``time_ms_ci_low`` / ``_high``) but no samples: the same rule on the interval
+  ``[low_new / high_base, high_new / low_base]``;
+- otherwise (older runs): the noise is the sum of both rows' IQRs. ``slower`` / ``faster`` when the change is
+  beyond the noise and beyond ``m``; ``same`` when change and noise together stay within ``m``; else ``unsure``.
+
+``--fail median:5%`` fails exactly on ``slower`` cases at that threshold: a change both larger than 5% and
+significant. ``--fail min:PCT%`` fails when the minimum grew beyond the threshold and the summed IQRs (never on a
+contended or noisy row); ``--fail mem:PCT%`` when peak memory grew beyond the threshold (memory has no spread). A
+row ``ok`` in BASE and failed in NEW always fails.
+
+``compare_main(argv)`` is ``attnbench compare BASE NEW [--fail median:5%] [--all]``: a summary (counts per
+label, contended rows), then only what changed or could not be compared; exit 1 when a rule failed, 0 otherwise,
+2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -19,13 +35,14 @@ import argparse
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harness.columns import CASE_COLUMNS, CASE_KEY, case_text
+from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, case_key, case_text
 from harness.results_io import read_runs
 
 #: Metrics a ``--fail`` rule may name: the column compared, and the column holding its noise (or None).
@@ -36,12 +53,23 @@ FAIL_METRICS: dict[str, tuple[str, str | None]] = {
 }
 #: What a row is matched on: the case key and the variant.
 MATCH_COLUMNS: tuple[str, ...] = (CASE_KEY, "variant")
+#: The labels of a matched case, in the order the summary lists them.
+LABELS: tuple[str, ...] = ("slower", "faster", "same", "unsure", "status changed", "fixed", "failed both")
+#: Confidence level of the ratio's interval.
+CI_LEVEL = 0.95
+#: Bootstrap resamples of each median.
+N_RESAMPLES = 4000
+#: Fewest samples on each side for the sample test (fewer: the recorded interval or the IQR rule decides).
+MIN_SAMPLES = 5
+_DEFAULT_MARGIN = 0.05
 _RULE = re.compile(r"^(?P<metric>[a-z_]+):(?P<pct>[0-9]*\.?[0-9]+)%$")
+_FIELDS = ("status", "reason", "time_ms_median", "time_ms_iqr", "time_ms_min", "peak_mem_bytes", "err_metric",
+           "time_samples_ms", "time_ms_ci_low", "time_ms_ci_high", "contended", "noisy", "cpu_share")
 
 
 @dataclass(frozen=True)
 class FailRule:
-    """Fail when ``metric`` grows by more than ``threshold`` (a fraction: 0.05 = 5%) and beyond noise."""
+    """Fail when ``metric`` grows by more than ``threshold`` (a fraction: 0.05 = 5%) and significantly."""
 
     metric: str
     threshold: float
@@ -65,18 +93,134 @@ def parse_fail_rule(text: str) -> FailRule:
     return FailRule(m["metric"], float(m["pct"]) / 100.0)
 
 
+# ---------------------------------------------------------------------------------------------------- statistics
+#: Above this many values x resamples, resample medians are drawn by order statistic instead of resampling.
+_BRUTE_LIMIT = 2_000_000
+
+
+def _median_resamples(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``n_resamples`` bootstrap resamples of ``x``.
+
+    Small sets are resampled outright. For large ones (``len(x) * n_resamples`` above a few million) the
+    resample's median is drawn without building the resample: it is at most the ``j``-th smallest value
+    ``x_(j)`` exactly when at least ``h = ceil(n / 2)`` resampled values are at most ``x_(j)``, a count that is
+    Binomial(n, j / n); so the (lower) median is ``x_(J)`` with ``P(J <= j) = P(Binomial(n, j / n) >= h)``, one
+    uniform draw per resample. At such sizes the lower median and the mean of the two middle values coincide to
+    within adjacent order statistics.
+    """
+    xs = np.sort(np.asarray(x, dtype=float))
+    n = xs.size
+    if n * n_resamples <= _BRUTE_LIMIT:
+        return np.median(xs[rng.integers(0, n, (n_resamples, n))], axis=1)
+    from scipy import stats
+
+    h = math.ceil(n / 2)
+    cdf = stats.binom.sf(h - 1, n, np.arange(1, n + 1) / n)
+    j = np.searchsorted(cdf, rng.random(n_resamples), side="left")
+    return xs[np.minimum(j, n - 1)]
+
+
+def ratio_interval(base: np.ndarray | list[float], new: np.ndarray | list[float], level: float = CI_LEVEL,
+                   n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """Ratio of medians ``median(new) / median(base)`` and its bootstrap percentile interval.
+
+    The two sets are resampled independently (they come from different runs).
+
+    Args:
+        base / new: the raw timing samples of the two rows.
+        level: confidence level of the interval.
+        n_resamples: bootstrap resamples.
+        seed: of the resampling (the result is reproducible).
+
+    Returns:
+        ``(ratio, low, high)``.
+    """
+    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
+    b, n = b[np.isfinite(b) & (b > 0)], n[np.isfinite(n) & (n > 0)]
+    if not b.size or not n.size:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    ratios = _median_resamples(n, n_resamples, rng) / _median_resamples(b, n_resamples, rng)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
+    return float(np.median(n) / np.median(b)), float(lo), float(hi)
+
+
+def _label_interval(ratio: float, lo: float, hi: float, margin: float) -> str:
+    if lo > 1 and ratio > 1 + margin:
+        return "slower"
+    if hi < 1 and ratio < 1 / (1 + margin):
+        return "faster"
+    if lo >= 1 / (1 + margin) and hi <= 1 + margin:
+        return "same"
+    return "unsure"
+
+
+def _flag(x: object) -> bool:
+    """A True/False column's value; blank (NaN, None) is False."""
+    return x is True or (isinstance(x, bool | np.bool_) and bool(x))
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float | np.floating) and math.isfinite(float(x))
+
+
+def time_label(row: pd.Series, margin: float = _DEFAULT_MARGIN) -> tuple[str, str, float, float, float]:
+    """Label the time change of one matched ``ok`` row (both sides ``ok``).
+
+    Args:
+        row: a merged row with ``*_base`` and ``*_new`` fields.
+        margin: the change that counts (0.05 = 5%).
+
+    Returns:
+        ``(label, why, ratio, ratio_low, ratio_high)``; the interval is NaN where no test made one.
+    """
+    nan = math.nan
+    disturbed = [f"{side} contended" + (f" (cpu_share {row[f'cpu_share_{side}']:.2f})"
+                                        if _finite(row.get(f"cpu_share_{side}")) else "")
+                 for side in ("base", "new") if _flag(row.get(f"contended_{side}"))]
+    disturbed += [f"{side} noisy" for side in ("base", "new") if _flag(row.get(f"noisy_{side}"))]
+    tb, tn = row.get("time_ms_median_base"), row.get("time_ms_median_new")
+    ratio = float(tn) / float(tb) if _finite(tb) and _finite(tn) and float(tb) > 0 else nan
+    if disturbed:
+        return "unsure", ", ".join(disturbed), ratio, nan, nan
+    sb, sn = row.get("time_samples_ms_base"), row.get("time_samples_ms_new")
+    if isinstance(sb, tuple | list) and isinstance(sn, tuple | list) and min(len(sb), len(sn)) >= MIN_SAMPLES:
+        r, lo, hi = ratio_interval(sb, sn)
+        return (_label_interval(r, lo, hi, margin), f"samples {len(sb)} vs {len(sn)}: ratio of medians {r:.3f} "
+                f"[{lo:.3f}, {hi:.3f}]", r, lo, hi)
+    if not math.isfinite(ratio):
+        return "unsure", "no time on one side", ratio, nan, nan
+    lb, hb = row.get("time_ms_ci_low_base"), row.get("time_ms_ci_high_base")
+    ln, hn = row.get("time_ms_ci_low_new"), row.get("time_ms_ci_high_new")
+    if all(_finite(v) and float(v) > 0 for v in (lb, hb, ln, hn)):
+        lo, hi = float(ln) / float(hb), float(hn) / float(lb)
+        return (_label_interval(ratio, lo, hi, margin), f"recorded median intervals: ratio {ratio:.3f} "
+                f"[{lo:.3f}, {hi:.3f}]", ratio, lo, hi)
+    noise = float(np.nansum([row.get("time_ms_iqr_base"), row.get("time_ms_iqr_new")]))
+    diff = float(tn) - float(tb)
+    why = f"no samples: change {ratio - 1:+.1%}, noise (IQRs) {noise / float(tb):.1%}"
+    if abs(diff) > noise and abs(diff) > margin * float(tb):
+        return ("slower" if diff > 0 else "faster"), why, ratio, nan, nan
+    if abs(diff) + noise <= margin * float(tb):
+        return "same", why, ratio, nan, nan
+    return "unsure", why, ratio, nan, nan
+
+
+# ---------------------------------------------------------------------------------------------------- compare
 @dataclass
 class Comparison:
     """The outcome of comparing two runs.
 
     Args:
-        matched: one row per matched (case, variant, mode): both runs' figures, relative changes
-            (``*_change``: new/base - 1), the noise and ``verdict`` (``ok``, ``regressed``, ``improved``,
-            ``status changed``).
-        only_base / only_new: rows present in one run only (their match columns and status).
+        matched: one row per matched (case, variant): the case columns, both runs' figures (``*_base``,
+            ``*_new``), relative changes (``*_change``: new/base - 1), ``ratio`` with ``ratio_low`` /
+            ``ratio_high`` where a test gave an interval, ``verdict`` (one of :data:`LABELS`) and ``why``.
+        only_base / only_new: rows present in one run only (case columns, variant, status, and ``differs``:
+            the one parameter that differs from a row of the other run, where there is such a row).
         failures: human-readable lines, one per failed rule and row.
         rules: the rules applied.
-        duplicates: number of rows dropped because a run repeated a (case, variant, mode) (the latest kept).
+        duplicates: number of rows dropped because a run repeated a (case, variant) (the latest kept).
     """
 
     matched: pd.DataFrame
@@ -90,10 +234,20 @@ class Comparison:
     def failed(self) -> bool:
         return bool(self.failures)
 
+    def counts(self) -> dict[str, int]:
+        """Cases per label, in the order of :data:`LABELS`."""
+        c = Counter(self.matched["verdict"]) if len(self.matched) else Counter()
+        return {label: int(c.get(label, 0)) for label in LABELS}
+
+    def contended(self) -> tuple[int, int]:
+        """Rows marked contended in (BASE, NEW) among the matched ones."""
+        return tuple(int(self.matched[f"contended_{s}"].fillna(False).astype(bool).sum())  # type: ignore[return-value]
+                     if f"contended_{s}" in self.matched else 0 for s in ("base", "new"))
+
 
 def _dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     df = frame.copy()
-    df["_ts"] = pd.to_datetime(df["timestamp"], errors="coerce")
+    df["_ts"] = pd.to_datetime(df["timestamp"], errors="coerce", utc=True, format="ISO8601")
     df = df.sort_values("_ts", kind="stable")
     out = df.drop_duplicates(list(MATCH_COLUMNS), keep="last").drop(columns="_ts")
     return out, len(df) - len(out)
@@ -103,6 +257,34 @@ def _worse_by(base: float, new: float, threshold: float, noise: float) -> bool:
     if not (math.isfinite(base) and math.isfinite(new)) or base <= 0:
         return False
     return new > base * (1.0 + threshold) and (new - base) > noise
+
+
+def _explain_unmatched(only_base: pd.DataFrame, only_new: pd.DataFrame) -> None:
+    """Fill ``differs`` where a row of one side matches a row of the other on every parameter but one."""
+    for df in (only_base, only_new):
+        df["differs"] = ""
+    if only_base.empty or only_new.empty:
+        return
+    for p in CASE_PARAMS:
+        rest = tuple(q for q in CASE_PARAMS if q is not p)
+        kb = [case_key(r, rest) + "|" + str(r["variant"]) for r in only_base.to_dict("records")]
+        kn = [case_key(r, rest) + "|" + str(r["variant"]) for r in only_new.to_dict("records")]
+        new_val = dict(zip(kn, only_new[p.name]))
+        base_val = dict(zip(kb, only_base[p.name]))
+        for i, k in enumerate(kb):
+            if k in new_val and not only_base.iloc[i]["differs"]:
+                only_base.iloc[i, only_base.columns.get_loc("differs")] = (
+                    f"{p.name} {_text(only_base.iloc[i][p.name])} here, {_text(new_val[k])} in NEW")
+        for i, k in enumerate(kn):
+            if k in base_val and not only_new.iloc[i]["differs"]:
+                only_new.iloc[i, only_new.columns.get_loc("differs")] = (
+                    f"{p.name} {_text(only_new.iloc[i][p.name])} here, {_text(base_val[k])} in BASE")
+
+
+def _text(x: object) -> str:
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer():
+        return str(int(x))
+    return str(x)
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] | None = None) -> Comparison:
@@ -115,11 +297,16 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     Returns:
         A :class:`Comparison`.
     """
-    rules = [FailRule("median", 0.05)] if rules is None else list(rules)
+    rules = [FailRule("median", _DEFAULT_MARGIN)] if rules is None else list(rules)
+    margin = next((r.threshold for r in rules if r.metric == "median"), _DEFAULT_MARGIN)
     b, nb = _dedupe(base)
     n, nn = _dedupe(new)
     keys = list(MATCH_COLUMNS)
-    fields = ["status", "time_ms_median", "time_ms_iqr", "time_ms_min", "peak_mem_bytes", "err_metric", "reason"]
+    fields = [f for f in _FIELDS if f in b.columns or f in n.columns]
+    for df in (b, n):
+        for f in fields:
+            if f not in df.columns:
+                df[f] = False if f in ("contended", "noisy") else math.nan
     case = [c for c in CASE_COLUMNS if c in b.columns and c in n.columns]
     cases = pd.concat([n[keys + case], b[keys + case]]).drop_duplicates(keys, keep="last")
     merged = b[keys + fields].merge(n[keys + fields], on=keys, how="outer", suffixes=("_base", "_new"),
@@ -128,54 +315,64 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
         columns={"status_base": "status"}).reset_index(drop=True)
     only_new = merged[merged["_merge"] == "right_only"][keys + case + ["status_new"]].rename(
         columns={"status_new": "status"}).reset_index(drop=True)
+    _explain_unmatched(only_base, only_new)
     m = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
     m["time_change"] = m["time_ms_median_new"] / m["time_ms_median_base"] - 1.0
     m["time_noise_ms"] = m["time_ms_iqr_base"].fillna(0) + m["time_ms_iqr_new"].fillna(0)
     m["mem_change"] = m["peak_mem_bytes_new"] / m["peak_mem_bytes_base"] - 1.0
     m["err_change"] = m["err_metric_new"] / m["err_metric_base"] - 1.0
     failures: list[str] = []
-    verdicts = []
+    out: list[tuple] = []
     for _, row in m.iterrows():
         label = _label(row)
-        verdict = "ok"
-        if row["status_base"] == "ok" and row["status_new"] != "ok":
-            verdict = "status changed"
-            why = f" ({row['reason_new']})" if str(row["reason_new"]).strip() else ""
-            failures.append(f"{label}: status ok -> {row['status_new']}{why}")
-        elif row["status_base"] != "ok" and row["status_new"] == "ok":
-            verdict = "fixed"
-        elif row["status_base"] == "ok":
-            for rule in rules:
-                col, noise_col = FAIL_METRICS[rule.metric]
-                base_v, new_v = float(row[f"{col}_base"]), float(row[f"{col}_new"])
-                noise = 0.0 if noise_col is None else float(
-                    np.nansum([row[f"{noise_col}_base"], row[f"{noise_col}_new"]]))
-                if _worse_by(base_v, new_v, rule.threshold, noise):
-                    verdict = "regressed"
-                    failures.append(f"{label}: {rule.metric} {base_v:.4g} -> {new_v:.4g} "
-                                    f"({new_v / base_v - 1:+.1%}, threshold {rule}, noise {noise:.3g})")
-            if verdict == "ok" and _worse_by(float(row["time_ms_median_new"]), float(row["time_ms_median_base"]),
-                                             rules[0].threshold if rules else 0.05, float(row["time_noise_ms"])):
-                verdict = "improved"
-        verdicts.append(verdict)
-    m["verdict"] = verdicts
+        ok_b, ok_n = row["status_base"] == "ok", row["status_new"] == "ok"
+        verdict, why, ratio, lo, hi = "failed both", f"{row['status_base']} -> {row['status_new']}", *(math.nan,) * 3
+        if ok_b and not ok_n:
+            verdict, why = "status changed", f"ok -> {row['status_new']}"
+            reason = f" ({row['reason_new']})" if str(row["reason_new"]).strip() else ""
+            failures.append(f"{label}: status ok -> {row['status_new']}{reason}")
+        elif ok_n and not ok_b:
+            verdict, why = "fixed", f"{row['status_base']} -> ok"
+        elif ok_b and ok_n:
+            verdict, why, ratio, lo, hi = time_label(row, margin)
+            failures.extend(_rule_failures(row, rules, label, verdict, why, margin))
+        out.append((verdict, why, ratio, lo, hi))
+    m["verdict"], m["why"], m["ratio"], m["ratio_low"], m["ratio_high"] = (
+        zip(*out) if out else ([], [], [], [], []))
     return Comparison(matched=m, only_base=only_base, only_new=only_new, failures=failures, rules=rules,
                       duplicates=nb + nn)
+
+
+def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: str, why: str,
+                   margin: float) -> list[str]:
+    """The failure lines of one matched ``ok`` row under each rule."""
+    lines = []
+    disturbed = any(_flag(row.get(f"{k}_{s}")) for k in ("contended", "noisy") for s in ("base", "new"))
+    for rule in rules:
+        col, noise_col = FAIL_METRICS[rule.metric]
+        base_v, new_v = float(row[f"{col}_base"]), float(row[f"{col}_new"])
+        if rule.metric == "median":
+            at = verdict if rule.threshold == margin else time_label(row, rule.threshold)[0]
+            if at == "slower":
+                lines.append(f"{label}: median {base_v:.4g} -> {new_v:.4g} ms ({new_v / base_v - 1:+.1%}, "
+                             f"threshold {rule}; {why})")
+            continue
+        if rule.metric == "min" and disturbed:
+            continue
+        noise = 0.0 if noise_col is None else float(np.nansum([row[f"{noise_col}_base"], row[f"{noise_col}_new"]]))
+        if _worse_by(base_v, new_v, rule.threshold, noise):
+            lines.append(f"{label}: {rule.metric} {base_v:.4g} -> {new_v:.4g} ({new_v / base_v - 1:+.1%}, "
+                         f"threshold {rule}, noise {noise:.3g})")
+    return lines
 
 
 def _label(row: pd.Series) -> str:
     return f"{row['variant']} | {case_text(row)}"
 
 
-def _int(x) -> str:
-    if isinstance(x, float):
-        return str(int(x)) if math.isfinite(x) else "-"
-    return str(x)
-
-
 def compare_runs(base: str | Path | list, new: str | Path | list, rules: list[FailRule] | list[str] | None = None
                  ) -> Comparison:
-    """Compare the runs at ``base`` and ``new`` (run directories or CSV files).
+    """Compare the runs at ``base`` and ``new`` (run directories, folders of runs or CSV files).
 
     Args:
         base / new: a run directory, a CSV file, or a list of them.
@@ -195,59 +392,80 @@ def _as_list(x) -> list:
     return list(x) if isinstance(x, list | tuple) else [x]
 
 
+# ---------------------------------------------------------------------------------------------------- text
 def _pct(x: float) -> str:
     return "" if not (isinstance(x, float | int) and math.isfinite(x)) else f"{x:+.1%}"
 
 
-def format_comparison(c: Comparison) -> str:
-    """The comparison as text: one line per matched row, then unmatched rows, then the verdict."""
-    w = max([7] + [len(str(v)) for v in c.matched["variant"]])
-    lines = [f"{'variant':<{w}} {'mode':<7} {'N':>6} {'H':>3} {'pattern':<14} {'dtype':<9} "
-             f"{'base ms':>10} {'±iqr':>7} {'new ms':>10} {'±iqr':>7} {'time':>7} {'mem':>7} {'err':>7}  verdict"]
-    for _, r in c.matched.iterrows():
-        def ms(v):
-            return f"{v:10.4g}" if math.isfinite(v) else f"{'-':>10}"
+def format_summary(c: Comparison) -> str:
+    """The lead of the comparison: counts per label, contended rows, unmatched rows, the rules."""
+    counts = c.counts()
+    timed = sum(counts[k] for k in ("slower", "faster", "same", "unsure"))
+    cb, cn = c.contended()
+    lines = [f"compared {len(c.matched)} cases ({timed} timed on both sides): "
+             + ", ".join(f"{k} {v}" for k, v in counts.items()),
+             f"contended rows (not judged): {cb} in BASE, {cn} in NEW"]
+    if len(c.only_base) or len(c.only_new):
+        lines.append(f"not comparable: {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW")
+    if c.duplicates:
+        lines.append(f"note: {c.duplicates} repeated row(s) within a run were dropped (latest kept)")
+    rules = ", ".join(str(r) for r in c.rules) or "none"
+    lines.append(f"rules: {rules} (median: a change beyond the threshold and significant; contended or noisy "
+                 "rows are unsure, never a regression)")
+    return "\n".join(lines)
 
-        def iqr(v):
-            return f"{v:7.3g}" if math.isfinite(v) else f"{'':>7}"
 
-        verdict = r["verdict"]
-        if r["status_base"] != "ok" and r["status_new"] != "ok":
-            verdict = f"{r['status_base']} -> {r['status_new']}"
-        lines.append(
-            f"{r['variant']:<{w}} {r['mode']:<7} {_int(r['seq_len']):>6} {_int(r['heads']):>3} "
-            f"{str(r['pattern_label'])[:14]:<14} {r['dtype']:<9} {ms(r['time_ms_median_base'])} "
-            f"{iqr(r['time_ms_iqr_base'])} {ms(r['time_ms_median_new'])} {iqr(r['time_ms_iqr_new'])} "
-            f"{_pct(r['time_change']):>7} {_pct(r['mem_change']):>7} {_pct(r['err_change']):>7}  {verdict}")
+def format_comparison(c: Comparison, show_all: bool = False) -> str:
+    """The comparison as text: the summary, then one line per case that changed or could not be compared
+    (every matched case with ``show_all``), the unmatched rows, and the verdict."""
+    lines = [format_summary(c), ""]
+    shown = c.matched if show_all else c.matched[~c.matched["verdict"].isin(("same", "failed both"))
+                                                  | ((c.matched["verdict"] == "failed both")
+                                                     & (c.matched["status_base"] != c.matched["status_new"]))]
+    hidden = len(c.matched) - len(shown)
+    if len(shown):
+        w = max([7] + [len(str(v)) for v in shown["variant"]])
+        lines.append(f"{'verdict':<14} {'variant':<{w}} {'base ms':>10} {'new ms':>10} {'time':>7} {'mem':>7} "
+                     f"{'err':>7}  case; why")
+        order = {k: i for i, k in enumerate(LABELS)}
+        shown = shown.assign(_o=shown["verdict"].map(order)).sort_values(["_o", "variant"], kind="stable")
+        for _, r in shown.iterrows():
+            def ms(v):
+                return f"{v:10.4g}" if _finite(v) else f"{'-':>10}"
+
+            lines.append(f"{r['verdict']:<14} {r['variant']:<{w}} {ms(r['time_ms_median_base'])} "
+                         f"{ms(r['time_ms_median_new'])} {_pct(r['time_change']):>7} {_pct(r['mem_change']):>7} "
+                         f"{_pct(r['err_change']):>7}  {case_text(r)}; {r['why']}")
+    if hidden:
+        lines.append(f"({hidden} case(s) not listed: same, or failed the same way in both; --all lists them)")
     for title, rows in (("only in BASE", c.only_base), ("only in NEW", c.only_new)):
         if len(rows):
             lines.append(f"\n{title} ({len(rows)} rows, not compared):")
             for _, r in rows.iterrows():
-                lines.append(f"  {_label(r)} [{r['status']}]")
-    if c.duplicates:
-        lines.append(f"\nnote: {c.duplicates} repeated row(s) within a run were dropped (latest kept)")
-    rules = ", ".join(str(r) for r in c.rules) or "none"
-    lines.append(f"\nmatched {len(c.matched)} rows; rules: {rules} (and beyond the summed IQRs for times)")
+                why = f"; {r['differs']}" if r.get("differs") else ""
+                lines.append(f"  {_label(r)} [{r['status']}]{why}")
+    lines.append("")
     if c.failures:
         lines.append(f"FAILED: {len(c.failures)} regression(s)")
         lines.extend(f"  {f}" for f in c.failures)
     else:
-        lines.append("PASSED: no regression beyond threshold and noise")
+        lines.append("PASSED: no significant regression beyond the threshold")
     return "\n".join(lines)
 
 
 def compare_main(argv: list[str] | None = None) -> int:
-    """``attnbench compare BASE NEW [--fail median:5%] ...``.
+    """``attnbench compare BASE NEW [--fail median:5%] ... [--all]``.
 
     Returns:
         0 when no rule failed, 1 when one did, 2 on bad arguments or unreadable runs.
     """
     parser = argparse.ArgumentParser(prog="attnbench compare",
-                                     description="Compare two runs: time, memory and error changes with noise.")
-    parser.add_argument("base", metavar="BASE", help="base run directory or CSV")
-    parser.add_argument("new", metavar="NEW", help="new run directory or CSV")
+                                     description="Compare two runs: each case faster, slower, same or unsure.")
+    parser.add_argument("base", metavar="BASE", help="base run directory, folder of runs, or CSV")
+    parser.add_argument("new", metavar="NEW", help="new run directory, folder of runs, or CSV")
     parser.add_argument("--fail", action="append", default=None, metavar="METRIC:PCT%",
                         help=f"fail rule, repeatable (metrics: {', '.join(FAIL_METRICS)}; default median:5%%)")
+    parser.add_argument("--all", action="store_true", help="list every matched case, not only what changed")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -261,5 +479,5 @@ def compare_main(argv: list[str] | None = None) -> int:
     for problem in base.problems + new.problems:
         print(f"attnbench compare: warning: {problem}", file=sys.stderr)
     c = compare_frames(base.frame, new.frame, rules)
-    print(format_comparison(c))
+    print(format_comparison(c, show_all=args.all))
     return 1 if c.failed else 0

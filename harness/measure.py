@@ -41,7 +41,7 @@ from harness.errors import error_stats, ratio
 from harness.flops import attention_flops, tflops
 from harness.inputs import Case, Inputs
 from harness.memory import measure_peak
-from harness.reference import ReferenceCache
+from harness.reference import ReferenceCache, needs_dense_reference
 from harness.stats import paired_ratio
 from harness.timing import (
     DEFAULT_REL_CI,
@@ -145,7 +145,9 @@ class Measurement:
     ``pct_of_peak`` is a percentage of ``matmul_ceiling_tflops``.
     ``err_*`` compare with exact float64 attention under the case's own pattern (is the code right?);
     ``approx_err_*`` compare with exact float64 attention under only the causal part of the pattern (what does
-    the shortcut cost?), and are filled for approximate variants and for sparse patterns (windows, layouts).
+    the shortcut cost?), and are filled for approximate variants and for sparse patterns (windows, layouts);
+    ``extra["approx_err_rows"]`` is the number of query rows they cover (fewer than all on long sparse cases,
+    see :func:`harness.reference.dense_rows`).
     ``cpu_share`` is the process's CPU time during timing / (wall time x threads); ``contended`` says the
     measurement did not get the machine it asked for (see :mod:`harness.contention`); ``retries`` counts the times
     it was timed again because of that.
@@ -378,9 +380,10 @@ def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, r
         guard.check("during its first call", leaves)
     if cfg.errors:
         _fill_errors(m, case, inputs, refs, out, leaves)
-        if not variant.exact or case.pattern.is_sparse:
-            dense = error_stats(out, refs.dense_reference(case, inputs))
+        if needs_dense_reference(variant.exact, case.pattern):
+            dense, rows = refs.dense_error(case, inputs, out)
             m.approx_err_rel_l2, m.approx_err_max_abs = dense.rel_l2, dense.max_abs
+            m.extra["approx_err_rows"] = rows
     del out
     for _ in range(cfg.warmup):
         call()

@@ -145,4 +145,5 @@ def measure_one(variant: Any, case: Case, cache: CaseInputs, mcfg: MeasureConfig
         m = measure_variant(variant, case, inputs, cache.refs, mcfg)
     except Exception as exc:  # measure_variant turns failures into rows itself; this guards against its own bugs
         m = failure(exc, threads)
+    m.extra["baseline_ms"] = 1e3 * cache.refs.total_s  # the truth this (isolated) measurement computed
     return m, time.perf_counter() - t0

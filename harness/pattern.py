@@ -15,6 +15,14 @@ Kinds (``Pattern.kind``):
   its own), to every ``stride``-th key block (the last block of each stride group; 0 = none), and to the first
   ``n_global`` key blocks; the first ``n_global`` query blocks attend to every key block. The causal kind
   additionally drops every pair with ``j > i``. A custom boolean layout may be given instead of the rule.
+
+Queries shorter than keys (``q_len < seq_len``: decode, speculative decode, chunked prefill against a cache)
+align bottom-right, as FlashAttention (since 2.1) and torch's ``causal_lower_right`` do: query row ``i`` sits at
+position ``seq_len - q_len + i`` of the key sequence (:meth:`Pattern.query_offset`), and every rule above is
+applied to that position. So a single decode query (``q_len = 1``) of a causal pattern attends to every key, of
+a window to the last ``w`` keys, and with ``q_len = seq_len`` nothing changes. ``seq_len`` is always the
+key/value length; every method takes ``q_len`` (default: ``seq_len``) and works on query *rows* ``0..q_len-1``.
+This is the one place that says so: the baseline, FLOP counts, masks and every variant go through these methods.
 """
 
 from __future__ import annotations
@@ -101,8 +109,9 @@ class Pattern:
         return Pattern("causal" if self.is_causal else "full")
 
     # ------------------------------------------------------------------ validation against a length
-    def check_fits(self, seq_len: int) -> None:
-        """Raise ``ValueError`` when this pattern cannot be applied to a sequence of ``seq_len``."""
+    def check_fits(self, seq_len: int, q_len: int | None = None) -> None:
+        """Raise ``ValueError`` when this pattern cannot be applied to ``q_len`` queries against ``seq_len`` keys."""
+        self.query_offset(seq_len, q_len)
         if self.kind in _BLOCK_KINDS and self.layout is not None:
             nb = math.ceil(seq_len / self.block)
             rows = len(self.layout)
@@ -135,75 +144,129 @@ class Pattern:
             lay = lay & torch.ones(nb, nb, dtype=torch.bool, device=device).tril()
         return lay
 
-    def mask_fn(self, seq_len: int,
-                device: torch.device | str = "cpu") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """A function ``(q_idx, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
+    def mask_fn(self, seq_len: int, device: torch.device | str = "cpu",
+                q_len: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A function ``(q_row, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
 
-        Its shape mirrors FlexAttention's ``mask_mod`` so that backend can use it as is.
+        ``q_row`` is a query row ``0..q_len-1`` (bottom-right aligned: it sits at key position
+        ``seq_len - q_len + q_row``). Its shape mirrors FlexAttention's ``mask_mod`` so that backend can use it
+        as is.
         """
+        off = self.query_offset(seq_len, q_len)
         kind = self.kind
         if kind == "full":
             return lambda q, k: torch.ones_like(q - k, dtype=torch.bool)
         if kind == "causal":
-            return lambda q, k: q >= k
+            return (lambda q, k: q >= k) if off == 0 else (lambda q, k: q + off >= k)
         if kind == "window":
             w = self.window
-            return lambda q, k: (q >= k) & (q - k < w)
+            return lambda q, k: ((q + off) >= k) & ((q + off) - k < w)
         if kind == "window_sym":
             w = self.window
-            return lambda q, k: (q - k).abs() < w
+            return lambda q, k: ((q + off) - k).abs() < w
         lay = self.block_layout(seq_len, device)
         b = self.block
         if kind == "block_sparse":
-            return lambda q, k: lay[q // b, k // b]
-        return lambda q, k: lay[q // b, k // b] & (q >= k)
+            return lambda q, k: lay[(q + off) // b, k // b]
+        return lambda q, k: lay[(q + off) // b, k // b] & ((q + off) >= k)
 
     def dense_mask(self, seq_len: int, device: torch.device | str = "cpu", q_start: int = 0, q_end: int | None = None,
-                   k_start: int = 0, k_end: int | None = None) -> torch.Tensor:
-        """Boolean mask ``[q_end - q_start, k_end - k_start]`` of the given tile (default: the whole matrix)."""
-        q_end = seq_len if q_end is None else q_end
+                   k_start: int = 0, k_end: int | None = None, q_len: int | None = None) -> torch.Tensor:
+        """Boolean mask ``[q_end - q_start, k_end - k_start]`` of the given tile (default: the whole
+        ``q_len x seq_len`` matrix; query rows are bottom-right aligned)."""
+        q_len = seq_len if q_len is None else q_len
+        q_end = q_len if q_end is None else q_end
         k_end = seq_len if k_end is None else k_end
         q = torch.arange(q_start, q_end, device=device)[:, None]
         k = torch.arange(k_start, k_end, device=device)[None, :]
-        return self.mask_fn(seq_len, device)(q, k)
+        return self.mask_fn(seq_len, device, q_len)(q, k)
 
-    def key_bounds(self, q_start: int, q_end: int, seq_len: int) -> tuple[int, int]:
-        """Half-open key range ``[lo, hi)`` that contains every key attended by queries ``[q_start, q_end)``.
+    @staticmethod
+    def query_offset(seq_len: int, q_len: int | None = None) -> int:
+        """Key position of query row 0: ``seq_len - q_len`` (bottom-right alignment; 0 for square attention).
+
+        Raises:
+            ValueError: ``q_len`` is not between 1 and ``seq_len``.
+        """
+        if q_len is None or q_len == seq_len:
+            return 0
+        if isinstance(q_len, bool) or not isinstance(q_len, int) or not 1 <= q_len <= seq_len:
+            raise ValueError(f"q_len={q_len!r} is out of range (allowed: an integer from 1 to seq_len={seq_len}, "
+                             "the key/value length)")
+        return seq_len - q_len
+
+    def key_bounds(self, q_start: int, q_end: int, seq_len: int, q_len: int | None = None) -> tuple[int, int]:
+        """Half-open key range ``[lo, hi)`` that contains every key attended by query rows ``[q_start, q_end)``.
 
         Keys outside the range are never attended, so blocked code may skip them.
         """
-        if self.kind == "causal":
-            return 0, q_end
+        off = self.query_offset(seq_len, q_len)
+        p0, p1 = q_start + off, q_end + off  # key positions of the rows
+        if self.kind in ("causal", "block_sparse_causal"):
+            return 0, p1
         if self.kind == "window":
-            return max(0, q_start - self.window + 1), q_end
+            return max(0, p0 - self.window + 1), p1
         if self.kind == "window_sym":
-            return max(0, q_start - self.window + 1), min(seq_len, q_end + self.window - 1)
-        if self.kind == "block_sparse_causal":
-            return 0, q_end
+            return max(0, p0 - self.window + 1), min(seq_len, p1 + self.window - 1)
         return 0, seq_len
 
-    # ------------------------------------------------------------------ counting
-    def attended_pairs(self, seq_len: int) -> int:
-        """Exact number of attended (query, key) pairs for ``seq_len`` (drives FLOP counts)."""
-        n = seq_len
+    def common_key_bounds(self, q_start: int, q_end: int, seq_len: int,
+                          q_len: int | None = None) -> tuple[int, int]:
+        """Half-open key range attended by *every* query row of ``[q_start, q_end)`` (empty: ``lo >= hi``).
+
+        Inside it no mask is needed; blocked code masks only the columns of :meth:`key_bounds` outside it.
+        Block layouts make no such claim (an empty range).
+        """
+        off = self.query_offset(seq_len, q_len)
+        p0, p1 = q_start + off, q_end + off
         if self.kind == "full":
-            return n * n
+            return 0, seq_len
         if self.kind == "causal":
-            return n * (n + 1) // 2
+            return 0, p0 + 1
         if self.kind == "window":
-            w = min(self.window, n)
-            return w * (w + 1) // 2 + (n - w) * w
+            return max(0, p1 - self.window), p0 + 1
         if self.kind == "window_sym":
-            return n + 2 * _sum_min(n, self.window - 1)
+            return max(0, p1 - self.window), min(seq_len, p0 + self.window)
+        return 0, 0
+
+    # ------------------------------------------------------------------ counting
+    def attended_pairs(self, seq_len: int, q_len: int | None = None) -> int:
+        """Exact number of attended (query, key) pairs for ``q_len`` queries against ``seq_len`` keys (drives
+        FLOP counts); ``q_len`` defaults to ``seq_len``."""
+        n = seq_len
+        off = self.query_offset(n, q_len)
+        lq = n - off
+        if self.kind == "full":
+            return lq * n
+        if self.kind == "causal":  # row at position p attends p + 1 keys
+            return (n * (n + 1) - off * (off + 1)) // 2
+        if self.kind == "window":  # position p attends min(p + 1, w) keys
+            return _sum_min_plus_one(n, self.window) - _sum_min_plus_one(off, self.window)
+        if self.kind == "window_sym":  # position p: itself, min(p, w-1) before, min(n-1-p, w-1) after
+            m = self.window - 1
+            return lq + _sum_min(n, m) - _sum_min(off, m) + _sum_min(lq, m)
         lay = self.block_layout(n).to(torch.int64)
         nb = lay.shape[0]
-        sizes = torch.full((nb,), self.block, dtype=torch.int64)
-        sizes[-1] = n - self.block * (nb - 1)
+        b = self.block
+        starts = torch.arange(nb, dtype=torch.int64) * b
+        ends = torch.clamp(starts + b, max=n)
+        sizes = ends - starts
+        rows = torch.clamp(ends - torch.clamp(starts, min=off), min=0)  # query rows (positions >= off) per block
         if self.kind == "block_sparse":
-            return int(sizes @ lay @ sizes)
-        off = lay.tril(-1)
-        diag = lay.diagonal()
-        return int(sizes @ off @ sizes + (diag * sizes * (sizes + 1) // 2).sum())
+            return int(rows @ lay @ sizes)
+        below = lay.tril(-1)
+        # diagonal block r: rows at positions p in [a, e) attend p - start + 1 keys of their own block
+        a = torch.clamp(starts, min=off)
+        first, last = a - starts, ends - starts  # row offsets inside the block: [first, last)
+        diag_pairs = (last * (last + 1) - first * (first + 1)) // 2
+        return int(rows @ below @ sizes + (lay.diagonal() * torch.where(rows > 0, diag_pairs, 0)).sum())
+
+
+def _sum_min_plus_one(n: int, w: int) -> int:
+    """sum_{p=0}^{n-1} min(p + 1, w)."""
+    if n <= w:
+        return n * (n + 1) // 2
+    return w * (w + 1) // 2 + (n - w) * w
 
 
 def _sum_min(n: int, m: int) -> int:

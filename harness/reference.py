@@ -1,28 +1,62 @@
-"""The exact baseline: float64 attention (output and gradients) for any pattern, in bounded memory.
+"""The exact baseline: float64 attention (output and gradients) for any pattern, in bounded memory and time.
 
-``reference_attention`` computes ``softmax(q kᵀ / sqrt(d) + mask) v`` in float64, one block of query rows at a
-time, visiting only the keys the pattern can reach (``Pattern.key_bounds``). Each block holds a full row of
-scores, so the softmax is exact (no online rescaling); memory is bounded by ``block_bytes`` and stays O(N) in the
-sequence length. Gradients ``dq, dk, dv`` for an upstream gradient are computed in the same pass with the
-standard formulas (``dS = P * (dP - rowsum(dO * O))``).
+``reference_attention`` computes ``softmax(q kᵀ / sqrt(d) + mask) v`` in float64 one tile at a time: a block of
+query rows against only the keys the pattern can reach. Windows and causal patterns visit the contiguous range
+``Pattern.key_bounds`` of each row block; block layouts gather, per query block, just the key blocks the
+layout attends. The mask is evaluated only on the columns of a tile that some row does not attend
+(``Pattern.common_key_bounds`` gives the rest), so its cost is O(rows x block) rather than O(rows x keys). Each
+tile holds whole rows of scores, so the softmax is exact (no online rescaling). Gradients ``dq, dk, dv`` for an
+upstream gradient are computed in the same pass with the standard formulas (``dS = P * (dP - rowsum(dO * O))``).
+
+Shapes: ``q`` is ``(batch, heads, q_len, head_dim)``, ``k`` and ``v`` are ``(batch, kv_heads, seq_len,
+head_dim)`` with ``kv_heads`` dividing ``heads``: query head ``h`` reads key/value head ``h // (heads //
+kv_heads)`` (grouped-query attention; ``kv_heads = 1`` is multi-query). The group is folded into the rows of a
+tile, so K and V are never expanded. Queries shorter than keys align bottom-right (see :mod:`harness.pattern`).
+
+Memory and time: the float64 score tiles are carved out of buffers allocated once per call and reused (matmul
+with ``out=``, softmax in place), so the allocator never returns them to the OS between tiles; a fresh
+256 MiB tile per block used to fault every page in again (3.4 M minor faults and more system than user time
+for N = 8192, causal; ``benchmarks/baseline_cost.py``). ``DEFAULT_BLOCK_BYTES`` was chosen with that script.
 
 Rows with no attended key (possible only with a custom block layout) produce an output of 0 and zero gradients.
 
-``textbook_attention`` is the same row-blocked computation done in the inputs' own dtype (matmul, softmax,
-matmul, as a textbook implementation would): it is the yardstick of the precision-normalised error ratio.
+``textbook_attention`` is the same tiled computation done in the inputs' own dtype, with the textbook's
+operations (matmul, masked ``torch.softmax``, matmul): the yardstick of the precision-normalised error ratio.
+Each row's arithmetic is that of the dense textbook computation restricted to the keys it can attend (the
+masked ones contribute exact zeros there).
+
+``ReferenceCache`` keeps one set of inputs' baseline, textbook output and dense reference (the ``approx_err``
+yardstick) and the seconds each took, which a sweep reports as ``baseline_ms``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from harness.errors import ErrorStats, error_stats
 from harness.inputs import Case, Inputs
 from harness.pattern import Pattern
 
-_DEFAULT_BLOCK_BYTES = 256 * 2**20  # per score buffer; a handful of such buffers are alive at once
+#: Bytes of one score buffer (two are alive with gradients); the buffers are allocated once per call and reused.
+#: Chosen with ``benchmarks/baseline_cost.py --sizes`` (see docs/measurement.md).
+DEFAULT_BLOCK_BYTES = 16 * 2**20
+#: Keys per float64 tile: longer rows are visited in chunks of this many keys with an online softmax (running
+#: max and denominator, in float64), so tiles stay wide enough for efficient matmuls at any length.
+_KEY_CHUNK = 1024
+#: Query rows (per batch x head slice) a tile aims for; the batch x head dimension is split to reach it.
+_ROW_TARGET = 256
+#: The dense (``approx_err``) pass covers every query row when its FLOPs are at most this many ...
+_DENSE_MIN_FLOPS = 2.0**33
+#: ... or at most this multiple of the pattern's own attended FLOPs; beyond both, an evenly spaced subset of
+#: query rows within that budget (at least ``_DENSE_MIN_ROWS``) is compared, and the row says how many.
+_DENSE_FLOP_FACTOR = 1.0
+_DENSE_MIN_ROWS = 64
 
 
 @dataclass
@@ -39,24 +73,193 @@ class Reference:
         return self.dq is not None
 
 
-def _rows_for(pattern: Pattern, batch_heads: int, n: int, block_bytes: int) -> int:
-    """Query rows per block such that one float64 score block fits ``block_bytes``."""
-    elems = max(1, block_bytes // (8 * batch_heads))
-    if pattern.kind in ("window", "window_sym"):
-        w = pattern.window
-        # a block of r rows sees at most r + 2w keys: largest r with r * (r + 2w) <= elems
-        return max(1, int(math.isqrt(w * w + elems) - w))
-    return max(1, elems // n)
+@dataclass
+class _Keys:
+    """Keys ``[k0, k1)`` (or the gathered ``keys``) of a tile; ``masked``: column ranges some row does not attend."""
+
+    k0: int = 0
+    k1: int = 0
+    keys: torch.Tensor | None = None
+    masked: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.k1 - self.k0 if self.keys is None else int(self.keys.numel())
 
 
-def _masked_scores(qb: torch.Tensor, kb: torch.Tensor, mask_fn, q0: int, q1: int, k0: int, k1: int,
-                   scale: float) -> torch.Tensor:
-    s = torch.matmul(qb, kb.transpose(-1, -2)) * scale
-    if mask_fn is not None:
-        qi = torch.arange(q0, q1, device=qb.device)[:, None]
-        ki = torch.arange(k0, k1, device=qb.device)[None, :]
-        s = s.masked_fill(~mask_fn(qi, ki), float("-inf"))
-    return s
+@dataclass
+class _Rows:
+    """Query rows ``[r0, r1)`` (or the given ``rows``) and the key chunks they visit."""
+
+    r0: int
+    r1: int
+    chunks: list[_Keys]
+    rows: torch.Tensor | None = None
+    out0: int = 0  # with ``rows``: where these rows start in the compact output
+
+    @property
+    def n(self) -> int:
+        return self.r1 - self.r0 if self.rows is None else int(self.rows.numel())
+
+
+class _Planner:
+    """Cuts ``lq`` query rows x ``n`` keys of a pattern into tiles: rows x (chunks of) the keys they can reach.
+
+    Args:
+        limit: score elements one batch x head slice of a tile may hold (rows x keys, the group folded in).
+        key_chunk: most keys per tile (None: whole rows, as the textbook needs).
+    """
+
+    def __init__(self, pattern: Pattern, lq: int, n: int, limit: int, key_chunk: int | None,
+                 device: torch.device) -> None:
+        self.pattern, self.lq, self.n, self.limit, self.kc, self.device = pattern, lq, n, limit, key_chunk, device
+
+    def _width(self, span: int) -> int:
+        return max(1, span if self.kc is None else min(span, self.kc))
+
+    def _chunks(self, r0: int, r1: int, k0: int, k1: int) -> list[_Keys]:
+        """``[k0, k1)`` in pieces of at most ``key_chunk``, each with the columns outside the common range."""
+        lo, hi = self.pattern.common_key_bounds(r0, r1, self.n, self.lq)
+        step = k1 - k0 if self.kc is None else self.kc
+        out = []
+        for a in range(k0, k1, max(1, step)):
+            e = min(k1, a + step)
+            c_lo, c_hi = max(lo, a), min(hi, e)
+            if c_lo >= c_hi:
+                masked = [(0, e - a)]
+            else:
+                masked = [(x - a, y - a) for x, y in ((a, c_lo), (c_hi, e)) if y > x]
+            out.append(_Keys(a, e, masked=masked))
+        return out
+
+    def _largest_rows(self, r0: int, stop: int) -> int:
+        """Largest ``r <= stop - r0`` with ``r * width(span(r0, r0 + r)) <= limit`` (at least 1), by bisection."""
+        def cost(r: int) -> int:
+            k0, k1 = self.pattern.key_bounds(r0, r0 + r, self.n, self.lq)
+            return r * self._width(k1 - k0)
+
+        lo, hi = 1, stop - r0
+        if cost(hi) <= self.limit:
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if cost(mid) <= self.limit else (lo, mid)
+        return lo
+
+    def tiles(self) -> Iterator[_Rows]:
+        """Every attended pair of the ``lq x n`` problem, once."""
+        if self.pattern.kind in ("block_sparse", "block_sparse_causal"):
+            yield from self._layout_tiles()
+            return
+        r0 = 0
+        while r0 < self.lq:
+            r1 = r0 + self._largest_rows(r0, self.lq)
+            k0, k1 = self.pattern.key_bounds(r0, r1, self.n, self.lq)
+            if k1 > k0:
+                yield _Rows(r0, r1, self._chunks(r0, r1, k0, k1))
+            r0 = r1
+
+    def _layout_tiles(self) -> Iterator[_Rows]:
+        """Per query block of the layout: its rows against the gathered keys of the key blocks it attends."""
+        pattern, n, b = self.pattern, self.n, self.pattern.block
+        off = pattern.query_offset(n, self.lq)
+        lay = pattern.block_layout(n)  # small; read on the CPU
+        for qb in range(off // b, lay.shape[0]):
+            p0, p1 = max(off, qb * b), min(n, (qb + 1) * b)  # key positions of this block's query rows
+            cols = [c for c in lay[qb].nonzero().flatten().tolist() if c * b < p1 or pattern.kind == "block_sparse"]
+            if not cols:
+                continue  # rows with no attended key: output 0, as initialised
+            keys = torch.cat([torch.arange(c * b, min(n, (c + 1) * b)) for c in cols]).to(self.device)
+            nk = int(keys.numel())
+            step = self.kc or nk
+            chunks = [_Keys(keys=keys[a:a + step], masked=[(0, min(step, nk - a))]) for a in range(0, nk, step)]
+            rows_per = max(1, self.limit // self._width(nk))
+            for a in range(p0, p1, rows_per):
+                yield _Rows(a - off, min(p1, a + rows_per) - off, chunks)
+
+    def row_tiles(self, rows: torch.Tensor) -> Iterator[_Rows]:
+        """Tiles over an increasing subset ``rows`` of the query rows (the dense pass on sampled rows)."""
+        rl = rows.tolist()
+        i, pos = 0, 0
+        while i < len(rl):
+            j = i + 1
+            while j < len(rl):
+                k0, k1 = self.pattern.key_bounds(rl[i], rl[j] + 1, self.n, self.lq)
+                if (j + 1 - i) * self._width(k1 - k0) > self.limit:
+                    break
+                j += 1
+            lo_row, hi_row = rl[i], rl[j - 1] + 1
+            k0, k1 = self.pattern.key_bounds(lo_row, hi_row, self.n, self.lq)
+            if k1 > k0:
+                yield _Rows(lo_row, hi_row, self._chunks(lo_row, hi_row, k0, k1), rows=rows[i:j], out0=pos)
+            pos += j - i
+            i = j
+
+
+def _shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+    """``(B, H, Hkv, q_len, seq_len, D)`` after checking that the shapes fit together."""
+    if q.dim() != 4:
+        raise ValueError(f"q.shape={tuple(q.shape)} must have 4 dims (batch, heads, q_len, head_dim)")
+    b, h, lq, d = q.shape
+    if k.dim() != 4 or k.shape != v.shape or k.shape[0] != b or k.shape[3] != d:
+        raise ValueError(f"k and v must be (batch={b}, kv_heads, seq_len, head_dim={d}) and alike "
+                         f"(got q={tuple(q.shape)}, k={tuple(k.shape)}, v={tuple(v.shape)})")
+    hkv, n = k.shape[1], k.shape[2]
+    if hkv < 1 or h % hkv:
+        raise ValueError(f"kv_heads={hkv} does not divide heads={h}")
+    if lq > n:
+        raise ValueError(f"q_len={lq} is larger than seq_len={n} (the key/value length)")
+    return b, h, hkv, lq, n, d
+
+
+class _Tiled:
+    """q, k, v viewed as ``(B * Hkv, G, rows, D)`` and ``(B * Hkv, keys, D)``; reads tiles and masks them."""
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> None:
+        b, h, hkv, lq, n, d = _shapes(q, k, v)
+        pattern.check_fits(n, lq)
+        self.b, self.h, self.hkv, self.g, self.lq, self.n, self.d = b, h, hkv, h // hkv, lq, n, d
+        self.bh = b * hkv
+        self.q4 = q.reshape(self.bh, self.g, lq, d)
+        self.k3, self.v3 = k.reshape(self.bh, n, d), v.reshape(self.bh, n, d)
+        self.mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, q.device, lq)
+        self.device = q.device
+
+    def bh_chunk(self, rows: int, keys: int, elems: int) -> int:
+        """Batch x head slices per tile so that a tile of ``rows x keys`` per slice fits ``elems``."""
+        return max(1, min(self.bh, elems // max(1, self.g * rows * keys)))
+
+    def rows(self, x4: torch.Tensor, t: _Rows) -> torch.Tensor:
+        """``x4[:, :, rows]`` with the group folded into the rows: ``(c, G * r, D)``."""
+        sel = x4[:, :, t.r0:t.r1] if t.rows is None else x4.index_select(2, t.rows)
+        return sel.reshape(x4.shape[0], self.g * t.n, self.d)
+
+    @staticmethod
+    def keys(x3: torch.Tensor, c: _Keys) -> torch.Tensor:
+        return x3[:, c.k0:c.k1] if c.keys is None else x3.index_select(1, c.keys)
+
+    def mask(self, s: torch.Tensor, t: _Rows, c: _Keys) -> None:
+        """Set the unattended scores of ``s`` (``(chunk, G * r, keys)``) to ``-inf``, in place."""
+        if self.mask_fn is None:
+            return
+        s4 = s.view(s.shape[0], self.g, t.n, c.n)
+        qi = (torch.arange(t.r0, t.r1, device=self.device) if t.rows is None else t.rows)[:, None]
+        for a, e in c.masked:
+            ki = (torch.arange(c.k0 + a, c.k0 + e, device=self.device) if c.keys is None else c.keys[a:e])[None, :]
+            s4[..., a:e].masked_fill_(~self.mask_fn(qi, ki), float("-inf"))
+
+    def scores(self, qb: torch.Tensor, k3: torch.Tensor, t: _Rows, c: _Keys, buf: torch.Tensor,
+               scale: float) -> torch.Tensor:
+        """Masked, scaled scores ``qb @ keysᵀ * scale`` of a tile, written into (a view of) ``buf``."""
+        shape = (qb.shape[0], qb.shape[1], c.n)
+        s = torch.bmm(qb, self.keys(k3, c).transpose(1, 2), out=buf[:math.prod(shape)].view(shape))
+        self.mask(s.mul_(scale), t, c)
+        return s
+
+    def put(self, dst4: torch.Tensor, t: _Rows, block: torch.Tensor) -> None:
+        """Write a ``(chunk, G * r, D)`` block into ``dst4`` (``(chunk, G, rows, D)``; compact with ``rows``)."""
+        r0 = t.r0 if t.rows is None else t.out0
+        dst4[:, :, r0:r0 + t.n] = block.view(dst4.shape[0], self.g, t.n, self.d)
 
 
 def reference_attention(
@@ -65,53 +268,103 @@ def reference_attention(
     v: torch.Tensor,
     pattern: Pattern | None = None,
     grad_out: torch.Tensor | None = None,
-    block_bytes: int = _DEFAULT_BLOCK_BYTES,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    rows: torch.Tensor | None = None,
+    key_chunk: int = _KEY_CHUNK,
 ) -> Reference:
     """Exact float64 attention with ``pattern``; gradients too when ``grad_out`` is given.
 
     Args:
-        q, k, v: ``(batch, heads, seq_len, head_dim)`` tensors of any floating dtype, on any device.
-        pattern: the attention pattern (default: full).
+        q: ``(batch, heads, q_len, head_dim)``, any floating dtype, any device.
+        k, v: ``(batch, kv_heads, seq_len, head_dim)``; ``kv_heads`` divides ``heads``; ``q_len <= seq_len``.
+        pattern: the attention pattern (default: full); queries align bottom-right.
         grad_out: upstream gradient of the output; when given, ``dq, dk, dv`` are returned as well.
-        block_bytes: memory budget of one block of float64 scores.
+        block_bytes: memory budget of one float64 score buffer.
+        rows: optional increasing query rows: only those rows' output is computed (shape ``(batch, heads,
+            len(rows), head_dim)``), without gradients.
+        key_chunk: most keys per tile; longer rows take an online softmax over chunks.
 
     Returns:
         A :class:`Reference` with float64 tensors on the inputs' device.
     """
     pattern = Pattern() if pattern is None else pattern
-    b, h, n, d = q.shape
-    pattern.check_fits(n)
-    scale = 1.0 / math.sqrt(d)
-    q64, k64, v64 = q.double(), k.double(), v.double()
-    out = torch.empty_like(q64)
+    if grad_out is not None and rows is not None:
+        raise ValueError("reference_attention: rows= computes outputs only (give no grad_out)")
+    x = _Tiled(q.double(), k.double(), v.double(), pattern)
+    g, lq, n, d = x.g, x.lq, x.n, x.d
+    elems = max(1, block_bytes // 8)
+    kc = max(1, key_chunk)
+    chunk = x.bh_chunk(min(lq, _ROW_TARGET), min(n, kc), elems)
+    plan = _Planner(pattern, lq, n, max(1, elems // (chunk * g)), kc, q.device)
+    if rows is not None:
+        rows = rows.to(device=q.device, dtype=torch.long)
+    out_rows = lq if rows is None else int(rows.numel())
+    out4 = torch.zeros(x.bh, g, out_rows, d, dtype=torch.float64, device=q.device)
     want_grad = grad_out is not None
+    sbuf = torch.empty(elems, dtype=torch.float64, device=q.device)
     if want_grad:
-        g64 = grad_out.double()
-        dq, dk, dv = torch.empty_like(q64), torch.zeros_like(k64), torch.zeros_like(v64)
-    rows = _rows_for(pattern, b * h, n, block_bytes)
-    mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, q.device)
-    for q0 in range(0, n, rows):
-        q1 = min(n, q0 + rows)
-        k0, k1 = pattern.key_bounds(q0, q1, n)
-        qb, kb, vb = q64[:, :, q0:q1], k64[:, :, k0:k1], v64[:, :, k0:k1]
-        s = _masked_scores(qb, kb, mask_fn, q0, q1, k0, k1, scale)
-        row_max = s.amax(dim=-1, keepdim=True)
-        row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-        p = torch.exp(s - row_max)
-        denom = p.sum(dim=-1, keepdim=True)
-        p = p / torch.where(denom > 0, denom, torch.ones_like(denom))
-        ob = torch.matmul(p, vb)
-        out[:, :, q0:q1] = ob
-        if want_grad:
-            gb = g64[:, :, q0:q1]
-            dv[:, :, k0:k1] += torch.matmul(p.transpose(-1, -2), gb)
-            dp = torch.matmul(gb, vb.transpose(-1, -2))
+        g4 = grad_out.double().reshape(x.bh, g, lq, d)
+        dq4, dk3, dv3 = torch.zeros_like(x.q4), torch.zeros_like(x.k3), torch.zeros_like(x.v3)
+        dpbuf = torch.empty(elems, dtype=torch.float64, device=q.device)
+    scale = 1.0 / math.sqrt(d)
+    for c0 in range(0, x.bh, chunk):
+        sl = slice(c0, min(x.bh, c0 + chunk))
+        q4, k3, v3 = x.q4[sl], x.k3[sl], x.v3[sl]
+        for t in (plan.tiles() if rows is None else plan.row_tiles(rows)):
+            qb = x.rows(q4, t)
+            single = len(t.chunks) == 1
+            if single:  # whole rows in one tile: the plain softmax
+                s = x.scores(qb, k3, t, t.chunks[0], sbuf, scale)
+                row_max = s.amax(dim=-1, keepdim=True)
+                row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+                p = s.sub_(row_max).exp_()
+                denom = p.sum(dim=-1, keepdim=True)
+                p.div_(torch.where(denom > 0, denom, torch.ones_like(denom)))
+                ob = torch.bmm(p, x.keys(v3, t.chunks[0]))
+            else:  # online softmax over key chunks, in float64
+                m = torch.full((qb.shape[0], qb.shape[1], 1), float("-inf"), dtype=torch.float64, device=q.device)
+                denom = torch.zeros_like(m)
+                acc = torch.zeros_like(qb)
+                for c in t.chunks:
+                    s = x.scores(qb, k3, t, c, sbuf, scale)
+                    m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+                    m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+                    alpha = torch.exp(m - m_safe)
+                    p = s.sub_(m_safe).exp_()
+                    denom = denom.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
+                    acc = acc.mul_(alpha).add_(torch.bmm(p, x.keys(v3, c)))
+                    m = m_new
+                filled = denom > 0
+                ob = acc / torch.where(filled, denom, torch.ones_like(denom))
+                m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+                lse = torch.where(filled, m_safe + torch.log(torch.where(filled, denom, torch.ones_like(denom))),
+                                  torch.full_like(denom, float("inf")))  # +inf: p = exp(s - lse) = 0 on empty rows
+            x.put(out4[sl], t, ob)
+            if not want_grad:
+                continue
+            gb = x.rows(g4[sl], t)
             delta = (gb * ob).sum(dim=-1, keepdim=True)
-            ds = p * (dp - delta)
-            dq[:, :, q0:q1] = torch.matmul(ds, kb) * scale
-            dk[:, :, k0:k1] += torch.matmul(ds.transpose(-1, -2), qb) * scale
+            dqb = torch.zeros_like(qb)
+            for c in t.chunks:
+                if not single:
+                    p = x.scores(qb, k3, t, c, sbuf, scale).sub_(lse).exp_()
+                kb, vb = x.keys(k3, c), x.keys(v3, c)
+                dvb = torch.bmm(p.transpose(1, 2), gb)
+                shape = (gb.shape[0], gb.shape[1], c.n)
+                dp = torch.bmm(gb, vb.transpose(1, 2), out=dpbuf[:math.prod(shape)].view(shape))
+                ds = dp.sub_(delta).mul_(p)
+                dqb += torch.bmm(ds, kb)
+                dkb = torch.bmm(ds.transpose(1, 2), qb).mul_(scale)
+                if c.keys is None:
+                    dv3[sl, c.k0:c.k1] += dvb
+                    dk3[sl, c.k0:c.k1] += dkb
+                else:
+                    dv3[sl].index_add_(1, c.keys, dvb)
+                    dk3[sl].index_add_(1, c.keys, dkb)
+            x.put(dq4[sl], t, dqb.mul_(scale))
+    out = out4.view(x.b, x.h, out_rows, d)
     if want_grad:
-        return Reference(out, dq, dk, dv)
+        return Reference(out, dq4.view(x.b, x.h, lq, d), dk3.view(x.b, x.hkv, n, d), dv3.view(x.b, x.hkv, n, d))
     return Reference(out)
 
 
@@ -120,67 +373,191 @@ def textbook_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     pattern: Pattern | None = None,
-    block_bytes: int = _DEFAULT_BLOCK_BYTES,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> torch.Tensor:
     """Attention as a textbook writes it (matmul, masked softmax, matmul) in the inputs' own dtype.
 
-    Rows are processed in blocks so memory stays bounded; each row's arithmetic is exactly that of the dense
-    textbook computation. Rows with no attended key give 0.
+    Tiled like :func:`reference_attention` (same shapes, grouped heads, bottom-right alignment), always with
+    whole rows so that each row's arithmetic is the textbook one over the keys it can attend. Rows with no
+    attended key give 0.
+
+    Args:
+        q, k, v: as for :func:`reference_attention`, all in one dtype.
+        pattern: the attention pattern (default: full).
+        block_bytes: memory budget of one score tile.
+
+    Returns:
+        The output, shaped and typed like ``q``.
     """
     pattern = Pattern() if pattern is None else pattern
-    b, h, n, d = q.shape
+    x = _Tiled(q, k, v, pattern)
+    g, lq, n, d = x.g, x.lq, x.n, x.d
+    elems = max(1, block_bytes // q.element_size())
+    k0, k1 = pattern.key_bounds(max(0, lq - _ROW_TARGET), lq, n, lq)  # the widest rows (causal: the last ones)
+    chunk = x.bh_chunk(min(lq, _ROW_TARGET), max(1, k1 - k0), elems)
+    plan = _Planner(pattern, lq, n, max(1, elems // (chunk * g)), None, q.device)
+    out4 = torch.zeros(x.bh, g, lq, d, dtype=q.dtype, device=q.device)
+    sbuf = torch.empty(elems, dtype=q.dtype, device=q.device)
     scale = 1.0 / math.sqrt(d)
-    out = torch.empty_like(q)
-    rows = max(1, block_bytes // (q.element_size() * b * h * n))
-    mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, q.device)
-    for q0 in range(0, n, rows):
-        q1 = min(n, q0 + rows)
-        s = _masked_scores(q[:, :, q0:q1], k, mask_fn, q0, q1, 0, n, scale)
-        p = torch.softmax(s, dim=-1)
-        p = torch.nan_to_num(p, nan=0.0)
-        out[:, :, q0:q1] = torch.matmul(p, v)
-    return out
+    for c0 in range(0, x.bh, chunk):
+        sl = slice(c0, min(x.bh, c0 + chunk))
+        q4, k3, v3 = x.q4[sl], x.k3[sl], x.v3[sl]
+        for t in plan.tiles():
+            qb = x.rows(q4, t)
+            for c in t.chunks:  # one chunk: whole rows
+                p = torch.softmax(x.scores(qb, k3, t, c, sbuf, scale), dim=-1)
+                if c.masked:
+                    p = torch.nan_to_num(p, nan=0.0)
+                x.put(out4[sl], t, torch.bmm(p, x.keys(v3, c)))
+    return out4.view(x.b, x.h, lq, d)
+
+
+def needs_dense_reference(exact: bool, pattern: Pattern) -> bool:
+    """Whether a row gets ``approx_err_*`` (against dense attention): approximate variants, sparse patterns."""
+    return not exact or pattern.is_sparse
+
+
+def dense_rows(case: Case) -> torch.Tensor | None:
+    """The query rows the dense (``approx_err``) pass covers for ``case``: None for all of them.
+
+    All rows when the dense pass costs at most ``max(2^33, pattern's own FLOPs)``; otherwise evenly spaced rows
+    whose dense cost fits that budget (at least 64), so a long sparse case is not dominated by a quadratic
+    float64 pass that only one figure needs.
+    """
+    dense = case.pattern.causal_part()
+    lq, n = getattr(case, "q_len", case.seq_len), case.seq_len
+    per_pair = 4.0 * case.batch * case.heads * case.head_dim
+    dense_flops = per_pair * dense.attended_pairs(n, lq)
+    budget = max(_DENSE_MIN_FLOPS, _DENSE_FLOP_FACTOR * per_pair * case.pattern.attended_pairs(n, lq))
+    if dense_flops <= budget:
+        return None
+    count = max(_DENSE_MIN_ROWS, int(budget / (dense_flops / lq)))
+    if count >= lq:
+        return None
+    return ((torch.arange(count, dtype=torch.float64) + 0.5) * (lq / count)).long()
 
 
 class ReferenceCache:
-    """Keeps the baseline of the most recent inputs, so every variant measured on them shares one computation."""
+    """The truth of the most recent inputs, shared by every variant measured on them, and what it cost.
+
+    Holds the float64 baseline, the textbook output and the dense reference of one set of inputs (a case's
+    ``input_key``), computed on first use, and the seconds spent on each (``seconds``); ``seconds`` is cleared
+    with the inputs.
+    """
 
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._ref: Reference | None = None
         self._textbook: torch.Tensor | None = None
-        self._dense: torch.Tensor | None = None
+        self._dense: tuple[torch.Tensor | None, torch.Tensor] | None = None
+        self.seconds: dict[str, float] = {}
 
     def _check_key(self, case: Case) -> None:
         key = case.input_key()
         if key != self._key:
-            self._key, self._ref, self._textbook, self._dense = key, None, None, None
+            self.clear()
+            self._key = key
+
+    def _timed(self, part: str, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+        return value
+
+    @property
+    def total_s(self) -> float:
+        """Seconds spent on these inputs' truth so far (baseline, gradients, textbook, dense pass)."""
+        return sum(self.seconds.values())
 
     def reference(self, case: Case, inputs: Inputs, with_grads: bool) -> Reference:
         """The float64 baseline of ``case`` (computed once; recomputed only to add gradients)."""
         self._check_key(case)
         if self._ref is None or (with_grads and not self._ref.has_grads):
-            self._ref = reference_attention(inputs.q, inputs.k, inputs.v, case.pattern,
-                                            grad_out=inputs.grad_out if with_grads else None)
+            self._ref = self._timed("reference", lambda: reference_attention(
+                inputs.q, inputs.k, inputs.v, case.pattern, grad_out=inputs.grad_out if with_grads else None))
         return self._ref
 
     def textbook(self, case: Case, inputs: Inputs) -> torch.Tensor:
         """Textbook attention in the case's dtype (for the precision-normalised error ratio)."""
         self._check_key(case)
         if self._textbook is None:
-            self._textbook = textbook_attention(inputs.q, inputs.k, inputs.v, case.pattern)
+            self._textbook = self._timed("textbook", lambda: textbook_attention(inputs.q, inputs.k, inputs.v,
+                                                                                case.pattern))
         return self._textbook
 
-    def dense_reference(self, case: Case, inputs: Inputs) -> torch.Tensor:
-        """Float64 output of exact attention with only the causal part of the case's pattern (no window, no
-        layout, no approximation): what sparse and approximate variants are judged against for ``approx_err``."""
+    def prepare(self, case: Case, inputs: Inputs, with_grads: bool, dense: bool) -> None:
+        """Compute now what rows of ``case`` will ask for: the baseline (with gradients if asked), the
+        textbook output and, when ``dense``, the dense reference."""
+        self.reference(case, inputs, with_grads)
+        self.textbook(case, inputs)
+        if dense:
+            self._dense_pass(case, inputs)
+
+    def prepare_case(self, case: Case, inputs: Inputs, variants: Sequence[Any], errors: bool = True
+                     ) -> tuple[float, str]:
+        """Compute the truth ``variants`` need on ``case`` before their rows, and say what it cost.
+
+        The baseline (with gradients in backward modes), the textbook output and, when one of ``variants`` gets
+        ``approx_err`` figures (:func:`needs_dense_reference`), the dense pass. A failure here is not raised: the
+        rows meet it again and record it.
+
+        Args:
+            case: the case.
+            inputs: its inputs.
+            variants: the variants that will be measured on it (each with an ``exact`` attribute).
+            errors: whether error figures are computed at all (False: nothing to do).
+
+        Returns:
+            ``(milliseconds added, line)``: NaN and ``""`` when nothing was computed; the line reads
+            ``truth of <case>: 5.2 s (reference 3 s, textbook 1.1 s, dense 1.1 s)``.
+        """
+        if not errors or not variants:
+            return math.nan, ""
+        before = dict(self.seconds)
+        try:
+            self.prepare(case, inputs, with_grads=case.needs_backward,
+                         dense=any(needs_dense_reference(v.exact, case.pattern) for v in variants))
+        except Exception:
+            self.clear()  # nothing half-made is kept; the rows compute (and fail) again
+            return math.nan, ""
+        added = {k: v - before.get(k, 0.0) for k, v in self.seconds.items() if v - before.get(k, 0.0) > 0}
+        ms = 1e3 * sum(added.values())
+        parts = ", ".join(f"{k} {v:.3g} s" for k, v in added.items())
+        return ms, f"truth of {case.describe()}: {ms / 1e3:.3g} s" + (f" ({parts})" if parts else " (shared)")
+
+    def _dense_pass(self, case: Case, inputs: Inputs) -> tuple[torch.Tensor | None, torch.Tensor]:
         self._check_key(case)
         dense = case.pattern.causal_part()
         if dense == case.pattern:
-            return self.reference(case, inputs, with_grads=False).out
+            return None, self.reference(case, inputs, with_grads=False).out
         if self._dense is None:
-            self._dense = reference_attention(inputs.q, inputs.k, inputs.v, dense).out
+            rows = dense_rows(case)
+            out = self._timed("dense", lambda: reference_attention(inputs.q, inputs.k, inputs.v, dense,
+                                                                   rows=rows).out)
+            self._dense = (rows, out)
         return self._dense
+
+    def dense_reference(self, case: Case, inputs: Inputs) -> torch.Tensor:
+        """Float64 output of exact attention with only the causal part of the case's pattern (no window, no
+        layout, no approximation), over every query row (computed whole even where :func:`dense_rows`
+        samples)."""
+        rows, out = self._dense_pass(case, inputs)
+        if rows is None:
+            return out
+        return reference_attention(inputs.q, inputs.k, inputs.v, case.pattern.causal_part()).out
+
+    def dense_error(self, case: Case, inputs: Inputs, out: torch.Tensor) -> tuple[ErrorStats, int]:
+        """``out`` against the dense reference: what the pattern's or approximation's shortcut costs.
+
+        Returns:
+            The error figures and the number of query rows they cover (``case.q_len`` when all; fewer when
+            :func:`dense_rows` samples a long case).
+        """
+        rows, ref = self._dense_pass(case, inputs)
+        if rows is None:
+            return error_stats(out, ref), out.shape[2]
+        return error_stats(out.index_select(2, rows.to(out.device)), ref), int(rows.numel())
 
     def clear(self) -> None:
         self._key, self._ref, self._textbook, self._dense = None, None, None, None
+        self.seconds = {}

@@ -33,10 +33,13 @@ from harness.store import csv_text, write_atomic
 #: Image formats of the plots; report.md links the PNG.
 PLOT_FORMATS: tuple[str, ...] = ("png", "svg")
 _SUMMARY_COLUMNS = (
-    "time_ms_median", "time_ms_iqr", "speedup_vs_full", "peak_mem_bytes", "mem_ratio_vs_full", "err_rel_l2",
-    "approx_err_rel_l2", "err_metric", "textbook_err_rel_l2", "err_ratio_vs_textbook", "grad_err_rel_l2",
-    "reason",
+    "time_ms_median", "time_ms_iqr", "time_ms_ci_low", "time_ms_ci_high", "n_runs", "contended", "cpu_share",
+    "noisy", "speedup_vs_full", "speedup_ci_low", "speedup_ci_high", "peak_mem_bytes", "mem_ratio_vs_full",
+    "err_rel_l2", "approx_err_rel_l2", "err_metric", "textbook_err_rel_l2", "err_ratio_vs_textbook",
+    "grad_err_rel_l2", "reason",
 )
+#: Marks a contended row's time in report.md's tables.
+CONTENDED_MARK = "†"
 _PLOT_CAPTIONS = {
     "time": "Median steady-state time of one call against sequence length, log-log.",
     "memory": "Peak memory above the inputs against sequence length, log-log.",
@@ -58,7 +61,7 @@ def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
     ``full`` is looked up in the same run first, then (for runs that lack it) on the same device name in the
     other runs given. A ``speedup_vs_full`` the row recorded itself (paired per-round figures of interleaved
     timing) is kept; the ratio of medians fills the rest. Ratios are NaN where the row or ``full`` did not
-    succeed.
+    succeed. A ``mem_ratio_vs_full`` recorded with the row is kept likewise. Calling it again changes nothing.
 
     Args:
         frame: normalized rows.
@@ -81,7 +84,11 @@ def with_baseline_ratios(frame: pd.DataFrame) -> pd.DataFrame:
         recorded = pd.to_numeric(df["speedup_vs_full"], errors="coerce")
         computed = recorded.where(recorded.notna() & ok, computed)
     df["speedup_vs_full"] = computed
-    df["mem_ratio_vs_full"] = (df["peak_mem_bytes"] / m_base).where(ok & (m_base > 0))
+    mem = (df["peak_mem_bytes"] / m_base).where(ok & (m_base > 0))
+    if "mem_ratio_vs_full" in df.columns:
+        recorded = pd.to_numeric(df["mem_ratio_vs_full"], errors="coerce")
+        mem = recorded.where(recorded.notna() & ok, mem)
+    df["mem_ratio_vs_full"] = mem
     return df
 
 
@@ -94,7 +101,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     Returns:
         One row per (run, case, variant), sorted by case then variant (``full`` first).
     """
-    df = with_baseline_ratios(frame) if "mem_ratio_vs_full" not in frame.columns else frame.copy()
+    df = with_baseline_ratios(frame)  # idempotent: ratios already there are kept
     lead = ["run", "device_name"] + list(CASE_COLUMNS) + ["variant", "status"]
     cols = lead + [c for c in _SUMMARY_COLUMNS if c in df.columns]
     out = df[cols].copy()
@@ -179,7 +186,15 @@ def _cell(row: pd.Series, main: str, ratio: str | None, unit: str = "", scale: f
     if ratio is not None:
         r = row.get(ratio, math.nan)
         if isinstance(r, float | np.floating) and math.isfinite(r):
-            text += f" ({ratio_fmt.format(float(r))})"
+            text += f" ({ratio_fmt.format(float(r))}"
+            lo, hi = row.get(f"{ratio[: -len('_vs_full')]}_ci_low"), row.get(f"{ratio[: -len('_vs_full')]}_ci_high")
+            if ratio.endswith("_vs_full") and all(isinstance(x, float | np.floating) and math.isfinite(x)
+                                                  for x in (lo, hi)):
+                text += f" [{float(lo):.2f}, {float(hi):.2f}]"
+            text += ")"
+    flag = row.get("contended")
+    if main == "time_ms_median" and isinstance(flag, bool | np.bool_) and bool(flag):
+        text += f" {CONTENDED_MARK}"
     return text
 
 
@@ -389,6 +404,20 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     return path
 
 
+def contention_line(frame: pd.DataFrame) -> str:
+    """One line for the top of the report: how many timed rows were contended (or that it was not recorded)."""
+    timed = frame[(frame["status"] == "ok") & frame["time_ms_median"].notna()]
+    if "contended" not in frame.columns:
+        return (f"> Contention: not recorded for these runs ({len(timed)} timed rows); times from a busy machine "
+                "cannot be told apart here.")
+    n = int(timed["contended"].astype(bool).sum())
+    if not n:
+        return f"> Contention: none of the {len(timed)} timed rows was contended."
+    return (f"> **Contention: {n} of {len(timed)} timed rows were contended** (the process got less CPU than it "
+            f"asked for while timing): their times are marked {CONTENDED_MARK} in the tables, not fitted in the "
+            "scaling table, and `attnbench compare` calls them unsure.")
+
+
 def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, scaling: pd.DataFrame,
                      facets: list[str], plot_files: dict[str, list[Path]], out: Path) -> str:
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -412,6 +441,7 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
         lines += [f"> - {md_text(x)}" for x in data.problems] + [""]
     if BASELINE not in set(frame["variant"]):
         lines += [f"> No `{BASELINE}` rows: speedups and memory ratios need `{BASELINE}` on the same inputs.", ""]
+    lines += [contention_line(frame), ""]
     noisy = frame["noisy"].astype(str).str.lower().isin(("true", "1", "1.0")).sum()
     if noisy:
         lines += [f"> {noisy} row(s) are marked noisy (IQR above 10% of the median): read their times with care.",
@@ -444,7 +474,8 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     lines += ["## Tables", "",
               f"Cells: the value, and in brackets its ratio to `{BASELINE}` on the same inputs (time: speedup, "
               "above 1 is faster; memory: ratio, below 1 is leaner; error: ratio to textbook attention in the same "
-              "dtype). **Bold**: the row's status where it did not succeed.", ""]
+              "dtype; a speedup's interval in square brackets where interleaved rounds recorded one). **Bold**: the "
+              f"row's status where it did not succeed; {CONTENDED_MARK}: a contended row.", ""]
     for kind, title in (("time", "Median time"), ("memory", "Peak memory above inputs"),
                         ("error", "Relative L2 error")):
         lines += [f"### {title}", "", pivot_markdown(summary, facets, kind), ""]

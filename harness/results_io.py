@@ -44,6 +44,7 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "tflops", "pct_of_peak", "err_max_abs", "err_rel_l2", "err_mean_abs", "err_ratio_vs_textbook",
     "grad_err_rel_l2", "textbook_err_rel_l2", "approx_err_rel_l2", "approx_err_max_abs", "cpu_share",
     "time_ms_ci_low", "time_ms_ci_high", "speedup_vs_full", "speedup_ci_low", "speedup_ci_high",
+    "mem_ratio_vs_full", "rel_noise",
     "block", "local", "stride", "n_global",
 )
 #: True/False columns (``True``, ``1``, ``yes`` read as True; blank as False).

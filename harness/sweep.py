@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import math
 import socket
 import sys
 import time
@@ -229,7 +230,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                     prog.message(sharing_warning(case.device, sharing))
                 else:
                     warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
-            write = _RowWriter(plan, store, result, prog, case, len(sharing), flight, watchdog)
+            write = _RowWriter(plan, store, result, prog, case, len(sharing), flight=flight, watchdog=watchdog)
             redo = [(v, rid) for v, rid in todo if case.device not in missing and not plan.isolate
                     and ((rid in left and left[rid].running) or v.name in risky)]
             for variant, rid in redo:  # it was running when a process died, or its variant crashes: in a child
@@ -290,6 +291,7 @@ class _RowWriter:
     prog: Progress
     case: Case
     concurrent_jobs: int
+    baseline_ms: float = math.nan
     flight: InFlight | None = None
     watchdog: Watchdog | None = None
 
@@ -314,6 +316,8 @@ class _RowWriter:
 
     def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
         m.extra["concurrent_jobs"] = self.concurrent_jobs
+        if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
+            m.extra["baseline_ms"] = self.baseline_ms
         self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
         if self.flight is not None:
             self.flight.done(rid)
@@ -422,21 +426,32 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
     is being timed loses only the rows still being timed, which a resume measures again.
     """
     rids = {id(v): rid for v, rid in todo}
-    ready = []
+    ready, refused_rows = [], []
     for variant, rid in todo:
         refused = declined(variant, case, threads)
-        if refused is not None:
-            write.phase(variant.name)
-            write(variant, refused, 0.0, rid)
-        else:
+        if refused is None:
             ready.append(variant)
-    if not ready:
-        return
-    try:
-        inputs = cache.get(case)
-    except Exception as exc:
+        else:
+            refused_rows.append((variant, refused, rid))
+    inputs, inputs_error = None, None
+    if ready:
+        try:
+            inputs = cache.get(case)
+        except Exception as exc:
+            inputs_error = exc
+    if inputs is not None:  # the case's truth, before its rows: each row carries what it cost (baseline_ms)
+        ms, line = cache.refs.prepare_case(case, inputs, ready, mcfg.errors)
+        write.baseline_ms = ms
+        if line:
+            write.prog.message(line)
+        if math.isfinite(ms):
+            write.result.measure_s += ms / 1e3
+    for variant, refused, rid in refused_rows:
+        write.phase(variant.name)
+        write(variant, refused, 0.0, rid)
+    if inputs is None:
         for variant in ready:
-            write(variant, _measure.failure(exc, threads), 0.0, rids[id(variant)])
+            write(variant, _measure.failure(inputs_error, threads), 0.0, rids[id(variant)])
         return
     _measure.measure_case(ready, case, inputs, cache.refs, mcfg,
                           on_row=lambda v, m, secs: write(v, m, secs, rids[id(v)]), baseline=BASELINE,

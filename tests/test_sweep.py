@@ -145,6 +145,28 @@ def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
     assert calls == {"inputs": 2, "ref": 2}
 
 
+def test_truth_cost_on_every_row_of_a_case_and_said_in_the_output(tmp_path, tvars):
+    """baseline_ms: the seconds the case's truth took, one figure on every row of the case; a line says it."""
+    stream = io.StringIO()
+    plan = _plan(tmp_path, seq_len=[8, 16], pattern="window", window=3, mode=["fwd", "fwd_bwd"],
+                 variants=["full", "t_fwdonly", "chunked"])
+    run_sweep(plan, cuda_available=False, progress=Progress(plan.n_items, "plain", stream=stream))
+    rows = read_records(plan.run_dir)
+    by_case: dict = {}
+    for r in rows:
+        by_case.setdefault((r["seq_len"], r["mode"]), set()).add(r["baseline_ms"])
+    assert len(by_case) == 4
+    for figures in by_case.values():
+        assert len(figures) == 1 and next(iter(figures)) > 0
+    text = stream.getvalue()
+    assert text.count("truth of cpu float32 B1 H1 N16 D4 window(w=3) fwd: ") == 1, text
+    assert "reference" in text and "textbook" in text and "dense" in text
+    # the fwd_bwd case shares the fwd case's inputs: only the gradients are new
+    assert "truth of cpu float32 B1 H1 N16 D4 window(w=3) fwd_bwd: " in text
+    line = next(x for x in text.splitlines() if "N16 D4 window(w=3) fwd_bwd" in x and "truth of" in x)
+    assert "textbook" not in line and "reference" in line
+
+
 # ---------------------------------------------------------------------------------------------------- resume
 def test_resume_measures_only_what_is_missing(tmp_path, tvars):
     plan = _plan(tmp_path, seq_len=[8, 16], variants=["full", "t_raise"])
