@@ -11,7 +11,7 @@ variant), the statuses and reasons, and that nothing is left in flight.
 - hang in process with ``case_timeout_s``: the watchdog writes ``timeout`` and ends the process (124); the rerun
   goes on, with the hung variant's other case in a child (``timeout``);
 - hang killed with SIGKILL, in process or isolated (the isolated child dies with the sweep): the rerun measures
-  the hung item in a child (``timeout``), the rest ``ok``.
+  the hung item in a child (``timeout``), the rest ``ok`` (one case, two variants: it costs child processes).
 """
 
 from __future__ import annotations
@@ -158,14 +158,16 @@ def _alive(pid: int) -> bool:
 
 
 def _check_rows(cfg: dict, faulty: str, status: str, needles: list[str]) -> dict:
-    """One record per (case, variant); full and causal ok; the faulty variant's rows have ``status``."""
+    """One record per (case, variant); the others ok; the faulty variant's rows have ``status``."""
     plan = plan_from_config(cfg, cuda_available=False, load_variants=False)
     rows = read_records(plan.run_dir)
     ids = [r["record_id"] for r in rows]
     assert len(ids) == len(set(ids)) and set(ids) == expected_ids(plan), "a row lost or doubled"
     by = {(r["variant"], r["seq_len"]): r for r in rows}
-    for n in (16, 24):
-        assert by[("full", n)]["status"] == "ok" and by[("causal", n)]["status"] == "ok"
+    for n in cfg["seq_len"]:
+        for v in cfg["variants"]:
+            if v != faulty:
+                assert by[(v, n)]["status"] == "ok", by[(v, n)]
         assert by[(faulty, n)]["status"] == status, by[(faulty, n)]
         for needle in needles:
             assert needle in by[(faulty, n)]["reason"], (needle, by[(faulty, n)]["reason"])
@@ -194,13 +196,14 @@ def test_a_crash_in_process_is_attributed_and_not_repeated(tmp_path, faulty, fir
     assert first["previous_attempt"].startswith("an earlier sweep process")
     assert second["isolated_because"] == f"{faulty} crashed or hung a sweep process earlier in this run"
     assert by[("full", 16)]["status"] == "ok" and "child_wall_ms" not in by[("full", 16)]  # measured in process
-    rc, err = _run(cfg)  # a third run has nothing left to do
-    assert rc == 0 and "measured 0" in err and "kept 6 existing" in err
+    if faulty == "f_segv":  # a third run has nothing left to do
+        rc, err = _run(cfg)
+        assert rc == 0 and "measured 0" in err and "kept 6 existing" in err
 
 
 @pytest.mark.slow
 def test_a_crash_in_the_timing_rounds_is_found_among_the_variants_timed_together(tmp_path):
-    cfg = _cfg(tmp_path, "f_late_segv")
+    cfg = _cfg(tmp_path, "f_late_segv", seq_len=[16])
     rc, err = _run(cfg)
     assert rc == -signal.SIGSEGV, err
     (doc,) = _markers(Path(cfg["results_dir"]) / "r")
@@ -211,7 +214,6 @@ def test_a_crash_in_the_timing_rounds_is_found_among_the_variants_timed_together
     by = _check_rows(cfg, "f_late_segv", "crashed", ["SIGSEGV (11)"])
     for v in ("full", "causal"):  # innocent, measured once in a child to find the culprit, and ok
         assert by[(v, 16)]["child_wall_ms"] > 0 and by[(v, 16)]["previous_attempt"]
-        assert "child_wall_ms" not in by[(v, 24)]
 
 
 @pytest.mark.slow
@@ -238,7 +240,8 @@ def test_a_hang_in_process_becomes_a_timeout_row_and_the_next_run_goes_on(tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("isolate", [False, True])
 def test_a_sweep_killed_during_a_hang_measures_it_in_a_child_and_leaves_no_orphan(tmp_path, isolate):
-    cfg = _cfg(tmp_path, "f_hang", isolate=isolate, case_timeout_s=600)
+    # one case, two variants: the other scenarios show what happens at the next case
+    cfg = _cfg(tmp_path, "f_hang", isolate=isolate, case_timeout_s=600, seq_len=[16], variants=["full", "f_hang"])
     proc = _start(cfg)
     run = Path(cfg["results_dir"]) / "r"
     phase = "child process for f_hang" if isolate else "setup f_hang"
