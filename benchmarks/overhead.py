@@ -1,4 +1,12 @@
-"""The harness's own overhead per (case, variant), and how fast ``attnbench list`` answers.
+"""The harness's own overhead per (case, variant), the phase split of the default run, and how fast
+``attnbench list`` answers.
+
+Phase split (issue 20): the default run (``attnbench`` with no arguments: the ``quick`` preset, every variant,
+report included) in a fresh process, with timers around the harness's own functions: import, inputs, setup
+(prepare, first call, errors, warm-up, checks), the float64 baseline and textbook yardstick, memory probes, timed
+runs (the interleaved rounds, reading the process's clocks included), ceilings, the report, and the rest. Each
+phase counts its own time only (a phase inside another is subtracted from it). Target: wall <= 2 x the timing
+budgets (rows timed x ``budget``) + the baseline.
 
 Overhead = wall time of a sweep minus the time spent inside the measurements (``measure_wall_ms`` of each
 record: setup call, warm-up, timed runs, error computation and the float64 baseline). What is left is the
@@ -8,7 +16,8 @@ Cases are tiny so that the measured part is small and the overhead stands out; i
 
 Run from the repository root::
 
-    PYTHONPATH=$PWD python benchmarks/overhead.py
+    PYTHONPATH=$PWD python benchmarks/overhead.py            # everything
+    PYTHONPATH=$PWD python benchmarks/overhead.py --phases   # only the phase split of the default run
 
 On a shared machine wall times swing with the load; the script also times a bare ``import torch`` side by side,
 because ``attnbench list`` cannot be faster than that.
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import resource
 import statistics
@@ -25,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,7 +192,105 @@ def bench_list(repeats: int = 3) -> None:
         print(f"{label:<58} median of {repeats}: wall {wall:5.2f} s  cpu {cpu:5.2f} s")
 
 
+# ---------------------------------------------------------------------------------------------------- phases
+class _Phases:
+    """Exclusive time per phase: a phase called inside another is subtracted from the outer one."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+        self.stack: list[float] = []
+
+    def wrap(self, owner: object, attr: str, name: str) -> None:
+        fn = getattr(owner, attr)
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            self.stack.append(0.0)
+            try:
+                return fn(*a, **k)
+            finally:
+                dt = time.perf_counter() - t0
+                inner = self.stack.pop()
+                self.total[name] = self.total.get(name, 0.0) + dt - inner
+                if self.stack:
+                    self.stack[-1] += dt
+
+        setattr(owner, attr, timed)
+
+
+def phases_child(results_dir: str) -> None:
+    """The default run with phase timers; prints one JSON line with the phases, the wall time and row figures."""
+    t0 = time.perf_counter()
+    import torch  # noqa: F401
+
+    import harness.cli as cli
+    import harness.measure as measure
+    import harness.outcome as outcome
+    import harness.report as report
+    from harness.reference import ReferenceCache
+
+    ph = _Phases()
+    ph.total["import"] = time.perf_counter() - t0
+    ph.wrap(measure, "measure_case", "setup")  # what is left of a case after the phases inside it
+    ph.wrap(measure, "run_rounds", "timed runs")
+    ph.wrap(measure, "measure_peak", "memory probes")
+    ph.wrap(measure, "matmul_ceiling_tflops", "ceilings")
+    ph.wrap(measure, "copy_ceiling_gbps", "ceilings")
+    for attr in ("prepare_case", "reference", "textbook", "dense_reference"):
+        if hasattr(ReferenceCache, attr):
+            ph.wrap(ReferenceCache, attr, "baseline")
+    ph.wrap(outcome.CaseInputs, "get", "inputs")
+    ph.wrap(report, "write_report", "report")
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = cli.main([f"results_dir={results_dir}", "run_name=default", "progress=off"])
+    wall = time.perf_counter() - t0
+    from harness.store import RunStore
+
+    rows = RunStore(Path(results_dir) / "default").rows()
+    timed = [r for r in rows if r.get("n_runs")]
+    samples_s = sum(sum(r.get("time_samples_ms") or []) + sum(r.get("time_samples_dropped_ms") or [])
+                    for r in timed) / 1e3
+    print(json.dumps({"code": code, "wall": wall, "phases": ph.total, "rows": len(rows), "timed_rows": len(timed),
+                      "budget": rows[0].get("budget_s") if rows else 0.0, "samples_s": samples_s,
+                      "contended": sum(bool(r.get("contended")) for r in rows),
+                      "stop": dict(Counter(r.get("stop_reason") for r in timed)),
+                      "pct_of_peak_cpu": sum(1 for r in timed if r.get("device") == "cpu"
+                                             and isinstance(r.get("pct_of_peak"), float)
+                                             and r["pct_of_peak"] == r["pct_of_peak"])}))
+
+
+def bench_phases(repeats: int = 1) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for i in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            out = subprocess.run([sys.executable, __file__, "--phases-child", d], cwd=ROOT, env=env, check=True,
+                                 capture_output=True, text=True).stdout
+        res = json.loads(out.strip().splitlines()[-1])
+        ph, wall = res["phases"], res["wall"]
+        ph["rest"] = wall - sum(ph.values())
+        budgets = res["timed_rows"] * res["budget"]
+        print(f"default run {i + 1}: wall {wall:.1f} s, {res['rows']} rows ({res['timed_rows']} timed, "
+              f"{res['contended']} contended), exit {res['code']}, load average {os.getloadavg()[0]:.1f}")
+        order = ["import", "inputs", "setup", "baseline", "memory probes", "timed runs", "ceilings", "report", "rest"]
+        for name in order:
+            v = ph.get(name, 0.0)
+            print(f"  {name:<14} {v:7.2f} s  {100 * v / wall:5.1f}%")
+        print(f"  timed samples inside the rounds: {res['samples_s']:.2f} s (budgets: {res['timed_rows']} x "
+              f"{res['budget']:g} s = {budgets:.1f} s); stop reasons {res['stop']}")
+        print(f"  CPU rows with pct_of_peak: {res['pct_of_peak_cpu']} of {res['timed_rows']} timed")
+        target = 2 * budgets + ph.get("baseline", 0.0)
+        verdict = "OK" if wall <= target else "ABOVE TARGET"
+        print(f"=> wall {wall:.1f} s vs 2 x budgets + baseline = {target:.1f} s [{verdict}]; "
+              f"report {ph.get('report', 0.0):.1f} s (target <= 3 s, the reports helper's)")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--phases-child":
+        phases_child(sys.argv[2])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--phases":
+        bench_phases(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+        return
     import torch
 
     from harness.registry import list_variants
@@ -194,6 +303,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         bench_overhead(Path(d), bench)
     bench_list()
+    print("phase split of the default run (a fresh process):")
+    bench_phases()
 
 
 if __name__ == "__main__":

@@ -4,9 +4,8 @@ Three parts, each printing its figures and a verdict:
 
 - ``hog``: two runs of the same sweep, the second with a busy-looping process (``python -c "while True: pass"``)
   started during it. Prints, per row, both medians and their ratio, the ``contended`` marks, and the paired
-  ``speedup_vs_full`` of both runs; then the rows that changed by more than 10% and whether each was marked.
-  (The statistical ``attnbench compare`` belongs to the reports work; until it decides with samples this is the
-  check: unchanged code must not change without a contended mark, and paired ratios must agree.)
+  ``speedup_vs_full`` of both runs; the rows that changed by more than 10% and whether each was marked; then
+  ``attnbench compare``'s summary of the two runs: unchanged code must show no case faster or slower.
 - ``repeat``: variants that are exactly 2x and 4x ``full`` by construction (``benchmarks/repeat_variants.py``) in
   10 sweeps without and 10 with the hog; each sweep's ``1 / speedup_vs_full`` must read k within 3%.
 - ``adaptive``: the default sweep (the ``quick`` preset's cases and every variant) with today's fixed budget
@@ -65,8 +64,8 @@ def hog(after_s: float = 0.0, n: int = 1) -> Iterator[list[subprocess.Popen]]:
 
 def sweep(tmp: Path, name: str, **cfg):
     """Run one sweep in this process; returns its rows (DataFrame) and wall seconds."""
+    from harness import load_results
     from harness.config import plan_from_config
-    from harness.store import load_results
     from harness.sweep import run_sweep
 
     base = {"progress": "off", "results_dir": str(tmp), "run_name": name, "device": "cpu"}
@@ -121,7 +120,17 @@ def part_hog(tmp: Path, threads: int) -> bool:
               f" largest {100 * max(sp_dev):.1f}% (over {len(sp_dev)} rows)")
     ok = not unmarked
     print(f"=> hog: {'PASS' if ok else 'FAIL'} (every change beyond 10% is marked contended)")
-    return ok
+    try:
+        from harness.compare import compare_runs, format_summary
+    except ImportError:
+        return ok
+    c = compare_runs(str(tmp / "quiet"), str(tmp / "hogged"))
+    counts = c.counts()
+    print("attnbench compare quiet hogged:\n  " + format_summary(c).replace("\n", "\n  "))
+    calm = counts.get("slower", 0) == 0 and counts.get("faster", 0) == 0
+    print(f"=> compare: {'PASS' if calm else 'FAIL'} (unchanged code: no case faster or slower; "
+          f"exit {'1' if c.failed else '0'} with --fail median:5%)")
+    return ok and calm
 
 
 # ---------------------------------------------------------------------------------------------------- repeat
@@ -163,7 +172,8 @@ def _timed_s(df) -> float:
     total = 0.0
     for col in ("time_samples_ms", "time_samples_dropped_ms"):
         if col in df.columns:
-            total += sum(sum(json.loads(x)) for x in df[col].dropna() if isinstance(x, str))
+            for x in df[col].dropna():
+                total += sum(json.loads(x) if isinstance(x, str) else x)
     return total / 1e3
 
 

@@ -112,10 +112,10 @@ def _median_resamples(x: np.ndarray, n_resamples: int, rng: np.random.Generator)
     n = xs.size
     if n * n_resamples <= _BRUTE_LIMIT:
         return np.median(xs[rng.integers(0, n, (n_resamples, n))], axis=1)
-    from scipy import stats
+    from scipy.special import bdtrc  # P(Binomial(n, p) > k)
 
     h = math.ceil(n / 2)
-    cdf = stats.binom.sf(h - 1, n, np.arange(1, n + 1) / n)
+    cdf = bdtrc(h - 1, n, np.arange(1, n + 1) / n)
     j = np.searchsorted(cdf, rng.random(n_resamples), side="left")
     return xs[np.minimum(j, n - 1)]
 

@@ -449,6 +449,7 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
     def after_batch(i: int) -> None:
         if guard is not None:
             guard.check("while it was timed", rounds[i].leaves)
+        _clear_grads(rounds[i].call)  # no variant's gradients stay allocated while the others are timed
 
     def failed(i: int) -> None:
         e = rounds[i]

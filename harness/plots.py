@@ -49,7 +49,7 @@ _MAX_COLS = 3
 _MAX_PARETO_LENGTHS = 6
 _BASELINE_COLOR = "#222222"
 _REFERENCE_COLOR = "#8c8c8c"
-_FORMATS = ("png", "svg")
+_FORMATS = ("png",)
 
 
 def variant_colors(variants: list[str] | tuple[str, ...] | pd.Series) -> dict[str, str]:
@@ -302,12 +302,19 @@ def _draw_strip(ax, strip: _Strip, colors: dict[str, str], x_in_axes: bool = Fal
     trans = ax.transAxes if x_in_axes else ax.get_xaxis_transform()
     lane_h = frac / len(lanes)
     drawn = set()
+    # one artist per (variant, status) with all its points: the same markers, far fewer artists to lay out and
+    # draw (a default CPU run has ~80 non-ok rows per figure)
+    points: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     for i, (variant, status, x) in enumerate(sorted(strip.entries, key=lambda e: (lanes.index(e[0]), e[1]))):
         lane = lanes.index(variant)
         y = frac - (lane + 0.5) * lane_h
         if x_in_axes:
             x = 0.06 + 0.88 * (i + 0.5) / len(strip.entries)
-        ax.plot([x], [y], transform=trans, marker=_status_marker(status), linestyle="none", markersize=8,
+        xs, ys = points.setdefault((variant, status), ([], []))
+        xs.append(x)
+        ys.append(y)
+    for (variant, status), (xs, ys) in points.items():
+        ax.plot(xs, ys, transform=trans, marker=_status_marker(status), linestyle="none", markersize=8,
                 markerfacecolor=colors.get(variant, "0.5") if status != NO_VALUE else "none",
                 markeredgecolor="black" if status != NO_VALUE else colors.get(variant, "0.5"),
                 markeredgewidth=0.8 if status != NO_VALUE else 1.5, clip_on=False, zorder=5)
@@ -536,6 +543,51 @@ def _speedup(df: pd.DataFrame) -> pd.Series:
     return df["speedup_vs_full"] if "speedup_vs_full" in df.columns else pd.Series(np.nan, index=df.index)
 
 
+#: Columns the figures read (besides facets and panel titles).
+_PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric",
+            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", CASE_KEY)
+#: The report's figures, the most expensive first (so parallel workers finish together).
+FIGURES: tuple[str, ...] = ("accuracy_vs_cost", "time", "memory", "error", "speedup", "throughput", "pct_of_peak")
+
+
+def figure_names(frame: pd.DataFrame) -> list[str]:
+    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded."""
+    has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
+    return [n for n in FIGURES if n != "pct_of_peak" or has_peak]
+
+
+def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
+    """Only the columns the figures read: every filter copies the frame, and a run's rows are wide."""
+    return frame[[c for c in frame.columns if c in _PLOTTED or c in facets or c in FACET_CANDIDATES]]
+
+
+def make_figure(name: str, frame: pd.DataFrame, facets: list[str], colors: dict[str, str]) -> Figure:
+    """One report figure by name (see :data:`FIGURES`)."""
+    kw = dict(facets=facets, colors=colors)
+    if name == "time":
+        return plot_vs_seq_len(frame, "time_ms_median", "median time (ms)",
+                               "Median time vs sequence length (log-log)", **kw)
+    if name == "memory":
+        return plot_vs_seq_len(frame, lambda d: d["peak_mem_bytes"] / 2**20, "peak memory above inputs (MiB)",
+                               "Peak memory vs sequence length (log-log)", **kw)
+    if name == "error":
+        return plot_vs_seq_len(frame, "err_metric", "relative L2 error vs float64", "Error vs sequence length",
+                               reference=("textbook_err_rel_l2", "textbook attention, same dtype"), **kw)
+    if name == "speedup":
+        return plot_vs_seq_len(frame, _speedup, "speedup over full (x, log)",
+                               "Speedup over full on the same inputs (>1: faster)",
+                               hline=(1.0, "as fast as full"), no_value_label="ok, but no full to compare", **kw)
+    if name == "throughput":
+        return plot_vs_seq_len(frame, "tflops", "throughput (TFLOP/s)", "Throughput vs sequence length",
+                               logy=False, **kw)
+    if name == "accuracy_vs_cost":
+        return plot_pareto(frame, **kw)
+    if name == "pct_of_peak":
+        return plot_vs_seq_len(frame, "pct_of_peak", "% of measured device peak",
+                               "Throughput as a fraction of the device's measured peak", logy=False, **kw)
+    raise ValueError(f"figure {name!r} is not a report figure (allowed: {', '.join(FIGURES)})")
+
+
 def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[str, Figure]:
     """All report figures for ``frame`` (normalized rows, with ``speedup_vs_full`` from the summary).
 
@@ -549,32 +601,79 @@ def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[s
     """
     facets = facet_columns(frame) if facets is None else facets
     colors = variant_colors(frame["variant"])
-    kw = dict(facets=facets, colors=colors)
-    figs = {
-        "time": plot_vs_seq_len(frame, "time_ms_median", "median time (ms)",
-                                "Median time vs sequence length (log-log)", **kw),
-        "memory": plot_vs_seq_len(frame, lambda d: d["peak_mem_bytes"] / 2**20, "peak memory above inputs (MiB)",
-                                  "Peak memory vs sequence length (log-log)", **kw),
-        "error": plot_vs_seq_len(frame, "err_metric", "relative L2 error vs float64",
-                                 "Error vs sequence length", reference=("textbook_err_rel_l2",
-                                                                        "textbook attention, same dtype"), **kw),
-        "speedup": plot_vs_seq_len(frame, _speedup, "speedup over full (x, log)",
-                                   "Speedup over full on the same inputs (>1: faster)",
-                                   hline=(1.0, "as fast as full"), no_value_label="ok, but no full to compare",
-                                   **kw),
-        "throughput": plot_vs_seq_len(frame, "tflops", "throughput (TFLOP/s)",
-                                      "Throughput vs sequence length", logy=False, **kw),
-        "accuracy_vs_cost": plot_pareto(frame, **kw),
-    }
-    if "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any():
-        figs["pct_of_peak"] = plot_vs_seq_len(frame, "pct_of_peak", "% of measured device peak",
-                                              "Throughput as a fraction of the device's measured peak",
-                                              logy=False, **kw)
-    return figs
+    slim = _slim(frame, facets)
+    return {name: make_figure(name, slim, facets, colors) for name in figure_names(frame)}
+
+
+_job: tuple | None = None  # what a forked worker of write_figures draws from
+
+
+def _write_one(name: str, job: tuple | None = None) -> tuple[str, list[Path]]:
+    frame, facets, colors, out_dir, formats = job if job is not None else _job  # type: ignore[misc]
+    fig = make_figure(name, frame, facets, colors)
+    try:
+        return name, save_figure(fig, out_dir, name, formats)
+    finally:
+        fig.clear()
+
+
+def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | None = None,
+                  formats: tuple[str, ...] = ("png",), workers: int | None = None) -> dict[str, list[Path]]:
+    """Build and save every report figure, in parallel processes where the machine has more than one core.
+
+    Each worker builds and writes whole figures (drawing a figure is single-threaded matplotlib work, most of a
+    report's time). Workers are forked, or spawned when torch is loaded in this process (a process forked after
+    OpenMP started may hang); one worker, or a failure to start them, means the figures are written here.
+
+    Args:
+        frame: normalized rows, with ``speedup_vs_full`` (see :func:`harness.report.with_baseline_ratios`).
+        out_dir: the folder of the image files (created).
+        facets: facet columns (default: :func:`facet_columns`).
+        formats: image formats (``png``, ``svg``).
+        workers: processes (default: the CPU cores available, at most 4).
+
+    Returns:
+        figure name -> the files written, in :data:`FIGURES` order.
+    """
+    import os
+    import sys
+
+    global _job
+    facets = facet_columns(frame) if facets is None else facets
+    names = figure_names(frame)
+    job = (_slim(frame, facets), facets, variant_colors(frame["variant"]), Path(out_dir), tuple(formats))
+    if workers is None:
+        avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = min(avail, 4)
+    workers = max(1, min(workers, len(names)))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    done: dict[str, list[Path]] = {}
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = "torch" in sys.modules or sys.platform != "linux"
+        ctx = mp.get_context("spawn" if spawn else "fork")
+        _job = job
+        try:
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_write_one, n, job if spawn else None) for n in names]
+                done = dict(f.result() for f in futures)
+        except (OSError, RuntimeError):  # no processes here (a sandbox, a broken pool): draw them here
+            done = {}
+        finally:
+            _job = None
+    for name in names:
+        if name not in done:
+            done[name] = _write_one(name, job)[1]
+    return {name: done[name] for name in names}
 
 
 def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: tuple[str, ...] = _FORMATS) -> list[Path]:
     """Write ``fig`` as ``out_dir/name.<fmt>`` for each format (PNG at 110 dpi).
+
+    The figures use constrained layout, which already fits titles, labels and the legend outside the axes into
+    the canvas, so no ``bbox_inches="tight"`` pass (a second full draw of the figure) is made.
 
     Returns:
         The files written.
@@ -584,6 +683,6 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: tuple[str,
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        fig.savefig(path, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths

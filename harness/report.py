@@ -7,7 +7,7 @@
   memory and its ratio to ``full``'s, error;
 - ``scaling.csv``: per variant and facet, the fitted exponents of time and memory in seq_len and the crossover
   length where the variant first beats ``full``;
-- ``plots/*.png`` and ``plots/*.svg``: see :mod:`harness.plots`;
+- ``plots/*.png`` (and ``plots/*.svg`` when asked): see :mod:`harness.plots`;
 - ``report.md``: environment, tables and plots, readable on GitHub.
 
 ``report_main(argv)`` is the ``attnbench report RUN [RUN ...] [--out DIR]`` command.
@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 
 from harness.columns import CASE_COLUMNS, CASE_KEY, PUBLIC_COLUMNS
-from harness.plots import NO_VALUE, facet_columns, make_figures, save_figure, variant_order
+from harness.plots import NO_VALUE, facet_columns, figure_names, variant_order, write_figures
 from harness.results_io import RunData, latest_run, read_runs, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
 from harness.store import csv_text, write_atomic
 
 #: Image formats of the plots; report.md links the PNG.
-PLOT_FORMATS: tuple[str, ...] = ("png", "svg")
+PLOT_FORMATS: tuple[str, ...] = ("png",)
 _SUMMARY_COLUMNS = (
     "time_ms_median", "time_ms_iqr", "time_ms_ci_low", "time_ms_ci_high", "n_runs", "contended", "cpu_share",
     "noisy", "speedup_vs_full", "speedup_ci_low", "speedup_ci_high", "peak_mem_bytes", "mem_ratio_vs_full",
@@ -175,7 +175,7 @@ def markdown_table(frame: pd.DataFrame, markup: tuple[str, ...] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cell(row: pd.Series, main: str, ratio: str | None, unit: str = "", scale: float = 1.0,
+def _cell(row: pd.Series | dict, main: str, ratio: str | None, unit: str = "", scale: float = 1.0,
           ratio_fmt: str = "{:.2f}x") -> str:
     if row["status"] != "ok":
         return f"**{md_text(row['status'])}**"
@@ -224,13 +224,15 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
             parts.append(f"**{md_text(label)}**\n")
         rows = []
         extra_cols = [c for c in ("batch", "heads") if c not in facets and sub[c].nunique() > 1]
+        cells: dict[tuple, list[str]] = {}
+        for x in sub.to_dict("records"):  # plain dicts: a wide frame's row-by-row filtering is slow
+            cells.setdefault((x["seq_len"], x["variant"]), []).append(_cell(x, *spec))
         for n, at_n in sub.groupby("seq_len", sort=True):
             rec = {"seq_len": int(n)}
             for c in extra_cols:
                 rec[c] = ", ".join(_fmt(v) for v in sorted(at_n[c].dropna().unique()))
             for v in variants:
-                r = at_n[at_n["variant"] == v]
-                rec[v] = "" if r.empty else "; ".join(_cell(x, *spec) for _, x in r.iterrows())
+                rec[v] = "; ".join(cells.get((n, v), []))
             rows.append(rec)
         table = pd.DataFrame(rows)
         table = table[[c for c in table.columns if c in ("seq_len", *extra_cols) or (table[c] != "").any()]]
@@ -370,13 +372,16 @@ def environment_markdown(data: RunData) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the report
-def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> Path:
+def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS,
+                 draw_plots: bool = True) -> Path:
     """Write every report file for ``data`` into ``out_dir`` (see the module docstring).
 
     Args:
         data: rows and environments of the runs (from :func:`harness.results_io.read_runs`).
         out_dir: where to write (created).
         formats: image formats of the plots (the first one is linked from report.md; empty: no plots).
+        draw_plots: draw the plots here; False writes the tables and report.md (linking the plot files) and
+            leaves the plots to :func:`write_plots` (``attnbench report`` runs it in a background process).
 
     Returns:
         The path of ``report.md``.
@@ -392,16 +397,28 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     scaling = scaling_table(frame, facets)
     scaling.to_csv(out / "scaling.csv", index=False)
 
-    plot_files: dict[str, list[Path]] = {}
-    if formats:
-        for name, fig in make_figures(frame, facets).items():
-            plot_files[name] = save_figure(fig, out / "plots", name, formats)
-            fig.clear()
+    if formats and draw_plots:
+        plot_files = write_figures(frame, out / "plots", facets, formats)
+    else:
+        plot_files = {name: [out / "plots" / f"{name}.{fmt}" for fmt in formats] for name in figure_names(frame)
+                      } if formats else {}
 
     md = _report_markdown(data, frame, summary, scaling, facets, plot_files, out)
     path = out / "report.md"
     path.write_text(md)
     return path
+
+
+def write_plots(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
+    """Draw and write the report's plots of ``data`` into ``out_dir/plots`` (the part of :func:`build_report`
+    that takes most of its time).
+
+    Returns:
+        The files written.
+    """
+    frame = with_baseline_ratios(data.frame)
+    files = write_figures(frame, Path(out_dir) / "plots", facet_columns(frame), formats)
+    return [f for fs in files.values() for f in fs]
 
 
 def contention_line(frame: pd.DataFrame) -> str:
@@ -518,23 +535,53 @@ def default_out_dir(runs: list[str]) -> Path:
     return first.resolve().parent / f"report_{names[:80]}"
 
 
+#: Present in ``OUT/plots`` while a background process writes the plots (removed when it is done).
+PENDING_MARKER = ".pending"
+
+
+def _plots_in_background(runs: list[str], out: Path, svg: bool) -> int | None:
+    """Start ``attnbench report RUN... --out OUT --plots-only --wait`` detached; its pid, or None if it could not
+    start. Its output goes to ``OUT/plots/plots.log``; ``OUT/plots/.pending`` exists until it is done."""
+    import subprocess
+
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    (plots / PENDING_MARKER).write_text("plots are being written by a background `attnbench report`\n")
+    cmd = [sys.executable, "-m", "harness", "report", *runs, "--out", str(out), "--plots-only", "--wait"]
+    try:
+        with open(plots / "plots.log", "w") as log:
+            proc = subprocess.Popen(cmd + (["--svg"] if svg else []), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:
+        (plots / PENDING_MARKER).unlink(missing_ok=True)
+        return None
+    return proc.pid
+
+
 def report_main(argv: list[str] | None = None) -> int:
-    """``attnbench report [RUN ...] [--out DIR]``: write the report and print where.
+    """``attnbench report [RUN ...] [--out DIR] [--wait] [--svg] [--no-plots]``: write the report, print where.
 
     With no RUN, the latest run under ``results/`` is reported. Problems met while reading (a damaged record, a
-    truncated CSV) are printed as warnings, one line each.
+    truncated CSV) are printed as warnings, one line each. The tables and report.md are written first and the
+    command returns; the plots (PNG; SVG too with ``--svg``) are drawn by a background process, in
+    ``OUT/plots`` a few seconds later (``--wait`` draws them before returning).
 
     Returns:
         0 on success, 2 on bad arguments or unreadable runs.
     """
     parser = argparse.ArgumentParser(
         prog="attnbench report",
-        description="Tables, plots and report.md from one or more runs (default: the latest run under results/).")
+        description="Tables, plots and report.md from one or more runs (default: the latest run under results/). "
+                    "The plots are drawn in the background unless --wait is given.")
     parser.add_argument("runs", nargs="*", metavar="RUN",
                         help="a run directory, a folder of runs, a results CSV or a pytest-benchmark JSON file")
     parser.add_argument("--out", default=None, help="output directory (default: RUN/report for one run)")
     parser.add_argument("--results-dir", default="results", metavar="DIR",
                         help="where to look for the latest run when no RUN is given (default: results)")
+    parser.add_argument("--wait", action="store_true", help="draw the plots before returning (not in the background)")
+    parser.add_argument("--svg", action="store_true", help="also write the plots as SVG (PNG is always written)")
+    parser.add_argument("--no-plots", action="store_true", help="tables and report.md only")
+    parser.add_argument("--plots-only", action="store_true", help=argparse.SUPPRESS)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -548,11 +595,28 @@ def report_main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"attnbench report: error: {exc}", file=sys.stderr)
         return 2
+    formats = () if args.no_plots else PLOT_FORMATS + (("svg",) if args.svg else ())
+    if args.plots_only:
+        try:
+            files = write_plots(data, out, formats)
+        finally:
+            (out / "plots" / PENDING_MARKER).unlink(missing_ok=True)
+        print(f"plots: {len(files)} file(s) in {out / 'plots'}")
+        return 0
     for problem in data.problems:
         print(f"attnbench report: warning: {problem}", file=sys.stderr)
-    path = build_report(data, out)
+    background = bool(formats) and not args.wait
+    path = build_report(data, out, formats, draw_plots=not background)
     print(f"report: {path}")
+    if background:
+        pid = _plots_in_background(runs, out, args.svg)
+        if pid is None:
+            write_plots(data, out, formats)
+        else:
+            print(f"plots: being drawn in the background (pid {pid}) into {out / 'plots'}; ready when "
+                  f"{out / 'plots' / PENDING_MARKER} is gone (--wait draws them before returning)")
     return 0
 
 
-__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "summary_table", "write_report"]
+__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "summary_table", "write_plots",
+           "write_report"]

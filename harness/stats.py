@@ -7,8 +7,8 @@ a robust relative noise, and a paired ratio with its confidence interval.
   sample range and :func:`median_ci` says so through its ``coverage``.
 - :func:`rel_noise`: ``1.4826 * MAD / median``, the relative standard deviation a normal distribution with the
   same median absolute deviation would have (robust to the few huge samples a preemption makes).
-- :func:`paired_ratio`: the geometric mean of per-round ratios with a Student-t interval on their logarithms (two
-  or more rounds): drift that hits both sides of a round alike cancels in each ratio.
+- :func:`paired_ratio`: the median of per-round ratios with its sign-test interval: drift that hits both sides of
+  a round alike cancels in each ratio, and the median ignores a round in which only one side was slowed.
 """
 
 from __future__ import annotations
@@ -17,10 +17,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: Two-sided 95% Student-t quantiles t(0.975, df) for df = 1..30; beyond 30 the normal 1.96 is within 4%.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-_Z975 = 1.959964
 #: MAD -> standard deviation of a normal distribution.
 _MAD_TO_SD = 1.4826
 
@@ -103,28 +99,23 @@ def rel_noise(x: Sequence[float]) -> float:
     return _MAD_TO_SD * median([abs(v - med) for v in x]) / med
 
 
-def t975(df: int) -> float:
-    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom (>= 1)."""
-    if df < 1:
-        raise ValueError(f"df={df} is out of range (allowed: an integer >= 1)")
-    return _T975[df - 1] if df <= len(_T975) else _Z975
-
-
 @dataclass(frozen=True)
 class PairedRatio:
-    """``estimate`` of a ratio with its 95% interval (NaN bounds below two pairs) from ``pairs`` rounds."""
+    """``estimate`` of a ratio with its interval (``low``, ``high``; coverage ``coverage``) from ``pairs`` rounds."""
 
     estimate: float
     low: float
     high: float
     pairs: int
+    coverage: float = math.nan
 
 
 def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> PairedRatio:
-    """Geometric mean of ``numerators[i] / denominators[i]`` with a Student-t 95% interval on the log ratios.
+    """Median of the per-round ratios ``numerators[i] / denominators[i]``, with the sign-test interval of that
+    median (:func:`median_ci`: 95% from 6 pairs on; below that the range of the ratios, with its lower coverage).
 
     Each pair is one round in which both sides were measured, so a slowdown of the machine that lasts a round hits
-    both sides of that round's ratio alike.
+    both sides of that round's ratio alike; the median ignores the odd round in which only one side was slowed.
 
     Args:
         numerators, denominators: per-round figures (same length; pairs with a value that is not > 0 are skipped).
@@ -134,14 +125,12 @@ def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
     """
     if len(numerators) != len(denominators):
         raise ValueError(f"paired_ratio needs pairs (got {len(numerators)} and {len(denominators)} values)")
-    logs = [math.log(a / b) for a, b in zip(numerators, denominators)
-            if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
-    n = len(logs)
+    ratios = [a / b for a, b in zip(numerators, denominators)
+              if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)]
+    n = len(ratios)
     if n == 0:
         return PairedRatio(math.nan, math.nan, math.nan, 0)
-    mean = sum(logs) / n
     if n == 1:
-        return PairedRatio(math.exp(mean), math.nan, math.nan, 1)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
-    half = t975(n - 1) * sd / math.sqrt(n)
-    return PairedRatio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), n)
+        return PairedRatio(ratios[0], math.nan, math.nan, 1)
+    ci = median_ci(ratios)
+    return PairedRatio(median(ratios), ci.low, ci.high, n, ci.coverage)

@@ -47,12 +47,12 @@ def test_median_ci_is_the_sign_test_interval() -> None:
     assert S.rel_noise([1.0, 1.0, 1.0]) == 0.0 and S.rel_noise([1.0, 2.0, 3.0]) == pytest.approx(1.4826 / 2)
 
 
-def test_paired_ratio_is_a_geometric_mean_with_a_t_interval() -> None:
-    r = S.paired_ratio([2.0, 4.0], [1.0, 1.0])
-    assert r.estimate == pytest.approx(math.sqrt(8)) and r.pairs == 2
-    half = 12.706 * (math.log(2) / math.sqrt(2)) / math.sqrt(2)
-    assert r.low == pytest.approx(math.exp(math.log(math.sqrt(8)) - half))
-    assert r.high == pytest.approx(math.exp(math.log(math.sqrt(8)) + half))
+def test_paired_ratio_is_the_median_of_round_ratios_with_its_sign_test_interval() -> None:
+    r = S.paired_ratio([2.0, 4.0, 2.2, 1.8, 2.0, 20.0], [1.0] * 6)  # one round where only one side was slowed
+    assert r.estimate == pytest.approx(2.1) and r.pairs == 6
+    assert (r.low, r.high) == (1.8, 20.0) and r.coverage == pytest.approx(1 - 2 / 64)
+    many = S.paired_ratio([2.0 + 0.01 * i for i in range(20)], [1.0] * 20)
+    assert many.low > 2.0 and many.high < 2.19 and many.coverage >= 0.95
     one = S.paired_ratio([3.0], [1.5])
     assert one.estimate == 2.0 and math.isnan(one.low) and one.pairs == 1
     assert S.paired_ratio([0.0, 1.0], [1.0, 1.0]).pairs == 1  # a pair without a positive figure is skipped

@@ -317,7 +317,7 @@ def test_benchmark_suite_json_loads_into_csv_rows(tmp_path):
     from harness.report import report_main
 
     out = tmp_path / "rep"
-    assert report_main([str(js), "--out", str(out)]) == 0
+    assert report_main([str(js), "--out", str(out), "--wait"]) == 0
     import pandas as pd
 
     table = pd.read_csv(out / "results.csv")

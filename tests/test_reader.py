@@ -72,7 +72,7 @@ def test_truncated_csv_with_intact_records_reads_every_record(run, capsys):
     (run / "results.csv").write_text(text[: len(text) // 3])
     _assert_complete(read_runs(run / "results.csv").frame)
     # report, compare and load_results see the same rows
-    assert report_main([str(run), "--out", str(run / "report")]) == 0
+    assert report_main([str(run), "--out", str(run / "report"), "--no-plots"]) == 0
     summary = pd.read_csv(run / "report" / "summary.csv")
     _assert_complete(summary)
     assert len(load_results(run)) == N_ROWS
@@ -157,7 +157,7 @@ def test_damaged_records_are_named_and_not_counted(run, caplog):
 
 def test_report_and_compare_print_damage_as_one_clear_line_each(run, capsys):
     damaged = _damage(run)
-    assert report_main([str(run), "--out", str(run / "report")]) == 0
+    assert report_main([str(run), "--out", str(run / "report"), "--no-plots"]) == 0
     err = capsys.readouterr().err
     for f in damaged:
         assert f"attnbench report: warning: damaged record {f}" in err
@@ -207,10 +207,10 @@ def test_folder_of_runs_and_latest_run(tmp_path, monkeypatch, capsys):
     assert len(load_results(results)) == 2 * N_ROWS
     assert len(compare_runs(results / "old", results / "new").matched) == N_ROWS
     monkeypatch.chdir(tmp_path)
-    assert report_main([]) == 0
+    assert report_main(["--no-plots"]) == 0
     assert (results / "new" / "report" / "report.md").is_file()
     assert "results/new/report/report.md" in capsys.readouterr().out
-    assert report_main(["results", "--out", "folder_report"]) == 0
+    assert report_main(["results", "--out", "folder_report", "--no-plots"]) == 0
     assert len(pd.read_csv(tmp_path / "folder_report" / "results.csv")) == 2 * N_ROWS
     monkeypatch.chdir(tmp_path / "results" / "new")
     assert report_main([]) == 2

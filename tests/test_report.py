@@ -45,7 +45,7 @@ def report_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     run = write_run(root, "run_a", synthetic_rows(run_id="run_a", heads=(8,), patterns=("full", "causal")))
     out = root / "out"
-    assert report_main([str(run), "--out", str(out)]) == 0
+    assert report_main([str(run), "--out", str(out), "--svg", "--wait"]) == 0
     return out, out / "report.md"
 
 
@@ -118,8 +118,8 @@ def test_every_variant_and_status_on_each_plot(figures, frame, name):
     for s in NON_OK:
         assert any(t.startswith(s) for t in texts), (name, s, texts)
     # the markers are drawn, not only listed: one strip marker per non-ok row shown (pareto shows a subset)
-    n_markers = sum(1 for ax in fig.axes for ln in ax.get_lines()
-                    if ln.get_marker() in {m for m, _ in STATUS_MARKERS.values()} and len(ln.get_xdata()) == 1)
+    n_markers = sum(len(ln.get_xdata()) for ax in fig.axes for ln in ax.get_lines()
+                    if ln.get_marker() in {m for m, _ in STATUS_MARKERS.values()} and ln.get_linestyle() == "None")
     if name != "accuracy_vs_cost":
         assert n_markers == int((frame["status"] != "ok").sum())
     else:
@@ -128,8 +128,8 @@ def test_every_variant_and_status_on_each_plot(figures, frame, name):
 
 def test_failure_markers_sit_at_their_seq_len(frame):
     fig = plot_vs_seq_len(frame, "time_ms_median", "ms", "t", facets=["heads", "pattern_label"])
-    oom_x = sorted({float(ln.get_xdata()[0]) for ax in fig.axes for ln in ax.get_lines()
-                    if ln.get_marker() == STATUS_MARKERS["oom"][0]})
+    oom_x = sorted({float(x) for ax in fig.axes for ln in ax.get_lines()
+                    if ln.get_marker() == STATUS_MARKERS["oom"][0] for x in ln.get_xdata()})
     assert oom_x == [4096.0]
 
 
@@ -358,3 +358,39 @@ def test_report_from_measure_variant_rows(tmp_path):
     texts = _legend_texts(fig)
     for want in ("full", "test_short_only", "test_oom", "unsupported", "oom"):
         assert any(t.startswith(want) for t in texts), want
+
+
+# ------------------------------------------------------------------ speed: what is drawn, where
+def test_plots_are_png_only_unless_svg_is_asked(tmp_path):
+    run = write_run(tmp_path, "r", synthetic_rows(heads=(4,), patterns=("full",)))
+    write_report([run], tmp_path / "out")
+    plots = sorted(p.name for p in (tmp_path / "out" / "plots").iterdir())
+    assert plots and all(p.endswith(".png") for p in plots), plots
+
+
+def test_parallel_figures_equal_serial_ones(tmp_path, frame):
+    from harness.plots import figure_names, write_figures
+
+    serial = write_figures(frame, tmp_path / "one", workers=1)
+    parallel = write_figures(frame, tmp_path / "two", workers=2)
+    assert list(serial) == list(parallel) == figure_names(frame)
+    for name in serial:
+        assert parallel[name][0].read_bytes() == serial[name][0].read_bytes(), name  # the same pixels
+
+
+def test_report_returns_before_the_plots_and_they_follow(tmp_path, capsys):
+    import time
+
+    run = write_run(tmp_path, "r", synthetic_rows(heads=(4,), patterns=("full",)))
+    out = tmp_path / "out"
+    assert report_main([str(run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.md'}" in printed and "in the background" in printed
+    assert "](plots/time.png)" in (out / "report.md").read_text()  # linked before it exists
+    deadline = time.monotonic() + 180
+    while (out / "plots" / ".pending").exists():
+        assert time.monotonic() < deadline, (out / "plots" / "plots.log").read_text()
+        time.sleep(0.2)
+    for name in ("time", "memory", "error", "speedup", "throughput", "accuracy_vs_cost"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 1000, name
+    assert "plots: 6 file(s)" in (out / "plots" / "plots.log").read_text()
