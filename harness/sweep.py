@@ -44,6 +44,7 @@ from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
 from harness.scaling import BASELINE
 from harness.store import RunStore, record_id, write_json_atomic
+from harness.varlen import doc_stats
 
 
 @dataclass
@@ -101,6 +102,9 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
         threads=m.threads or torch.get_num_threads(), budget_s=plan.budget_s, measure_wall_ms=wall_ms,
         cuda_version=torch.version.cuda, hostname=socket.gethostname(), record_id=rid,
     )
+    if case.documents is not None:  # a variable-length batch: its documents, padding and time per real token
+        row.update(lengths=case.lengths, layout=case.layout, **doc_stats(case.documents, case.layout))
+        row["us_per_token"] = 1e3 * m.time_ms_median / case.tokens if math.isfinite(m.time_ms_median) else math.nan
     row.update(_env.row_env(case.device))
     return row
 
