@@ -240,38 +240,61 @@ class Pattern:
             lay[b0:b1, b0:b1] = own[: b1 - b0, : b1 - b0]
         return lay
 
-    def _document_fn(self, device: torch.device | str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """Packed documents: ``(q, k) -> bool``, same document and the rule on positions inside it."""
+    def _document_fn(self, device: torch.device | str,
+                     pad_to: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Packed documents: ``(q, k) -> bool``, same document and the rule on positions inside it. With
+        ``pad_to``, positions from the total up to ``pad_to`` may be asked too (one more document of padding)."""
         docs = self.documents
         assert docs is not None
-        lens = torch.tensor(docs, device=device)
-        doc = torch.repeat_interleave(torch.arange(len(docs), device=device), lens)  # document of each position
-        start = torch.tensor(self.doc_starts()[:-1], device=device)[doc]  # its start
-        rule = self.base.mask_fn(max(docs), device)
+        total = sum(docs)
+        size = max(total, pad_to or 0)
+        lens = torch.tensor([*docs, size - total] if size > total else docs, device=device)
+        doc = torch.repeat_interleave(torch.arange(lens.numel(), device=device), lens)  # document of each position
+        start = torch.tensor(self.doc_starts()[:-1] + ((total,) if size > total else ()), device=device)[doc]
+        rule = self.base.mask_fn(max(max(docs), size - total), device)
         return lambda q, k: (doc[q] == doc[k]) & rule(q - start[q], k - start[k])
 
-    def batch_mask_fn(self, seq_len: int, device: torch.device | str = "cpu"
+    def batch_mask_fn(self, seq_len: int, device: torch.device | str = "cpu", pad_to: int | None = None
                       ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
         """A function ``(batch_row, q_row, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
 
         The mask of every layout, padded documents included (FlexAttention's ``mask_mod`` takes the batch index
-        the same way); without a padded batch the batch row is ignored. Square attention only.
+        the same way); without a padded batch the batch row is ignored. Square attention only. With documents,
+        ``pad_to`` lets it be asked about positions up to ``pad_to`` (kernels that evaluate the mask on whole
+        tiles past the end); those are never attended together with a real one.
         """
         if not self.is_padded:
-            fn = self.mask_fn(seq_len, device)
+            if self.documents is not None:
+                self.check_fits(seq_len)
+                fn = self._document_fn(device, pad_to)
+            else:
+                fn = self.mask_fn(seq_len, device)
             return lambda b, q, k: fn(q, k)
         self.check_fits(seq_len)
         lens = torch.tensor(self.documents, device=device)
-        rule = self.base.mask_fn(seq_len, device)
+        rule = self.base.mask_fn(max(seq_len, pad_to or 0), device)
         return lambda b, q, k: (q < lens[b]) & (k < lens[b]) & rule(q, k)
 
-    def batch_dense_mask(self, seq_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Boolean ``[rows, seq_len, seq_len]`` mask: one per batch row of a padded batch, else ``rows = 1``."""
+    def batch_dense_mask(self, seq_len: int, device: torch.device | str = "cpu",
+                         fill_padding_rows: bool = False) -> torch.Tensor:
+        """Boolean ``[rows, seq_len, seq_len]`` mask: one per batch row of a padded batch, else ``rows = 1``.
+
+        Args:
+            seq_len: the sequence length.
+            device: where the mask is made.
+            fill_padding_rows: let the padding queries of a padded batch attend to every key. Their output is
+                never compared (nor used by anyone), and a dense softmax over a row with no attended key gives NaN,
+                whose gradient would reach the real keys; with this they stay finite.
+        """
         if not self.is_padded:
             return self.dense_mask(seq_len, device)[None]
         b = torch.arange(len(self.documents), device=device)[:, None, None]
         i = torch.arange(seq_len, device=device)
-        return self.batch_mask_fn(seq_len, device)(b, i[None, :, None], i[None, None, :])
+        mask = self.batch_mask_fn(seq_len, device)(b, i[None, :, None], i[None, None, :])
+        if fill_padding_rows:
+            lens = torch.tensor(self.documents, device=device)
+            mask |= (i[None, :] >= lens[:, None])[:, :, None]
+        return mask
 
     def mask_fn(self, seq_len: int, device: torch.device | str = "cpu",
                 q_len: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

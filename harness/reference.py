@@ -471,12 +471,26 @@ def _by_document(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pat
             sel = (torch.tensor([starts[i] for i in idx], device=q.device)[:, None]
                    + torch.arange(length, device=q.device)[None, :])
         parts = [_take(x, sel, length, padded) for x in (q, k, v)]
-        r = attend(*parts, base, grad_out=_take(grad_out, sel, length, padded) if want_grad else None)
+        gd = _take(grad_out, sel, length, padded) if want_grad else None
+        r = _single(*parts, gd, dtype) if length == 1 else attend(*parts, base, grad_out=gd)
         _put(out, r.out, sel, length, padded)
         if want_grad:
             for dst, val in zip(grads, (r.dq, r.dk, r.dv)):
                 _put(dst, val, sel, length, padded)
     return Reference(out, *grads) if want_grad else Reference(out)
+
+
+def _single(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor | None,
+            dtype: torch.dtype) -> Reference:
+    """Documents of one token (every rule attends a token to itself): the output is the value, exactly; dq and dk
+    are exactly 0 (a softmax over one key has no slope), dv sums the group's upstream gradients."""
+    g = q.shape[1] // k.shape[1]
+    out = v.to(dtype).repeat_interleave(g, dim=1)
+    if grad_out is None:
+        return Reference(out)
+    dv = grad_out.to(dtype).reshape(v.shape[0], v.shape[1], g, *v.shape[2:]).sum(dim=2)
+    return Reference(out, torch.zeros(q.shape, dtype=dtype, device=q.device),
+                     torch.zeros(k.shape, dtype=dtype, device=q.device), dv)
 
 
 def _take(x: torch.Tensor, sel: torch.Tensor, length: int, padded: bool) -> torch.Tensor:

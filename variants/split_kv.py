@@ -40,6 +40,8 @@ class SplitKV(Variant):
     supports_backward = False
     supports_gqa = True
     supports_q_len = True
+    doc_layouts_reason = ("it is a decode kernel (a few queries against a long cache); documents are whole "
+                          "sequences of queries")
     #: Most queries per sequence it takes: it is a decode kernel (prefill belongs to ``chunked`` and the others).
     max_q_len = 128
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
