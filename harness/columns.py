@@ -75,6 +75,7 @@ CASE_PARAMS: tuple[CaseParam, ...] = (
     CaseParam("seed", default=0, text="seed={}", hide_default=True),
     CaseParam("mode", numeric=False, default=""),
     CaseParam("threads", text="{} threads", cpu_only=True),
+    CaseParam("cpu_timer", numeric=False, default="per_call", text="timer={}", hide_default=True, cpu_only=True),
 )
 
 #: The case columns, in order.

@@ -558,6 +558,37 @@ def _plots_in_background(runs: list[str], out: Path, svg: bool) -> int | None:
     return proc.pid
 
 
+def report_with_background_plots(runs: list[str | Path], out_dir: str | Path, svg: bool = False,
+                                 data: RunData | None = None) -> tuple[Path, int | None]:
+    """Write the tables and report.md now, and leave the plots to a background process (the fast path of
+    ``attnbench report`` and of the report after a sweep).
+
+    Args:
+        runs: what to report (as :func:`harness.results_io.read_runs` takes it).
+        out_dir: the report folder.
+        svg: also write the plots as SVG.
+        data: the runs already read (default: read them here).
+
+    Returns:
+        ``(report.md, pid)``: the pid of the process drawing the plots into ``out_dir/plots`` (``plots/.pending``
+        exists until it is done), or None when none could start and they were drawn here.
+
+    Raises:
+        ValueError: the runs hold no rows.
+    """
+    runs = [str(r) for r in runs]
+    data = read_runs(runs) if data is None else data
+    if data.frame.empty:
+        raise ValueError(f"{', '.join(runs)} hold no rows (allowed: runs with results)")
+    out = Path(out_dir)
+    formats = PLOT_FORMATS + (("svg",) if svg else ())
+    path = build_report(data, out, formats, draw_plots=False)
+    pid = _plots_in_background(runs, out, svg)
+    if pid is None:
+        write_plots(data, out, formats)
+    return path, pid
+
+
 def report_main(argv: list[str] | None = None) -> int:
     """``attnbench report [RUN ...] [--out DIR] [--wait] [--svg] [--no-plots]``: write the report, print where.
 
@@ -605,18 +636,16 @@ def report_main(argv: list[str] | None = None) -> int:
         return 0
     for problem in data.problems:
         print(f"attnbench report: warning: {problem}", file=sys.stderr)
-    background = bool(formats) and not args.wait
-    path = build_report(data, out, formats, draw_plots=not background)
-    print(f"report: {path}")
-    if background:
-        pid = _plots_in_background(runs, out, args.svg)
-        if pid is None:
-            write_plots(data, out, formats)
-        else:
+    if formats and not args.wait:
+        path, pid = report_with_background_plots(runs, out, args.svg, data)
+        print(f"report: {path}")
+        if pid is not None:
             print(f"plots: being drawn in the background (pid {pid}) into {out / 'plots'}; ready when "
                   f"{out / 'plots' / PENDING_MARKER} is gone (--wait draws them before returning)")
+        return 0
+    print(f"report: {build_report(data, out, formats)}")
     return 0
 
 
-__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "summary_table", "write_plots",
-           "write_report"]
+__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "report_with_background_plots",
+           "summary_table", "write_plots", "write_report"]
