@@ -538,24 +538,33 @@ def _fill_timing(m: Measurement, t: TimingResult) -> None:
 
 
 def _pair(entries: list[_Entry], baseline: str, cfg: MeasureConfig) -> None:
-    """``speedup_vs_full`` (with its 95% interval) from paired per-round figures, and ``mem_ratio_vs_full``."""
+    """``speedup_vs_full`` (with its interval) from paired per-round figures, and ``mem_ratio_vs_full``.
+
+    Both sides of a ratio are taken on the same footing: when either had to use its disturbed samples (too few
+    undisturbed ones), both use all of theirs, so a ratio never sets a waited-on figure against a quiet one.
+    """
     base = next((e for e in entries if e.variant.name == baseline and e.m.status == "ok"), None)
     if base is None:
         return
-    base_rounds = base.sampler.round_figures(cfg.min_runs) if base.sampler is not None and base.timing else {}
+    bs = base.sampler if base.timing is not None else None
     for e in entries:
         m = e.m
         if m.status != "ok" or e.timing is None:
             continue
         if e is base:
-            est = paired_ratio([1.0], [1.0])
-            m.extra.update(speedup_vs_full=1.0, speedup_ci_low=1.0, speedup_ci_high=1.0, speedup_pairs=est.pairs)
+            m.extra.update(speedup_vs_full=1.0, speedup_ci_low=1.0, speedup_ci_high=1.0, speedup_pairs=0)
         else:
-            mine = e.sampler.round_figures(cfg.min_runs) if e.sampler is not None else {}
-            common = sorted(set(mine) & set(base_rounds))
-            est = paired_ratio([base_rounds[r] for r in common], [mine[r] for r in common])
+            mine: dict[int, float] = {}
+            theirs: dict[int, float] = {}
+            if e.sampler is not None and bs is not None:
+                both = e.sampler.uses_all(cfg.min_runs) or bs.uses_all(cfg.min_runs)
+                mine = e.sampler.round_figures(cfg.min_runs, use_all=both or None)
+                theirs = bs.round_figures(cfg.min_runs, use_all=both or None)
+            common = sorted(set(mine) & set(theirs))
+            est = paired_ratio([theirs[r] for r in common], [mine[r] for r in common])
             if est.pairs == 0:  # timed apart (blocked_autorange): the ratio of the medians, no interval
                 est = paired_ratio([base.m.time_ms_median], [m.time_ms_median])
+                est = type(est)(est.estimate, est.low, est.high, 0)
             m.extra.update(speedup_vs_full=est.estimate, speedup_ci_low=est.low, speedup_ci_high=est.high,
                            speedup_pairs=est.pairs)
         if base.m.peak_mem_bytes > 0 and math.isfinite(m.peak_mem_bytes):

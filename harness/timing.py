@@ -311,11 +311,24 @@ class Sampler:
             return clean, [s for s, d in zip(self.samples_ms, flags) if d]
         return list(self.samples_ms), []
 
-    def round_figures(self, min_runs: int) -> dict[int, float]:
-        """Per round: the median of that round's used samples (rounds without one are absent)."""
+    def uses_all(self, min_runs: int) -> bool:
+        """Whether the statistics use disturbed samples too (too few undisturbed ones to leave them out)."""
         flags = self._disturbed()
         used, _ = self.split(min_runs)
-        use_all = len(used) == len(self.samples_ms)
+        return any(flags) and len(used) == len(self.samples_ms)
+
+    def round_figures(self, min_runs: int, use_all: bool | None = None) -> dict[int, float]:
+        """Per round: the median of that round's used samples (rounds without one are absent).
+
+        Args:
+            min_runs: as in :meth:`split`.
+            use_all: use every sample, disturbed or not (None: as the statistics do). A ratio of two samplers takes
+                both on the same footing: all samples on both sides when either had to use all of its own.
+        """
+        flags = self._disturbed()
+        if use_all is None:
+            used, _ = self.split(min_runs)
+            use_all = len(used) == len(self.samples_ms)
         by_round: dict[int, list[float]] = {}
         for s, r, d in zip(self.samples_ms, self.rounds_of, flags):
             if use_all or not d:

@@ -100,6 +100,20 @@ def test_paired_rounds_cancel_drift_that_hits_both_sides() -> None:
     assert r.estimate == pytest.approx(2.0) and r.high - r.low < 1e-9
 
 
+def test_a_ratio_takes_both_sides_on_the_same_footing() -> None:
+    """A's samples alternate quiet (1 ms) and waited-on (3 ms); every sample of B waited. B must use all its
+    samples, so a ratio against B takes all of A's too, never A's quiet ones against B's waited-on ones."""
+    clock = FakeClock()
+    ma, mb = FakeMeter(clock, [0.0, 0.002]), FakeMeter(clock, [0.002])
+    sizes = iter([0.001, 0.003] * 1000)
+    a = CpuSampler(lambda: ma.advance(next(sizes)), threads=1, meter=ma, clock=clock)
+    b = CpuSampler(lambda: mb.advance(0.004), threads=1, meter=mb, clock=clock)
+    run_rounds([a, b], StopRule(budget_s=0.08, min_runs=3, min_rounds=3))
+    assert not a.uses_all(3) and b.uses_all(3)
+    assert all(v == pytest.approx(1.0) for v in a.round_figures(3).values())  # its own statistics: quiet ones
+    assert all(v > 1.0 for v in a.round_figures(3, use_all=True).values())  # beside B: all of them
+
+
 def test_a_call_that_fails_mid_rounds_stops_alone_and_is_reported_at_once() -> None:
     clock = FakeClock()
     n = [0]
