@@ -13,8 +13,9 @@ write into the same run directory and produce the same rows.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import math
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -34,6 +35,19 @@ AXES: tuple[str, ...] = (
     "n_global", "mode", "seed", "inputs",
 )
 DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
+#: Largest value of each integer key. Far beyond any machine, and small enough that no size or offset computed from
+#: them overflows a 64-bit integer later (``seq_len=1e20`` is refused here, not an error row).
+INT_MAX: dict[str, int] = {
+    "batch": 2**20, "heads": 2**16, "seq_len": 2**24, "head_dim": 2**16, "window": 2**24, "block": 2**24,
+    "local": 2**24, "stride": 2**24, "n_global": 2**24, "seed": 2**63 - 1, "tokens": 2**44, "warmup": 10**6,
+    "min_runs": 10**6,
+}
+#: Most elements in one of q, k, v (batch x heads x seq_len x head_dim): 2**40, 4 TiB in float32.
+MAX_ELEMENTS = 2**40
+#: Longest time setting (budget, case_timeout_s), seconds: about 11.6 days.
+MAX_SECONDS = 1e6
+#: Longest file name component when the filesystem does not say (POSIX NAME_MAX on Linux, macOS, Windows).
+NAME_MAX_DEFAULT = 255
 #: CPU timers (:data:`harness.measure.CPU_TIMERS`), the default first.
 CPU_TIMER_CHOICES: tuple[str, ...] = ("per_call", "blocked_autorange")
 
@@ -92,8 +106,8 @@ class SweepConfig:
     isolate: bool = field(default=False,
                           metadata=_help("each (case, variant) in its own child process (timeouts, crashes)", "bool"))
     case_timeout_s: float = field(default=600.0,
-                                  metadata=_help("isolate=true: wall-clock limit of one measurement, seconds > 0",
-                                                 "float"))
+                                  metadata=_help("limit of one measurement phase, seconds > 0; a hang past it is a "
+                                                 "timeout row (in process: the process then ends)", "float"))
     skip_unsupported: bool = field(default=False,
                                    metadata=_help("no row for a (case, variant) the variant cannot run here; one "
                                                   "line per variant says what was skipped and why", "bool"))
@@ -170,13 +184,17 @@ def _as_list(key: str, value: object) -> list:
 
 
 def _int_value(key: str, value: object, minimum: int) -> int:
+    given = value
+    maximum = INT_MAX.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
             raise ConfigError(f"{key}={_fmt(value)} is not an integer (allowed: an integer >= {minimum}, or a list)")
     if value < minimum:
-        raise ConfigError(f"{key}={value} is out of range (allowed: an integer >= {minimum})")
+        raise ConfigError(f"{key}={given} is out of range (allowed: an integer >= {minimum})")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{key}={given} is out of range (allowed: an integer from {minimum} to {maximum})")
     return int(value)
 
 
@@ -234,6 +252,69 @@ def check_run_name(run_name: object) -> str:
     return run_name
 
 
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return NAME_MAX_DEFAULT
+
+
+def check_run_dir(results_dir: str, run_name: str) -> Path:
+    """Check, creating nothing, that the run directory ``results_dir/run_name`` can be made and written.
+
+    Every existing part of the path must be a directory; the deepest existing one must be writable (permissions,
+    and not on a read-only filesystem); each new name must fit the filesystem (``NAME_MAX``, usually 255 bytes).
+
+    Args:
+        results_dir: the ``results_dir`` setting.
+        run_name: the checked ``run_name``.
+
+    Returns:
+        The run directory, absolute.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    base = Path(results_dir).expanduser().absolute()
+    run_dir = base / run_name
+
+    def exists(path: Path) -> bool:
+        try:
+            return path.exists()
+        except OSError:  # e.g. a name longer than the filesystem takes: it cannot exist
+            return False
+
+    existing = run_dir
+    while not exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    limit = _name_max(existing)
+    for part in [run_dir, *run_dir.parents]:  # names to be created must fit the filesystem
+        if part == existing:
+            break
+        size = len(part.name.encode("utf-8", "surrogateescape"))
+        if size > limit:
+            key, value = ("run_name", run_name) if part == run_dir else ("results_dir", results_dir)
+            shown = value if len(value) <= 60 else value[:57] + "..."
+            raise ConfigError(f"{key}={shown!r}: the name {part.name[:40]!r}... is {size} bytes long (allowed: at "
+                              f"most {limit} bytes per file name on this filesystem)")
+    for part in [*reversed(run_dir.parents), run_dir]:  # every existing part must be a directory
+        if part.exists() and not part.is_dir():
+            key, value = ("run_name", run_name) if part == run_dir else ("results_dir", results_dir)
+            raise ConfigError(f"{key}={value!r}: {part} exists and is not a directory (allowed: a directory, or a "
+                              "path that can be created)")
+        if part == existing:
+            break
+    read_only = False
+    with contextlib.suppress(OSError, AttributeError):
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    if read_only or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is on a read-only filesystem" if read_only else "is not writable by this user"
+        key, value = ("run_name", run_name) if existing == run_dir else ("results_dir", results_dir)
+        raise ConfigError(f"{key}={value!r}: {existing} {why} (allowed: a directory this user can write, or a path "
+                          "that can be created there)")
+    return run_dir
+
+
 def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
                      load_variants: bool = True) -> SweepPlan:
     """Validate a resolved sweep config and turn it into a :class:`SweepPlan`.
@@ -277,10 +358,14 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     modes = _axis(c, "mode", lambda k, v: _choice_value(k, v, MODES))
     seeds = _axis(c, "seed", lambda k, v: _int_value(k, v, 0))
     input_kinds = _axis(c, "inputs", lambda k, v: _choice_value(k, v, INPUT_KINDS))
-    tokens = _scalar(c, "tokens", int, lambda v: v >= 0, "an integer >= 0; 0 = use batch")
-    budget = _scalar(c, "budget", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
-    warmup = _scalar(c, "warmup", int, lambda v: v >= 0, "an integer >= 0")
-    min_runs = _scalar(c, "min_runs", int, lambda v: v >= 1, "an integer >= 1")
+    tokens = _scalar(c, "tokens", int, lambda v: 0 <= v <= INT_MAX["tokens"],
+                     f"an integer from 0 to {INT_MAX['tokens']}; 0 = use batch")
+    budget = _scalar(c, "budget", float, lambda v: 0 < v <= MAX_SECONDS,
+                     f"seconds, a number > 0 and <= {MAX_SECONDS:g}")
+    warmup = _scalar(c, "warmup", int, lambda v: 0 <= v <= INT_MAX["warmup"],
+                     f"an integer from 0 to {INT_MAX['warmup']}")
+    min_runs = _scalar(c, "min_runs", int, lambda v: 1 <= v <= INT_MAX["min_runs"],
+                       f"an integer from 1 to {INT_MAX['min_runs']}")
     rel_ci = _scalar(c, "rel_ci", float, lambda v: 0 <= v < 1, "a number in [0, 1); 0 = spend the whole budget")
     cores = allowed_cores()
     threads = _scalar(c, "threads", int, lambda v: 0 <= v <= cores,
@@ -293,11 +378,13 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     skip_unsupported = c["skip_unsupported"]
     if not isinstance(skip_unsupported, bool):
         raise ConfigError(f"skip_unsupported={_fmt(skip_unsupported)} is not allowed (allowed: true or false)")
-    case_timeout_s = _scalar(c, "case_timeout_s", float, lambda v: v > 0 and math.isfinite(v), "seconds, a number > 0")
+    case_timeout_s = _scalar(c, "case_timeout_s", float, lambda v: 0 < v <= MAX_SECONDS,
+                             f"seconds, a number > 0 and <= {MAX_SECONDS:g}")
     results_dir = c["results_dir"]
     if not isinstance(results_dir, str) or not results_dir:
         raise ConfigError(f"results_dir={_fmt(results_dir)} is not allowed (allowed: a directory path)")
     run_name = check_run_name(c["run_name"])
+    run_dir = check_run_dir(results_dir, run_name)
     variants_from = _names("variants_from", c["variants_from"])
     selection = _names("variants", c["variants"])
 
@@ -310,6 +397,9 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     for dev, dt, inp, pat, bt, h, d, n, s, m in itertools.product(devices, dtypes, input_kinds, pats, batches, heads,
                                                                   head_dims, seq_lens, seeds, modes):
         b = max(1, tokens // n) if tokens > 0 else bt
+        if b * h * n * d > MAX_ELEMENTS:
+            raise ConfigError(f"batch x heads x seq_len x head_dim = {b} x {h} x {n} x {d} = {b * h * n * d} elements "
+                              f"per tensor is too large (allowed: at most {MAX_ELEMENTS} = 2**40)")
         try:
             cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dt, device=dev, pattern=pat, mode=m,
                               seed=s, inputs=inp))
@@ -321,10 +411,10 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
         variants = resolve_variants(selection, variants_from)
     else:
         variants = selection
-    return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=Path(results_dir).expanduser().absolute()
-                     / run_name, run_id=run_name, budget_s=float(budget), rel_ci=float(rel_ci), warmup=warmup,
-                     min_runs=min_runs, threads=threads, cpu_timer=cpu_timer, progress=progress,
-                     variants_from=tuple(variants_from), isolate=isolate, case_timeout_s=float(case_timeout_s),
+    return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=run_dir, run_id=run_name,
+                     budget_s=float(budget), rel_ci=float(rel_ci), warmup=warmup, min_runs=min_runs, threads=threads,
+                     cpu_timer=cpu_timer, progress=progress, variants_from=tuple(variants_from), isolate=isolate,
+                     case_timeout_s=float(case_timeout_s),
                      skip_unsupported=skip_unsupported)
 
 

@@ -20,11 +20,17 @@ Every row of an isolated case has two extra columns: ``child_maxrss_bytes``, the
 
 Start-up (Python, torch, the variants) is not counted in ``timeout_s``; it has its own limit, ``startup_timeout_s``.
 Isolation is POSIX only (``os.wait4``, process groups).
+
+A child never outlives its parent: on Linux it asks the kernel for SIGKILL when the parent dies
+(``prctl(PR_SET_PDEATHSIG)``, which works even while the child is stuck in C code); elsewhere a thread polls the
+parent's pid and kills the child's process group when it changes. Either way a SIGKILL of the sweep while a child
+hangs leaves nothing running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import pickle
@@ -42,6 +48,9 @@ from harness.measure import MeasureConfig, Measurement
 
 #: Limit on the child's start-up (interpreter, torch and variant imports) before the case clock starts.
 STARTUP_TIMEOUT_S = 300.0
+#: Environment variable that tells the child its parent's pid (to die with it).
+PARENT_PID_ENV = "ATTNBENCH_ISOLATE_PARENT"
+_PR_SET_PDEATHSIG = 1
 _REASON_MAX = 500
 
 
@@ -104,6 +113,7 @@ def _child_env() -> dict[str, str]:
     old = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(extra + old))
     env.setdefault("PYTHONFAULTHANDLER", "1")
+    env[PARENT_PID_ENV] = str(os.getpid())
     return env
 
 
@@ -256,6 +266,40 @@ def run_isolated(job: IsolatedJob, timeout_s: float, startup_timeout_s: float = 
 
 
 # ---------------------------------------------------------------------------------------------------- the child
+def die_with_parent(parent_pid: int) -> str:
+    """Make this process end when ``parent_pid`` does; returns how (``pdeathsig``, ``poll``).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then a check that the parent did not die before the call.
+    Elsewhere: a daemon thread that polls ``os.getppid()`` and kills this process group when the parent is gone.
+
+    Args:
+        parent_pid: the parent's pid, as it told the child.
+
+    Returns:
+        The mechanism in use.
+    """
+    how = "poll"
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
+                how = "pdeathsig"
+    if os.getppid() != parent_pid:  # the parent died before we asked: go now
+        os._exit(1)
+    if how == "poll":
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(0.5)
+            with contextlib.suppress(OSError):
+                os.killpg(0, signal.SIGKILL)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="attnbench-parent-watch", daemon=True).start()
+    return how
+
+
 def _write_result(path: Path, payload: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(pickle.dumps(payload))
@@ -284,6 +328,9 @@ def child_main(argv: list[str]) -> int:
     import faulthandler
 
     faulthandler.enable()
+    parent = os.environ.get(PARENT_PID_ENV, "")
+    if parent.isdigit():
+        die_with_parent(int(parent))
     job_path, result_path, ready_path = (Path(a) for a in argv)
     job: IsolatedJob = pickle.loads(job_path.read_bytes())
 

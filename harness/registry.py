@@ -351,11 +351,14 @@ def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:
                 spec.loader.exec_module(module)
             else:
                 importlib.import_module(mod_name)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # exit() at import is a broken file too, never a silent exit 0
             for name in set(_variants) - before:
                 unregister_variant(name)
             if path is not None:
                 sys.modules.pop(mod_name, None)
+            if isinstance(exc, SystemExit):
+                raise ValueError(f"variants_from={given!r}: importing it called exit({exc.code!r}); a variants file "
+                                 "must only define and register variants") from None
             missing = exc.name if isinstance(exc, ModuleNotFoundError) and path is None else None
             if missing and (given + ".").startswith(missing + "."):  # the module itself, not one it imports
                 raise ValueError(f"variants_from={given!r}: no module named {missing!r} on sys.path") from None

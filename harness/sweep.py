@@ -11,7 +11,10 @@ when the sweep is part of a larger grid (``in_grid=True``: a Hydra multirun, or 
 present) such cases become ``unsupported`` rows naming the missing device.
 
 With ``plan.isolate`` each supported (case, variant) is measured in a child process (:mod:`harness.isolate`):
-a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. Every row also records
+a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. Without it, what is in flight is
+kept on disk (:mod:`harness.inflight`): a rerun after a crash measures the (case, variant) that was running once in
+a child process (its row says what happened), and a phase running past ``case_timeout_s`` ends the process with a
+``timeout`` row instead of hanging forever. Every row also records
 ``concurrent_jobs``, the number of other jobs of the run measuring on the same device of this host at the time
 (:mod:`harness.sharing`); the job warns the first time it is above zero.
 """
@@ -19,8 +22,10 @@ a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import math
 import socket
+import sys
 import time
 import warnings
 import zlib
@@ -33,6 +38,7 @@ from harness import env as _env
 from harness import measure as _measure
 from harness.config import ConfigError, SweepPlan
 from harness.contention import default_threads
+from harness.inflight import InFlight, Suspect, Watchdog, leftovers
 from harness.inputs import Case
 from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
@@ -198,6 +204,12 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     result.not_run = len(skip)
     cache = CaseInputs()
     existing = store.ids()
+    flight = InFlight(plan.run_dir)
+    found = leftovers(plan.run_dir, store.has)
+    left, risky = found.suspects, set(found.hung)  # risky: variants measured in child processes from now on
+    _announce(prog, plan, found)
+    watchdog = None if plan.isolate else Watchdog(_on_hang)
+    faults = _print_faults()  # a segfault in process prints the Python stack that was running
     leaks = _measure.LeakLedger()
     from harness.sharing import SharedDeviceWarning, SharingMonitor, sharing_warning
 
@@ -225,7 +237,20 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                     prog.message(sharing_warning(case.device, sharing))
                 else:
                     warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
-            write = _RowWriter(plan, store, result, prog, case, len(sharing))
+            write = _RowWriter(plan, store, result, prog, case, len(sharing), flight=flight, watchdog=watchdog)
+            redo = [(v, rid) for v, rid in todo if case.device not in missing and not plan.isolate
+                    and ((rid in left and left[rid].running) or v.name in risky)]
+            for variant, rid in redo:  # it was running when a process died, or its variant crashes: in a child
+                write.begin([(variant, rid)], f"child process for {variant.name} (after a crash)")
+                m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
+                m = _after_crash(m, left[rid]) if rid in left else _isolated_after_crash(m, variant.name)
+                if m.status in ("crashed", "timeout"):
+                    risky.add(variant.name)
+                write(variant, m, secs, rid)
+            todo = [item for item in todo if item not in redo]
+            if not todo:
+                continue
+            write.begin(todo)
             if case.device in missing:
                 for variant, rid in todo:
                     prog.start(text, variant.name)
@@ -233,11 +258,20 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                                                         threads=threads), 0.0, rid)
             elif plan.isolate:  # one child per variant: timed one after another, never interleaved
                 for variant, rid in todo:
-                    prog.start(text, variant.name)
-                    write(variant, *_measure_isolated(plan, variant, case, mcfg, threads), rid)
+                    write.phase(f"child process for {variant.name}")
+                    m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
+                    write(variant, _after_crash(m, left[rid]) if rid in left else m, secs, rid)
             else:
                 _measure_case(case, todo, cache, mcfg, threads, leaks, write)
+            write.end()
+        for path in found.markers:  # a dead process's marker goes once each of its items has a row
+            _forget_if_done(path, store)
     finally:
+        if watchdog is not None:
+            watchdog.close()
+        if faults:
+            faulthandler.disable()
+        flight.end()
         monitor.close()
         cache.release()
         if write_csv:
@@ -280,12 +314,35 @@ class _RowWriter:
     case: Case
     concurrent_jobs: int
     baseline_ms: float = math.nan
+    flight: InFlight | None = None
+    watchdog: Watchdog | None = None
+
+    def __post_init__(self) -> None:
+        self.items: dict[str, tuple[Any, str]] = {}  # variant name -> (variant, record id), of what is in flight
+
+    def begin(self, todo: list[tuple[Any, str]], phase: str = "starting") -> None:
+        """The items of ``todo`` are in flight (a durable marker); ``phase`` concerns all of them when given."""
+        self.items = {v.name: (v, rid) for v, rid in todo}
+        if self.flight is not None:
+            current = [rid for _, rid in todo] if phase != "starting" else []
+            self.flight.begin(self.case.describe(), [(rid, v.name) for v, rid in todo], phase, current)
+        if phase != "starting":
+            self.prog.start(self.case.describe(), phase)
+
+    def end(self) -> None:
+        """The case is over (every row written)."""
+        if self.watchdog is not None:
+            self.watchdog.disarm()
+        if self.flight is not None:
+            self.flight.end()
 
     def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
         m.extra["concurrent_jobs"] = self.concurrent_jobs
         if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
             m.extra["baseline_ms"] = self.baseline_ms
         self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
+        if self.flight is not None:
+            self.flight.done(rid)
         r = self.result
         r.measured += 1
         r.measure_s += secs
@@ -294,7 +351,93 @@ class _RowWriter:
         self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m))
 
     def phase(self, text: str) -> None:
+        """A phase of the case starts (``setup X``, ``timing N variants in rounds``, ``child process for X``)."""
         self.prog.start(self.case.describe(), text)
+        if self.flight is None:
+            return
+        pending = self.flight.pending()
+        name = text.split()[-1]
+        if name in self.items and self.items[name][1] in pending:  # one variant's phase
+            current = [self.items[name][1]]
+        else:  # the interleaved rounds: every variant still without a row
+            current = list(pending)
+        self.flight.phase(text, current)
+        if self.watchdog is not None and current:
+            self.watchdog.arm(self.plan.case_timeout_s * len(current), self)
+
+    def on_hang(self, limit_s: float) -> None:
+        """The watchdog's thread, when the running phase passed its limit: the rows it can write, and a message."""
+        assert self.flight is not None
+        current, text = self.flight.current(), self.flight.phase_text()
+        by_rid = {rid: v for v, rid in self.items.values()}
+        known = len(current) == 1 and current[0] in by_rid
+        if known:
+            self.flight.hung(by_rid[current[0]].name)
+            m = _measure.Measurement(status="timeout", reason=(
+                f"no result within case_timeout_s={self.plan.case_timeout_s:g} s in process ({text}); the sweep "
+                "process was ended, since a call running in process cannot be stopped (isolate=true keeps going "
+                "past hangs)"))
+            self(by_rid[current[0]], m, limit_s, current[0])
+        names = ", ".join(sorted(v for v, (_, rid) in self.items.items() if rid in current))
+        what = ("recorded as a timeout row" if known else
+                f"the next run measures {names} one by one in child processes to find which hangs")
+        print(f"\nattnbench: {self.case.describe()} | {text} did not finish within {limit_s:g} s "
+              f"(case_timeout_s={self.plan.case_timeout_s:g}); {what}. This process stops here: a call running in "
+              "process cannot be interrupted. Run the same command again to go on; isolate=true keeps going past "
+              "hangs.", file=sys.__stderr__ or sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            self.store.write_csv()
+
+
+def _print_faults() -> bool:
+    """Turn on :mod:`faulthandler` (to the real stderr) unless it is on; returns whether this call did."""
+    if faulthandler.is_enabled():
+        return False
+    try:
+        stream = sys.__stderr__
+        if stream is None:
+            return False
+        faulthandler.enable(file=stream)
+    except (ValueError, OSError, AttributeError):  # no usable file descriptor (an embedding)
+        return False
+    return True
+
+
+def _on_hang(writer: _RowWriter, limit_s: float) -> None:
+    writer.on_hang(limit_s)
+
+
+def _announce(prog: Progress, plan: SweepPlan, found: Any) -> None:
+    """Say which items an earlier process left in flight, and what happens to them now."""
+    for s in found.suspects.values():
+        if s.running:
+            prog.message(f"{plan.run_id}: {s.describe()}: {s.case} | {s.variant}; measuring it again in a child "
+                         f"process")
+    for name in sorted(found.hung):
+        prog.message(f"{plan.run_id}: {name} hung in an earlier sweep process (case_timeout_s); its remaining cases "
+                     f"are measured in child processes")
+
+
+def _isolated_after_crash(m: _measure.Measurement, variant: str) -> _measure.Measurement:
+    m.extra["isolated_because"] = f"{variant} crashed or hung a sweep process earlier in this run"
+    return m
+
+
+def _after_crash(m: _measure.Measurement, suspect: Suspect) -> _measure.Measurement:
+    """The row of an item measured again after a crash: what happened both times."""
+    m.extra["previous_attempt"] = suspect.describe()
+    if m.status in ("crashed", "timeout"):
+        m.reason = f"{m.reason}; measured in a child process because {suspect.describe()}"[:1000]
+    return m
+
+
+def _forget_if_done(path: Path, store: RunStore) -> None:
+    import json
+
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if all(store.has(rid) for rid in doc["items"]):
+            path.unlink()
 
 
 def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mcfg: _measure.MeasureConfig,
