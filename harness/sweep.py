@@ -184,6 +184,10 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
                "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
                "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env)}
+    if plan.skip_unsupported:  # what is skipped, one line per variant, for the report's "Not measured"
+        from harness.declines import plan_declines
+
+        env_doc["skipped"] = plan_declines(plan, cuda).lines()
     job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "env.json", env_doc)
@@ -338,6 +342,7 @@ class _RowWriter:
 
     def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
         m.extra["concurrent_jobs"] = self.concurrent_jobs
+        m.extra["exact"] = bool(getattr(variant, "exact", True))  # approximations are drawn and ranked apart
         if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
             m.extra["baseline_ms"] = self.baseline_ms
         self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))

@@ -115,6 +115,12 @@ def test_skip_unsupported_writes_no_row_for_declined_pairs_and_says_why_once_per
     assert len(rows) == 18 and sum(r["status"] == "unsupported" for r in rows) == 8
 
 
+def test_rows_say_whether_the_variant_is_exact(tmp_path):
+    plan = _plan(tmp_path, variants=["full", "linear"], mode="fwd")
+    run_sweep(plan, cuda_available=False)
+    assert {r["variant"]: r["exact"] for r in read_records(plan.run_dir)} == {"full": True, "linear": False}
+
+
 def test_skip_unsupported_is_a_bool(tmp_path):
     with pytest.raises(ConfigError, match=r"skip_unsupported='yes' is not allowed \(allowed: true or false\)"):
         _plan(tmp_path, skip_unsupported="yes")
