@@ -80,6 +80,7 @@ CASE_PARAMS: tuple[CaseParam, ...] = (
     CaseParam("lengths", numeric=False, default="", text="lengths={}", hide_default=True),
     CaseParam("layout", numeric=False, default="", text="{}", hide_default=True),
     CaseParam("threads", text="{} threads", cpu_only=True),
+    CaseParam("cpu_timer", numeric=False, default="per_call", text="timer={}", hide_default=True, cpu_only=True),
 )
 
 _DEFAULT_OF = {p.name: p for p in CASE_PARAMS}
