@@ -38,6 +38,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from harness.columns import CASE_COLUMNS, CASE_KEY
 from harness.scaling import BASELINE
+from harness.varlen_report import VARLEN_COLUMNS, has_varlen, pad_or_pack_figure
 
 #: Marker of each failed status, with its legend text. ``unsupported`` is listed for completeness (the footnote
 #: and report.md name unsupported rows; they are not drawn).
@@ -878,18 +879,20 @@ FIGURE_MAKERS: dict[str, Callable[[pd.DataFrame, list[str], dict[str, Style]], F
     "speedup": _speedup_figure,
     "throughput": _throughput_figure,
     "pct_of_peak": _pct_of_peak_figure,
+    "pad_or_pack": pad_or_pack_figure,  # variable-length batches only (harness/varlen_report.py)
 }
 FIGURES: tuple[str, ...] = tuple(FIGURE_MAKERS)
 #: Columns the figures read (besides facets and panel titles).
 _PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric", "err_rel_l2",
             "approx_err_rel_l2",
-            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact", CASE_KEY)
+            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact", CASE_KEY,
+            *VARLEN_COLUMNS, *CASE_COLUMNS)
 
 
 def figure_names(frame: pd.DataFrame) -> list[str]:
     """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded."""
     has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
-    return [n for n in FIGURES if n != "pct_of_peak" or has_peak]
+    return [n for n in FIGURES if (n != "pct_of_peak" or has_peak) and (n != "pad_or_pack" or has_varlen(frame))]
 
 
 def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:

@@ -289,3 +289,39 @@ def test_config_refusals(cfg, says):
         plan_from_config({**cfg, "run_name": "x", "results_dir": "/tmp/attnbench-varlen-test"}, cuda_available=False,
                          load_variants=False)
     assert says in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+def _row(variant, layout, us, mem, lengths="5+1+7+3", status="ok", cv=0.5, exact=True):
+    return {"variant": variant, "layout": layout, "lengths": lengths, "status": status, "us_per_token": us,
+            "peak_mem_bytes": mem, "doc_tokens": 16, "doc_count": 4, "doc_len_mean": 4.0, "doc_len_max": 7,
+            "doc_len_cv": cv, "padding_fraction": 0.0 if layout == "packed" else 1 - 16 / 28, "device": "cpu",
+            "dtype": "float32", "heads": 2, "head_dim": 8, "pattern_label": "causal", "mode": "fwd", "seed": 0,
+            "batch": 1 if layout == "packed" else 4, "seq_len": 16 if layout == "packed" else 7, "exact": exact,
+            "err_rel_l2": 1e-7, "time_ms_median": us * 16e-3}
+
+
+def test_pad_or_pack_table_sets_layouts_side_by_side_and_names_the_fastest():
+    import pandas as pd
+
+    from harness.varlen_report import pad_or_pack_figure, pad_or_pack_markdown, pad_or_pack_table
+
+    frame = pd.DataFrame([
+        _row("chunked", "packed", 2.0, 1600), _row("chunked", "padded", 5.0, 3200),
+        _row("flex", "packed", 1.0, 800), _row("flex", "padded", 1.5, 1600),
+        _row("causal", "packed", float("nan"), float("nan"), status="unsupported"),
+        _row("causal", "padded", float("nan"), float("nan"), status="unsupported"),
+        _row("linear", "packed", 0.1, 100, exact=False),
+        {"variant": "full", "status": "ok", "lengths": None, "layout": None, "seq_len": 64},  # not a batch of docs
+    ])
+    table = pad_or_pack_table(frame).set_index("variant")
+    assert sorted(table.index) == ["chunked", "flex"]  # declined-only and approximate variants are left out
+    assert table.loc["chunked", "padded_over_packed"] == 2.5 and table.loc["flex", "best"] == "packed"
+    assert table.loc["chunked", "best"] == "" and table.loc["flex", "packed_mem_per_token"] == 50
+    text = "\n".join(pad_or_pack_markdown(frame))
+    assert "## Pad or pack" in text and "| `flex` | **1** | 1.5 | 1.50x |" in text
+    assert "Best: `flex` packed, 1 us per real token." in text
+    assert "(4 docs, mean 4, max 7; padded: 43% padding)" in text
+    fig = pad_or_pack_figure(frame)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4  # 2 variants x 2 layouts; time and memory panels
+    assert pad_or_pack_markdown(frame[frame["variant"] == "full"]) == []

@@ -15,10 +15,11 @@ tile (``(B, Hkv, G * q_chunk, D)`` against ``(B, Hkv, k_chunk, D)``), so K and V
 copied to every head; the backward sums dk and dv over the group in the same matmuls. Queries shorter than keys
 (``q_len < seq_len``) sit bottom-right (:mod:`harness.pattern`): the plan visits the keys each query chunk reaches.
 
-Variable-length batches: packed documents are skipped like any other unattended keys: a query chunk visits only
-the keys of its own documents (``Pattern.key_bounds`` stops at their edges), tiles inside one document take that
-document's rule (a tile of a causal document below its diagonal needs no mask), and only tiles that straddle a
-document boundary get a mask, so the work is about the documents' own pairs plus the edges. A padded batch is
+Variable-length batches: packed documents are skipped like any other unattended keys. Query chunks follow the
+documents (a long document is cut into chunks from its start, short ones are grouped whole into one chunk), a
+query chunk visits only the keys of its own documents (``Pattern.key_bounds`` stops at their edges), tiles inside
+one document take that document's rule (a tile of a causal document below its diagonal needs no mask), and only
+tiles of grouped short documents get a mask, so the work is about the documents' own pairs. A padded batch is
 computed whole (every tile of the longest document, for every row) with one mask per row on the tiles that
 reach padding: what padding costs a kernel that takes a padded batch.
 
@@ -116,6 +117,28 @@ def _document_tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int) ->
     return None
 
 
+def _query_chunks(pattern: Pattern, lq: int, q_chunk: int) -> list[tuple[int, int]]:
+    """Query chunks ``[q0, q1)`` of at most ``q_chunk`` rows. Packed documents: a chunk never cuts a document it
+    does not begin (a long document is cut into chunks from its start, short ones are grouped whole), so the key
+    tiles of a chunk inside one document start at that document's start and every query chunk reaches only the
+    keys of its own documents."""
+    if not pattern.has_documents or pattern.is_padded:
+        return [(q0, min(lq, q0 + q_chunk)) for q0 in range(0, lq, q_chunk)]
+    out: list[tuple[int, int]] = []
+    start = None  # the open chunk of whole short documents
+    for s, e in zip(pattern.doc_starts()[:-1], pattern.doc_starts()[1:]):
+        if start is not None and e - start > q_chunk:
+            out.append((start, s))
+            start = None
+        if e - s > q_chunk:
+            out += [(a, min(e, a + q_chunk)) for a in range(s, e, q_chunk)]
+        elif start is None:
+            start = s
+    if start is not None:
+        out.append((start, lq))
+    return out
+
+
 def _mask_fn(pattern: Pattern, n: int, device: torch.device | str, lq: int):
     """``(q_idx, k_idx) -> attended``; for a padded batch ``(rows, 1, 1, q, k)``, one mask per batch row."""
     if not pattern.is_padded:
@@ -146,8 +169,7 @@ def build_plan(pattern: Pattern, n: int, q_chunk: int, k_chunk: int, dtype: torc
     mask_fn = None if pattern.kind == "full" and not pattern.has_documents else _mask_fn(pattern, n, device, lq)
     budget = _MASK_BUDGET_BYTES
     chunks = []
-    for q0 in range(0, lq, q_chunk):
-        q1 = min(lq, q0 + q_chunk)
+    for q0, q1 in _query_chunks(pattern, lq, q_chunk):
         lo, hi = pattern.key_bounds(q0, q1, n, lq)
         tiles = []
         for k0 in range(lo, hi, k_chunk):
