@@ -117,7 +117,7 @@ def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.
     return out.measurement, out.seconds
 
 
-def collect_env_once(run_dir: Path, env: dict) -> dict:
+def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> dict:
     """PyTorch's environment report for this run: the one already in ``run_dir/env.json`` when it was taken on
     this host with this torch (a resumed run, another job of a multirun), else a new one
     (:func:`harness.env.collect_env_report`, 0.5 s to a few seconds).
@@ -125,6 +125,7 @@ def collect_env_once(run_dir: Path, env: dict) -> dict:
     Args:
         run_dir: the run directory.
         env: this process's :func:`harness.env.capture_env`.
+        prog: told when a new report is taken (it takes a while).
 
     Returns:
         ``{"text": ..., "seconds": ...}`` (or ``"error"`` instead of ``"text"``).
@@ -137,6 +138,8 @@ def collect_env_once(run_dir: Path, env: dict) -> dict:
         if (isinstance(report, dict) and "text" in report and old_env.get("hostname") == env["hostname"]
                 and old_env.get("torch_version") == env["torch_version"]):
             return report
+    if prog is not None:
+        prog.message(f"{run_dir.name}: recording the environment (torch.utils.collect_env, once per run)...")
     return _env.collect_env_report()
 
 
@@ -177,18 +180,18 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
         threads, threads_why = plan.threads, f"threads={plan.threads} (asked)"
     else:  # torch's default, but no more threads than the cores other work leaves free
         threads, threads_why = default_threads(torch.get_num_threads())
+    own = progress is None and current() is None
+    prog = progress or current() or Progress(plan.n_items, plan.progress)
     env = _env.capture_env()
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
                "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
-               "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env)}
+               "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env, prog)}
     job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "env.json", env_doc)
     if job_dir != plan.run_dir and not (plan.run_dir / "env.json").exists():
         write_json_atomic(plan.run_dir / "env.json", env_doc)
 
-    own = progress is None and current() is None
-    prog = progress or current() or Progress(plan.n_items, plan.progress)
     if not plan.threads and threads < torch.get_num_threads():
         prog.message(f"{plan.run_id}: {threads_why}")
     mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
@@ -440,6 +443,7 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
         except Exception as exc:
             inputs_error = exc
     if inputs is not None:  # the case's truth, before its rows: each row carries what it cost (baseline_ms)
+        write.phase("computing the float64 baseline")
         ms, line = cache.refs.prepare_case(case, inputs, ready, mcfg.errors)
         write.baseline_ms = ms
         if line:
