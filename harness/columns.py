@@ -68,14 +68,19 @@ CASE_PARAMS: tuple[CaseParam, ...] = (
     CaseParam("dtype", numeric=False, default=""),
     CaseParam("batch", text="B{}"),
     CaseParam("heads", text="H{}"),
+    CaseParam("kv_heads", default_from="heads", text="KV{}", hide_default=True),
     CaseParam("seq_len", text="N{}"),
+    CaseParam("q_len", default_from="seq_len", text="Q{}", hide_default=True),
     CaseParam("head_dim", text="D{}"),
     CaseParam("pattern_label", numeric=False, default=""),
     CaseParam("inputs", numeric=False, default="gaussian", text="inputs={}", hide_default=True),
     CaseParam("seed", default=0, text="seed={}", hide_default=True),
     CaseParam("mode", numeric=False, default=""),
+    CaseParam("model", numeric=False, default="", text="model={}", hide_default=True),
     CaseParam("threads", text="{} threads", cpu_only=True),
 )
+
+_DEFAULT_OF = {p.name: p for p in CASE_PARAMS}
 
 #: The case columns, in order.
 CASE_COLUMNS: tuple[str, ...] = tuple(p.name for p in CASE_PARAMS)
@@ -168,7 +173,8 @@ def case_text(row: Mapping[str, object]) -> str:
     parts = []
     for p in CASE_PARAMS:
         text = _keyed(row, p)
-        if not text or (p.hide_default and text == value_text(p.default)):
+        default = value_text(param_value(row, _DEFAULT_OF[p.default_from])) if p.default_from else value_text(p.default)
+        if not text or (p.hide_default and text == default):
             continue
         parts.append(p.text.format(text))
     return " ".join(parts)

@@ -6,9 +6,9 @@ validates every key (naming the key, the value and what is allowed) and returns 
 list of :class:`~harness.inputs.Case` objects, the resolved variant names and the measurement settings.
 
 Axis keys (``device, dtype, batch, heads, seq_len, head_dim, pattern, window, block, local, stride, n_global,
-mode, seed``) take one value or a list; lists expand into the cartesian product of cases inside one job
-(``seq_len=[512,1024]``). A Hydra multirun (``-m seq_len=512,1024``) gives one job per value instead. Both
-write into the same run directory and produce the same rows.
+mode, seed, inputs, kv_heads, q_len, model``) take one value or a list; lists expand into the cartesian product
+of cases inside one job (``seq_len=[512,1024]``). A Hydra multirun (``-m seq_len=512,1024``) gives one job per
+value instead. Both write into the same run directory and produce the same rows.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.contention import allowed_cores
+from harness.models import MODELS
 from harness.names import DTYPE_NAMES, INPUT_KINDS, MODES, PATTERN_KINDS
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ PROGRESS_CHOICES: tuple[str, ...] = ("auto", "bar", "plain", "off")
 #: Axis keys: each takes one value or a list of values.
 AXES: tuple[str, ...] = (
     "device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern", "window", "block", "local", "stride",
-    "n_global", "mode", "seed", "inputs",
+    "n_global", "mode", "seed", "inputs", "kv_heads", "q_len", "model",
 )
 DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
 #: Largest value of each integer key. Far beyond any machine, and small enough that no size or offset computed from
@@ -42,7 +43,7 @@ DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
 INT_MAX: dict[str, int] = {
     "batch": 2**20, "heads": 2**16, "seq_len": 2**24, "head_dim": 2**16, "window": 2**24, "block": 2**24,
     "local": 2**24, "stride": 2**24, "n_global": 2**24, "seed": 2**63 - 1, "tokens": 2**44, "warmup": 10**6,
-    "min_runs": 10**6,
+    "min_runs": 10**6, "kv_heads": 2**16, "q_len": 2**24,
 }
 #: Most elements in one of q, k, v (batch x heads x seq_len x head_dim): 2**40, 4 TiB in float32.
 MAX_ELEMENTS = 2**40
@@ -89,6 +90,12 @@ class SweepConfig:
     n_global: Any = field(default=1, metadata=_help("block-sparse: leading global blocks, >= 0", "int | list"))
     mode: Any = field(default="fwd", metadata=_help(f"one of {', '.join(MODES)}", "str | list"))
     seed: Any = field(default=0, metadata=_help("seed of the input draw, >= 0", "int | list"))
+    kv_heads: Any = field(default=None, metadata=_help("key/value heads, a divisor of heads (1 = multi-query); "
+                                                       "null = heads", "int | list"))
+    q_len: Any = field(default=None, metadata=_help("queries per sequence, 1..seq_len (1 = decode); seq_len stays "
+                                                    "the key/value length; null = seq_len", "int | list"))
+    model: Any = field(default=None, metadata=_help(f"a named model shape setting heads, kv_heads, head_dim (and "
+                                                    f"window): {', '.join(MODELS)}; null = none", "str | list"))
     inputs: Any = field(default="gaussian", metadata=_help(f"input distribution, one of {', '.join(INPUT_KINDS)}",
                                                             "str | list"))
     budget: float = field(default=0.2, metadata=_help("time limit: seconds of steady-state timing per measurement, > 0",
@@ -350,6 +357,9 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     modes = _axis(c, "mode", lambda k, v: _choice_value(k, v, MODES))
     seeds = _axis(c, "seed", lambda k, v: _int_value(k, v, 0))
     input_kinds = _axis(c, "inputs", lambda k, v: _choice_value(k, v, INPUT_KINDS))
+    kv_heads_ = _axis(c, "kv_heads", lambda k, v: None if v is None else _int_value(k, v, 1))
+    q_lens = _axis(c, "q_len", lambda k, v: None if v is None else _int_value(k, v, 1))
+    models = _axis(c, "model", lambda k, v: None if v is None else MODELS[_choice_value(k, v, tuple(MODELS))])
     tokens = _scalar(c, "tokens", int, lambda v: 0 <= v <= INT_MAX["tokens"],
                      f"an integer from 0 to {INT_MAX['tokens']}; 0 = use batch")
     budget = _scalar(c, "budget", float, lambda v: 0 < v <= MAX_SECONDS,
@@ -386,15 +396,20 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     pats = list(dict.fromkeys(pats))
 
     cases: list[Case] = []
-    for dev, dt, inp, pat, bt, h, d, n, s, m in itertools.product(devices, dtypes, input_kinds, pats, batches, heads,
-                                                                  head_dims, seq_lens, seeds, modes):
+    for dev, dt, inp, mdl, pat, bt, h, kv, d, n, ql, s, m in itertools.product(
+            devices, dtypes, input_kinds, models, pats, batches, heads, kv_heads_, head_dims, seq_lens, q_lens, seeds,
+            modes):
         b = max(1, tokens // n) if tokens > 0 else bt
+        if mdl is not None:  # a named model sets the head shape (and its window, for window patterns)
+            h, kv, d = mdl.heads, mdl.kv_heads, mdl.head_dim
+            if mdl.window is not None and pat.window is not None:
+                pat = make_pattern(pat.kind, window=mdl.window)
         if b * h * n * d > MAX_ELEMENTS:
             raise ConfigError(f"batch x heads x seq_len x head_dim = {b} x {h} x {n} x {d} = {b * h * n * d} elements "
                               f"per tensor is too large (allowed: at most {MAX_ELEMENTS} = 2**40)")
         try:
             cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dt, device=dev, pattern=pat, mode=m,
-                              seed=s, inputs=inp))
+                              seed=s, inputs=inp, kv_heads=kv, q_len=ql, model=mdl.name if mdl else ""))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     cases = list(dict.fromkeys(cases))

@@ -3,7 +3,9 @@
 Counting convention (the one FlashAttention's papers use): the forward pass costs ``4·B·H·D`` FLOPs per attended
 (query, key) pair (``2·D`` for the ``q·k`` dot product, ``2·D`` for the ``p·v`` accumulation; softmax is not
 counted), so full attention is ``4·B·H·N²·D``, causal counts ``N(N+1)/2`` pairs and a window or block layout
-only its attended pairs (:meth:`harness.pattern.Pattern.attended_pairs`). The backward pass counts 2.5x the
+only its attended pairs (:meth:`harness.pattern.Pattern.attended_pairs`, of the ``q_len x seq_len`` problem with
+queries aligned bottom-right; grouped-query heads do as many products as full heads, so ``H`` is the number of
+query heads). The backward pass counts 2.5x the
 forward (five matmuls instead of two), ``fwd_bwd`` 3.5x. These are *useful* FLOPs: a variant that computes masked
 pairs anyway does not get credit for them.
 
@@ -30,7 +32,7 @@ def attention_flops(case: Case) -> float:
     Returns:
         The FLOP count as a float.
     """
-    fwd = 4.0 * case.batch * case.heads * case.head_dim * case.pattern.attended_pairs(case.seq_len)
+    fwd = 4.0 * case.batch * case.heads * case.head_dim * case.pattern.attended_pairs(case.seq_len, case.q_len)
     return MODE_FLOP_FACTORS[case.mode] * fwd
 
 

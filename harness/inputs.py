@@ -3,6 +3,12 @@
 A :class:`Case` is frozen and hashable: it names everything that determines the inputs and the reference
 (device, dtype, shape, pattern, seed). The same case always yields bit-identical inputs, on any device, because
 the tensors are drawn on the CPU from a seeded generator and then moved.
+
+Shapes: q and the output are ``(batch, heads, q_len, head_dim)``; k and v are ``(batch, kv_heads, seq_len,
+head_dim)``. ``kv_heads`` (default: ``heads``) divides ``heads``: query head ``h`` reads key/value head
+``h // (heads // kv_heads)`` (grouped-query attention; ``kv_heads = 1`` is multi-query). ``q_len`` (default:
+``seq_len``, which is always the key/value length) below ``seq_len`` is decode (1), speculative decode (a few)
+or chunked prefill against a longer cache; its queries align bottom-right (:mod:`harness.pattern`).
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ class Case:
     """One benchmark case: the inputs every selected variant is measured on.
 
     Args:
-        batch, heads, seq_len, head_dim: the shape of q, k and v, ``(batch, heads, seq_len, head_dim)``.
+        batch, heads, seq_len, head_dim: the shape of q, k and v, ``(batch, heads, seq_len, head_dim)`` when
+            ``kv_heads`` and ``q_len`` keep their defaults.
         dtype: ``float32``, ``bfloat16``, ``float16`` (``float64`` for tests).
         device: ``cpu`` or ``cuda`` (``cuda:1`` etc. are accepted).
         pattern: which pairs are attended.
@@ -55,6 +62,14 @@ class Case:
         inputs: the distribution q, k, v are drawn from: ``gaussian`` (standard normal), ``local`` (q and k
             correlated by position) or ``real`` (a pretrained transformer layer on real text); see
             :mod:`harness.distributions`.
+        kv_heads: key/value heads (None: ``heads``); must divide ``heads``.
+        q_len: queries per sequence (None: ``seq_len``); from 1 to ``seq_len``.
+        model: the named model shape the case was built from (:mod:`harness.models`), or ``""``; a label that
+            identifies the case (two models of one shape are two cases) and does not change the inputs.
+
+    ``kv_heads`` and ``q_len`` hold integers after construction (their defaults filled in), so
+    ``Case(heads=8) == Case(heads=8, kv_heads=8)``. ``dataclasses.replace`` carries them over as they are: give
+    them again when changing ``heads`` or ``seq_len``.
     """
 
     batch: int = 1
@@ -67,10 +82,26 @@ class Case:
     mode: str = "fwd"
     seed: int = 0
     inputs: str = "gaussian"
+    kv_heads: int | None = None
+    q_len: int | None = None
+    model: str = ""
 
     def __post_init__(self) -> None:
         for key in ("batch", "heads", "seq_len", "head_dim"):
             _check_positive_int(key, getattr(self, key))
+        if self.kv_heads is None:
+            object.__setattr__(self, "kv_heads", self.heads)
+        _check_positive_int("kv_heads", self.kv_heads)
+        if self.heads % self.kv_heads:
+            divisors = [x for x in range(1, self.heads + 1) if self.heads % x == 0]
+            raise ValueError(f"kv_heads={self.kv_heads} does not divide heads={self.heads} (allowed: "
+                             f"{', '.join(map(str, divisors))})")
+        if self.q_len is None:
+            object.__setattr__(self, "q_len", self.seq_len)
+        _check_positive_int("q_len", self.q_len)
+        if self.q_len > self.seq_len:
+            raise ValueError(f"q_len={self.q_len} is out of range (allowed: 1 to seq_len={self.seq_len}, the "
+                             "key/value length)")
         if isinstance(self.dtype, torch.dtype):
             object.__setattr__(self, "dtype", dtype_name(parse_dtype(self.dtype)))
         parse_dtype(self.dtype)
@@ -82,7 +113,9 @@ class Case:
             raise ValueError(f"pattern={self.pattern!r} must be a harness.Pattern")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
-        self.pattern.check_fits(self.seq_len)
+        self.pattern.check_fits(self.seq_len, self.q_len)
+        if not isinstance(self.model, str):
+            raise ValueError(f"model={self.model!r} must be a model name (a string) or ''")
         if not isinstance(self.inputs, str) or self.inputs not in INPUT_KINDS:
             raise ValueError(f"inputs={self.inputs!r} is not a known input distribution "
                              f"(allowed: {', '.join(INPUT_KINDS)})")
@@ -102,18 +135,44 @@ class Case:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
+        """``(batch, heads, seq_len, head_dim)``: the square self-attention shape (what input distributions
+        draw); q's shape is :attr:`q_shape`, k's and v's :attr:`kv_shape`."""
         return (self.batch, self.heads, self.seq_len, self.head_dim)
+
+    @property
+    def q_shape(self) -> tuple[int, int, int, int]:
+        """Shape of q, of the output and of its gradient: ``(batch, heads, q_len, head_dim)``."""
+        return (self.batch, self.heads, self.q_len, self.head_dim)
+
+    @property
+    def kv_shape(self) -> tuple[int, int, int, int]:
+        """Shape of k and v: ``(batch, kv_heads, seq_len, head_dim)``."""
+        return (self.batch, self.kv_heads, self.seq_len, self.head_dim)
+
+    @property
+    def is_grouped(self) -> bool:
+        """Fewer key/value heads than query heads (GQA, MQA)."""
+        return self.kv_heads != self.heads
+
+    @property
+    def is_square(self) -> bool:
+        """As many queries as keys (``q_len == seq_len``)."""
+        return self.q_len == self.seq_len
 
     def input_key(self) -> tuple:
         """Everything that determines the inputs and the reference (the mode does not)."""
         return (self.batch, self.heads, self.seq_len, self.head_dim, self.dtype, self.device, self.pattern, self.seed,
-                self.inputs)
+                self.inputs, self.kv_heads, self.q_len)
 
     def describe(self) -> str:
-        """Compact one-line description, e.g. ``cpu float32 B1 H8 N1024 D64 causal fwd``."""
+        """Compact one-line description, e.g. ``cpu float32 B1 H8 N1024 D64 causal fwd`` (with ``KV2`` after the
+        heads and ``Q1`` after the length when they are not the defaults)."""
+        kv = f" KV{self.kv_heads}" if self.is_grouped else ""
+        ql = f" Q{self.q_len}" if not self.is_square else ""
         return (
-            f"{self.device} {self.dtype} B{self.batch} H{self.heads} N{self.seq_len} D{self.head_dim} "
+            f"{self.device} {self.dtype} B{self.batch} H{self.heads}{kv} N{self.seq_len}{ql} D{self.head_dim} "
             f"{self.pattern.label} {self.mode}" + ("" if self.inputs == "gaussian" else f" inputs={self.inputs}")
+            + (f" model={self.model}" if self.model else "")
         )
 
 
@@ -140,9 +199,22 @@ def make_inputs(case: Case) -> Inputs:
     if case.inputs != "gaussian":
         return make_inputs_for(case, case.inputs)
     gen = torch.Generator(device="cpu").manual_seed(case.seed)
-    tensors = [torch.randn(case.shape, generator=gen, dtype=torch.float32) for _ in range(4)]
+    shapes = (case.q_shape, case.kv_shape, case.kv_shape, case.q_shape)  # square MHA: four draws of case.shape
+    tensors = [torch.randn(s, generator=gen, dtype=torch.float32) for s in shapes]
     q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in tensors)
     return Inputs(q, k, v, g)
+
+
+def _narrow(case: Case, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Square ``(B, H, N, D)`` draws cut to the case: the last ``q_len`` query rows (bottom-right), the first
+    head of each group of ``heads // kv_heads`` as the key/value heads."""
+    if not case.is_square:
+        q, g = q[:, :, case.seq_len - case.q_len:].contiguous(), g[:, :, case.seq_len - case.q_len:].contiguous()
+    if case.is_grouped:
+        group = case.heads // case.kv_heads
+        k, v = k[:, ::group].contiguous(), v[:, ::group].contiguous()
+    return q, k, v, g
 
 
 def make_inputs_for(case: Case, kind: str = "gaussian", **params) -> Inputs:
@@ -150,6 +222,9 @@ def make_inputs_for(case: Case, kind: str = "gaussian", **params) -> Inputs:
 
     The upstream gradient is the one :func:`make_inputs` draws (the fourth standard-normal tensor of the seed), so
     ``kind="gaussian"`` gives exactly ``make_inputs(case)``.
+
+    Grouped heads and short queries are cut from the square draw (:attr:`Case.shape`): the last ``q_len`` rows
+    of q, one key/value head per group (the group's first head).
 
     Args:
         case: the case (shape, seed, device, dtype).
@@ -167,6 +242,7 @@ def make_inputs_for(case: Case, kind: str = "gaussian", **params) -> Inputs:
     for _ in range(3):
         torch.randn(case.shape, generator=gen, dtype=torch.float32)
     g = torch.randn(case.shape, generator=gen, dtype=torch.float32)
+    q, k, v, g = _narrow(case, q, k, v, g)
     q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in (q, k, v, g))
     return Inputs(q, k, v, g)
 
@@ -180,15 +256,22 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
             raise ValueError(f"{name}.shape={tuple(t.shape)} must have 4 dims (batch, heads, seq_len, head_dim)")
         if not t.is_floating_point():
             raise ValueError(f"{name}.dtype={t.dtype} is not a floating-point dtype (allowed: {', '.join(DTYPES)})")
-    if not (q.shape == k.shape == v.shape):
-        raise ValueError(
-            f"q, k, v shapes must match (got q={tuple(q.shape)}, k={tuple(k.shape)}, v={tuple(v.shape)})"
-        )
+    shapes = f"q={tuple(q.shape)}, k={tuple(k.shape)}, v={tuple(v.shape)}"
+    if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"q, k, v shapes must be q=(batch, heads, q_len, head_dim) and k = v = (batch, kv_heads, "
+                         f"seq_len, head_dim) (got {shapes})")
+    if k.shape[1] < 1 or q.shape[1] % k.shape[1]:
+        raise ValueError(f"kv_heads={k.shape[1]} does not divide heads={q.shape[1]} (got {shapes})")
+    if q.shape[2] > k.shape[2]:
+        raise ValueError(f"q_len={q.shape[2]} is larger than seq_len={k.shape[2]}, the key/value length "
+                         f"(got {shapes})")
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v must be on one device (got q={q.device}, k={k.device}, v={v.device})")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"q, k, v must share a dtype (got q={q.dtype}, k={k.dtype}, v={v.dtype})")
+    if k.shape[2] < 1:
+        raise ValueError(f"seq_len={k.shape[2]} is out of range (allowed: >= 1)")
     if q.shape[2] < 1:
-        raise ValueError(f"seq_len={q.shape[2]} is out of range (allowed: >= 1)")
+        raise ValueError(f"q_len={q.shape[2]} is out of range (allowed: >= 1)")
     if q.shape[3] < 1:
         raise ValueError(f"head_dim={q.shape[3]} is out of range (allowed: >= 1)")

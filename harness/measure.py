@@ -15,8 +15,9 @@ One variant (:func:`measure_variant`) or all the variants of a case together (:f
    during which the process waited for a core are left out of the statistics; a contended measurement is timed
    again when the machine is quiet (``retries``).
 3. **Figures**: FLOPs, TFLOP/s, ``pct_of_peak`` against the measured matmul ceiling (:mod:`harness.ceilings`) and
-   the copy ceiling; with a baseline variant in the case, ``speedup_vs_full`` from paired per-round figures with a
-   95% interval, and ``mem_ratio_vs_full``.
+   the copy ceiling; bytes moved, achieved GB/s, % of the copy ceiling and which ceiling binds
+   (:mod:`harness.roofline`); with a baseline variant in the case, ``speedup_vs_full`` from paired per-round
+   figures with a 95% interval, and ``mem_ratio_vs_full``.
 
 Nothing here raises for a variant's misbehaviour: an unsupported case, an out-of-memory error, any other
 exception, a broken output contract, changed inputs, or NaN/Inf in the output becomes a :class:`Measurement` with
@@ -42,6 +43,7 @@ from harness.flops import attention_flops, tflops
 from harness.inputs import Case, Inputs
 from harness.memory import measure_peak
 from harness.reference import ReferenceCache, needs_dense_reference
+from harness.roofline import roofline_figures
 from harness.stats import paired_ratio
 from harness.timing import (
     DEFAULT_REL_CI,
@@ -499,14 +501,16 @@ def _finish(e: _Entry, case: Case, cfg: MeasureConfig, leaks: LeakLedger | None)
         return m
     _fill_timing(m, t)
     m.tflops = tflops(m.flops, m.time_ms_median)
+    copy = math.nan
     if cfg.ceiling:
         try:
             ceiling = matmul_ceiling_tflops(case.device, case.dtype, threads=m.threads)
             m.matmul_ceiling_tflops = ceiling
             m.pct_of_peak = 100.0 * m.tflops / ceiling if ceiling > 0 else math.nan
-            m.extra["copy_ceiling_gbps"] = copy_ceiling_gbps(case.device, threads=m.threads)
+            m.extra["copy_ceiling_gbps"] = copy = copy_ceiling_gbps(case.device, threads=m.threads)
         except Exception as exc:  # the row keeps its own figures; the missing ceiling is said, not hidden
             m.extra["ceiling_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    m.extra.update(roofline_figures(case, m.flops, m.time_ms_median, m.matmul_ceiling_tflops, copy))
     if m.status == "ok" and not math.isfinite(m.err_rel_l2) and cfg.errors:
         m.status = "numerics"
     return m

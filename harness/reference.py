@@ -196,6 +196,20 @@ class _Planner:
             i = j
 
 
+class _Buffer:
+    """A flat buffer handing out views of any shape that fits; it grows (rarely: a budget smaller than one row
+    of a tile) instead of failing."""
+
+    def __init__(self, elems: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.data = torch.empty(max(1, elems), dtype=dtype, device=device)
+
+    def view(self, shape: tuple[int, ...]) -> torch.Tensor:
+        numel = math.prod(shape)
+        if numel > self.data.numel():
+            self.data = torch.empty(numel, dtype=self.data.dtype, device=self.data.device)
+        return self.data[:numel].view(shape)
+
+
 def _shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     """``(B, H, Hkv, q_len, seq_len, D)`` after checking that the shapes fit together."""
     if q.dim() != 4:
@@ -213,9 +227,12 @@ def _shapes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int
 
 
 class _Tiled:
-    """q, k, v viewed as ``(B * Hkv, G, rows, D)`` and ``(B * Hkv, keys, D)``; reads tiles and masks them."""
+    """q, k, v viewed as ``(B * Hkv, G, rows, D)`` and ``(B * Hkv, keys, D)``; reads tiles (in ``dtype``: the
+    float64 baseline converts each tile as it reads it, so no float64 copy of a long K/V cache is made) and
+    masks them."""
 
-    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> None:
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern,
+                 dtype: torch.dtype) -> None:
         b, h, hkv, lq, n, d = _shapes(q, k, v)
         pattern.check_fits(n, lq)
         self.b, self.h, self.hkv, self.g, self.lq, self.n, self.d = b, h, hkv, h // hkv, lq, n, d
@@ -223,7 +240,7 @@ class _Tiled:
         self.q4 = q.reshape(self.bh, self.g, lq, d)
         self.k3, self.v3 = k.reshape(self.bh, n, d), v.reshape(self.bh, n, d)
         self.mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, q.device, lq)
-        self.device = q.device
+        self.device, self.dtype = q.device, dtype
 
     def bh_chunk(self, rows: int, keys: int, elems: int) -> int:
         """Batch x head slices per tile so that a tile of ``rows x keys`` per slice fits ``elems``."""
@@ -232,11 +249,11 @@ class _Tiled:
     def rows(self, x4: torch.Tensor, t: _Rows) -> torch.Tensor:
         """``x4[:, :, rows]`` with the group folded into the rows: ``(c, G * r, D)``."""
         sel = x4[:, :, t.r0:t.r1] if t.rows is None else x4.index_select(2, t.rows)
-        return sel.reshape(x4.shape[0], self.g * t.n, self.d)
+        return sel.reshape(x4.shape[0], self.g * t.n, self.d).to(self.dtype)
 
-    @staticmethod
-    def keys(x3: torch.Tensor, c: _Keys) -> torch.Tensor:
-        return x3[:, c.k0:c.k1] if c.keys is None else x3.index_select(1, c.keys)
+    def keys(self, x3: torch.Tensor, c: _Keys) -> torch.Tensor:
+        """The chunk's keys (or values) of ``x3`` (``(chunk, keys, D)``), in the compute dtype."""
+        return (x3[:, c.k0:c.k1] if c.keys is None else x3.index_select(1, c.keys)).to(self.dtype)
 
     def mask(self, s: torch.Tensor, t: _Rows, c: _Keys) -> None:
         """Set the unattended scores of ``s`` (``(chunk, G * r, keys)``) to ``-inf``, in place."""
@@ -248,11 +265,10 @@ class _Tiled:
             ki = (torch.arange(c.k0 + a, c.k0 + e, device=self.device) if c.keys is None else c.keys[a:e])[None, :]
             s4[..., a:e].masked_fill_(~self.mask_fn(qi, ki), float("-inf"))
 
-    def scores(self, qb: torch.Tensor, k3: torch.Tensor, t: _Rows, c: _Keys, buf: torch.Tensor,
+    def scores(self, qb: torch.Tensor, k3: torch.Tensor, t: _Rows, c: _Keys, buf: _Buffer,
                scale: float) -> torch.Tensor:
         """Masked, scaled scores ``qb @ keysᵀ * scale`` of a tile, written into (a view of) ``buf``."""
-        shape = (qb.shape[0], qb.shape[1], c.n)
-        s = torch.bmm(qb, self.keys(k3, c).transpose(1, 2), out=buf[:math.prod(shape)].view(shape))
+        s = torch.bmm(qb, self.keys(k3, c).transpose(1, 2), out=buf.view((qb.shape[0], qb.shape[1], c.n)))
         self.mask(s.mul_(scale), t, c)
         return s
 
@@ -290,7 +306,7 @@ def reference_attention(
     pattern = Pattern() if pattern is None else pattern
     if grad_out is not None and rows is not None:
         raise ValueError("reference_attention: rows= computes outputs only (give no grad_out)")
-    x = _Tiled(q.double(), k.double(), v.double(), pattern)
+    x = _Tiled(q, k, v, pattern, torch.float64)
     g, lq, n, d = x.g, x.lq, x.n, x.d
     elems = max(1, block_bytes // 8)
     kc = max(1, key_chunk)
@@ -301,11 +317,13 @@ def reference_attention(
     out_rows = lq if rows is None else int(rows.numel())
     out4 = torch.zeros(x.bh, g, out_rows, d, dtype=torch.float64, device=q.device)
     want_grad = grad_out is not None
-    sbuf = torch.empty(elems, dtype=torch.float64, device=q.device)
+    sbuf = _Buffer(elems, torch.float64, q.device)
     if want_grad:
         g4 = grad_out.double().reshape(x.bh, g, lq, d)
-        dq4, dk3, dv3 = torch.zeros_like(x.q4), torch.zeros_like(x.k3), torch.zeros_like(x.v3)
-        dpbuf = torch.empty(elems, dtype=torch.float64, device=q.device)
+        dq4 = torch.zeros(x.q4.shape, dtype=torch.float64, device=q.device)
+        dk3 = torch.zeros(x.k3.shape, dtype=torch.float64, device=q.device)
+        dv3 = torch.zeros_like(dk3)
+        dpbuf = _Buffer(elems, torch.float64, q.device)
     scale = 1.0 / math.sqrt(d)
     for c0 in range(0, x.bh, chunk):
         sl = slice(c0, min(x.bh, c0 + chunk))
@@ -350,8 +368,7 @@ def reference_attention(
                     p = x.scores(qb, k3, t, c, sbuf, scale).sub_(lse).exp_()
                 kb, vb = x.keys(k3, c), x.keys(v3, c)
                 dvb = torch.bmm(p.transpose(1, 2), gb)
-                shape = (gb.shape[0], gb.shape[1], c.n)
-                dp = torch.bmm(gb, vb.transpose(1, 2), out=dpbuf[:math.prod(shape)].view(shape))
+                dp = torch.bmm(gb, vb.transpose(1, 2), out=dpbuf.view((gb.shape[0], gb.shape[1], c.n)))
                 ds = dp.sub_(delta).mul_(p)
                 dqb += torch.bmm(ds, kb)
                 dkb = torch.bmm(ds.transpose(1, 2), qb).mul_(scale)
@@ -390,14 +407,14 @@ def textbook_attention(
         The output, shaped and typed like ``q``.
     """
     pattern = Pattern() if pattern is None else pattern
-    x = _Tiled(q, k, v, pattern)
+    x = _Tiled(q, k, v, pattern, q.dtype)
     g, lq, n, d = x.g, x.lq, x.n, x.d
     elems = max(1, block_bytes // q.element_size())
     k0, k1 = pattern.key_bounds(max(0, lq - _ROW_TARGET), lq, n, lq)  # the widest rows (causal: the last ones)
     chunk = x.bh_chunk(min(lq, _ROW_TARGET), max(1, k1 - k0), elems)
     plan = _Planner(pattern, lq, n, max(1, elems // (chunk * g)), None, q.device)
     out4 = torch.zeros(x.bh, g, lq, d, dtype=q.dtype, device=q.device)
-    sbuf = torch.empty(elems, dtype=q.dtype, device=q.device)
+    sbuf = _Buffer(elems, q.dtype, q.device)
     scale = 1.0 / math.sqrt(d)
     for c0 in range(0, x.bh, chunk):
         sl = slice(c0, min(x.bh, c0 + chunk))
@@ -425,7 +442,7 @@ def dense_rows(case: Case) -> torch.Tensor | None:
     float64 pass that only one figure needs.
     """
     dense = case.pattern.causal_part()
-    lq, n = getattr(case, "q_len", case.seq_len), case.seq_len
+    lq, n = case.q_len, case.seq_len
     per_pair = 4.0 * case.batch * case.heads * case.head_dim
     dense_flops = per_pair * dense.attended_pairs(n, lq)
     budget = max(_DENSE_MIN_FLOPS, _DENSE_FLOP_FACTOR * per_pair * case.pattern.attended_pairs(n, lq))
@@ -555,7 +572,7 @@ class ReferenceCache:
         """
         rows, ref = self._dense_pass(case, inputs)
         if rows is None:
-            return error_stats(out, ref), out.shape[2]
+            return error_stats(out, ref), case.q_len
         return error_stats(out.index_select(2, rows.to(out.device)), ref), int(rows.numel())
 
     def clear(self) -> None:

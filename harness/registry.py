@@ -39,6 +39,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "variants.local_window",
     "variants.block_sparse",
     "variants.chunked",
+    "variants.split_kv",
     "variants.linear",
     "variants.performer",
     "variants.nystrom",

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.columns import CASE_COLUMNS, CASE_KEY
+from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS
+
+_DEFAULT_FROM = {p.name: p.default_from for p in CASE_PARAMS if p.default_from}
 
 #: The variant every speedup and memory ratio is relative to.
 BASELINE = "full"
@@ -181,6 +183,13 @@ def scaling_table(frame: pd.DataFrame, facet_columns: list[str] | tuple[str, ...
     return out
 
 
+def _follows_its_default(ok: pd.DataFrame, col: str) -> bool:
+    """True when ``col`` holds its default, another column's value, in every row (``q_len`` equal to seq_len,
+    ``kv_heads`` to heads): it changes only because that column does, and is not a parameter of its own."""
+    src = _DEFAULT_FROM.get(col)
+    return src is not None and src in ok.columns and bool((ok[col] == ok[src]).all())
+
+
 def _fit_row(vs: pd.DataFrame, facets: list[str], statuses: list[str]) -> dict:
     """The fit columns of one (facet, variant)."""
     contended = _contended(vs)
@@ -189,7 +198,7 @@ def _fit_row(vs: pd.DataFrame, facets: list[str], statuses: list[str]) -> dict:
     per = "call"
     scale = pd.Series(1.0, index=ok.index)
     changing = [c for c in CASE_COLUMNS if c not in facets and c != "seq_len" and c in ok.columns
-                and ok[c].nunique(dropna=False) > 1]
+                and ok[c].nunique(dropna=False) > 1 and not _follows_its_default(ok, c)]
     mixed = [c for c in changing if c not in LINEAR_FACTORS]
     for c in changing:
         if c in LINEAR_FACTORS:

@@ -80,6 +80,12 @@ def record_key(case: Case, variant: str, threads: int = 0, cpu_timer: str = KEYL
     }
     if case.inputs != "gaussian":  # gaussian keys stay as they were before the key existed
         key["inputs"] = case.inputs
+    if case.is_grouped:  # kv_heads, q_len and model enter only when set, so existing record ids stay
+        key["kv_heads"] = case.kv_heads
+    if not case.is_square:
+        key["q_len"] = case.q_len
+    if case.model:
+        key["model"] = case.model
     if case.device_type == "cpu" and cpu_timer != KEYLESS_CPU_TIMER:
         key["cpu_timer"] = cpu_timer
     if p.kind in ("window", "window_sym"):

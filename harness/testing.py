@@ -1,7 +1,8 @@
 """The conformance kit: the checks every variant must pass, usable from pytest, a plugin's tests or the CLI.
 
-For a variant it builds cases over shapes (N = 1, N not a multiple of any block size, head dims 16 to 128),
-every pattern kind with small windows and layouts, and dtypes; then
+For a variant it builds cases over shapes (N = 1, N not a multiple of any block size, head dims 16 to 128;
+grouped-query and multi-query heads; decode, a few queries and chunked prefill against longer keys), every pattern
+kind with small windows and layouts, and dtypes; then
 
 - for each case the variant declares it supports: the output of the callable the harness times
   (``variant.prepare(pattern, case)``) has the input's shape and dtype, is finite, leaves the inputs unchanged, and
@@ -48,6 +49,15 @@ CONFORMANCE_SHAPES: tuple[tuple[int, int, int, int], ...] = (
     (2, 2, 67, 32),
     (1, 3, 130, 64),
     (1, 2, 97, 128),
+)
+#: (batch, heads, kv_heads, seq_len, q_len, head_dim): grouped-query heads (GQA, MQA) and queries shorter than
+#: keys (decode q_len = 1, a few speculative queries, chunked prefill), bottom-right aligned, under every pattern.
+CONFORMANCE_GROUPED_SHAPES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (2, 4, 2, 67, 67, 32),  # GQA, square
+    (1, 3, 1, 130, 130, 16),  # MQA, square
+    (2, 4, 2, 97, 1, 32),  # GQA decode
+    (1, 2, 2, 130, 7, 64),  # speculative decode, as many key/value heads as query heads
+    (1, 4, 1, 97, 40, 32),  # MQA, chunked prefill against a longer cache
 )
 CONFORMANCE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 STATUSES: tuple[str, ...] = ("pass", "fail", "error", "unsupported")
@@ -117,7 +127,8 @@ def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
         dtypes: dtype names.
 
     Returns:
-        Cases over devices x dtypes x :data:`CONFORMANCE_SHAPES` x :data:`CONFORMANCE_PATTERNS`.
+        Cases over devices x dtypes x (:data:`CONFORMANCE_SHAPES` + :data:`CONFORMANCE_GROUPED_SHAPES`) x
+        :data:`CONFORMANCE_PATTERNS`.
     """
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -129,6 +140,10 @@ def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
                 for pattern in CONFORMANCE_PATTERNS:
                     cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dtype, device=device,
                                       pattern=pattern, mode=mode, seed=n + d))
+            for b, h, kv, n, lq, d in CONFORMANCE_GROUPED_SHAPES:
+                for pattern in CONFORMANCE_PATTERNS:
+                    cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dtype, device=device,
+                                      pattern=pattern, mode=mode, seed=n + d + lq, kv_heads=kv, q_len=lq))
     return cases
 
 
@@ -238,9 +253,9 @@ def check_case(variant: Variant, case: Case) -> CheckResult:
         result.status, result.detail = "error", traceback.format_exc(limit=4)
         result.message = f"{stage} raised {_first_line(exc)}"
         return result
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != case.shape or out.dtype != case.torch_dtype:
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != case.q_shape or out.dtype != case.torch_dtype:
         got = f"{tuple(out.shape)} {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
-        result.status, result.message = "fail", f"output is {got}, expected {case.shape} {case.torch_dtype}"
+        result.status, result.message = "fail", f"output is {got}, expected {case.q_shape} {case.torch_dtype}"
         return result
     problems: list[str] = []
     if not all(torch.equal(a.detach(), b) for a, b in zip((q, k, v), (inputs.q, inputs.k, inputs.v))):

@@ -42,6 +42,11 @@ class Variant:
         max_head_dim: largest head dim, or None for no limit.
         exact: False for approximations (their error is a property of the method, not a bug).
         supports_backward: whether gradients flow through ``forward``.
+        supports_gqa: computes grouped-query heads (k and v with ``kv_heads < heads``); ``gqa_reason`` says why
+            not otherwise. A variant that supports them by expanding k and v to every head must say so in its
+            description: its memory shows the copy.
+        supports_q_len: computes queries shorter than keys (``q_len < seq_len``, bottom-right aligned as
+            :mod:`harness.pattern` defines); ``q_len_reason`` says why not otherwise.
         tolerances / grad_tolerances: relative-L2 tolerances per dtype used by the conformance suite.
     """
 
@@ -53,6 +58,10 @@ class Variant:
     max_head_dim: ClassVar[int | None] = None
     exact: ClassVar[bool] = True
     supports_backward: ClassVar[bool] = True
+    supports_gqa: ClassVar[bool] = False
+    gqa_reason: ClassVar[str] = "not declared (supports_gqa = False)"
+    supports_q_len: ClassVar[bool] = False
+    q_len_reason: ClassVar[str] = "not declared (supports_q_len = False)"
     tolerances: ClassVar[dict[str, float]] = DEFAULT_TOLERANCES
     grad_tolerances: ClassVar[dict[str, float]] = DEFAULT_GRAD_TOLERANCES
 
@@ -70,6 +79,12 @@ class Variant:
             reasons.append(f"head_dim={case.head_dim} (supported: <= {self.max_head_dim})")
         if case.needs_backward and not self.supports_backward:
             reasons.append(f"mode={case.mode} needs a backward pass (supported: mode=fwd only)")
+        if case.is_grouped and not self.supports_gqa:
+            reasons.append(f"kv_heads={case.kv_heads} with heads={case.heads}: grouped-query heads are not "
+                           f"computed by {self.name} (supported: kv_heads = heads): {self.gqa_reason}")
+        if not case.is_square and not self.supports_q_len:
+            reasons.append(f"q_len={case.q_len} with seq_len={case.seq_len}: queries shorter than keys are not "
+                           f"computed by {self.name} (supported: q_len = seq_len): {self.q_len_reason}")
         reasons.extend(self.extra_reasons(case))
         return reasons
 
@@ -102,7 +117,8 @@ class Variant:
         """Validated entry point: checks the inputs and the declarations, then runs ``forward``."""
         pattern = Pattern() if pattern is None else pattern
         check_qkv(q, k, v)
-        case = case_for(q, pattern, mode="fwd_bwd" if q.requires_grad or k.requires_grad or v.requires_grad else "fwd")
+        case = case_for(q, pattern, mode="fwd_bwd" if q.requires_grad or k.requires_grad or v.requires_grad else "fwd",
+                        k=k)
         reasons = self.not_supported_reasons(case)
         if reasons:
             raise ValueError(f"variant {self.name!r} cannot run {case.describe()}: " + "; ".join(reasons))
@@ -126,11 +142,55 @@ def check_param(key: str, value: object, minimum: int = 1) -> int:
     return value
 
 
-def case_for(q: torch.Tensor, pattern: Pattern, mode: str = "fwd", seed: int = 0) -> Case:
-    """The :class:`Case` describing tensors shaped like ``q`` (used to check support for given tensors)."""
-    b, h, n, d = q.shape
+def case_for(q: torch.Tensor, pattern: Pattern, mode: str = "fwd", seed: int = 0,
+             k: torch.Tensor | None = None) -> Case:
+    """The :class:`Case` describing tensors shaped like ``q`` (and ``k``: key/value heads and length; default:
+    shaped like ``q``), used to check support for given tensors.
+
+    Args:
+        q: ``(batch, heads, q_len, head_dim)``.
+        pattern: the pattern.
+        mode: the mode.
+        seed: the seed.
+        k: ``(batch, kv_heads, seq_len, head_dim)``, or None for square self-attention with ``q``'s shape.
+
+    Returns:
+        The case.
+    """
+    b, h, lq, d = q.shape
+    hkv, n = (h, lq) if k is None else (k.shape[1], k.shape[2])
     return Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dtype_name(q.dtype), device=str(q.device),
-                pattern=pattern, mode=mode, seed=seed)
+                pattern=pattern, mode=mode, seed=seed, kv_heads=hkv, q_len=lq)
+
+
+def fold_groups(q: torch.Tensor, kv_heads: int) -> torch.Tensor:
+    """``(B, H, Lq, D)`` -> ``(B, kv_heads, G * Lq, D)`` with ``G = H // kv_heads``: the query heads that share a
+    key/value head stacked as rows (head ``h`` under key/value head ``h // G``), so one matmul per key/value head
+    serves its group without copying K and V to every head. A view when ``q`` is contiguous.
+
+    Args:
+        q: queries ``(B, H, Lq, D)``.
+        kv_heads: key/value heads (divides ``H``).
+
+    Returns:
+        ``(B, kv_heads, G * Lq, D)``; :func:`unfold_groups` undoes it.
+    """
+    b, h, lq, d = q.shape
+    return q.reshape(b, kv_heads, (h // kv_heads) * lq, d)
+
+
+def unfold_groups(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(B, Hkv, G * Lq, D)`` -> ``(B, heads, Lq, D)``: the inverse of :func:`fold_groups`.
+
+    Args:
+        x: a folded tensor.
+        heads: query heads ``H``.
+
+    Returns:
+        ``(B, H, Lq, D)``.
+    """
+    b, hkv, rows, d = x.shape
+    return x.reshape(b, heads, rows * hkv // heads, d)
 
 
 def _join(values: frozenset[str], order: tuple[str, ...] | None = None) -> str:

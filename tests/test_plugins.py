@@ -259,7 +259,11 @@ def test_kit_declines_what_a_variant_does_not_support():
 
     results = assert_conforms(OnlyFull(), devices=["cpu"], dtypes=["float32"])
     declined = [r for r in results if r.status == "unsupported"]
-    assert declined and all(r.reasons and "pattern=" in r.reasons[0] for r in declined)
+    assert declined and all(r.reasons and r.reasons[0].startswith(("pattern=", "kv_heads=", "q_len="))
+                            for r in declined)
+    # a plugin that declares nothing about grouped heads or short queries is declined there, with the reason
+    grouped = [r for r in declined if r.case.is_grouped and r.case.pattern.kind == "full"]
+    assert grouped and all("supports_gqa = False" in r.reasons[0] for r in grouped)
 
 
 # ----------------------------------------------------------------------------------------------- attnbench check
@@ -271,8 +275,9 @@ def test_check_main_prints_a_table_and_exit_codes(tmp_path, fresh_registry):
     assert header[:7] == ["variant", "device", "dtype", "BxHxNxD", "pattern", "mode", "status"]
     assert "out_rel_l2" in header and "grad_rel_l2" in header
     rows = [line for line in text.splitlines() if line.startswith("full ")]
-    assert len(rows) == 24 and all(" pass " in r for r in rows)
-    assert "full: 24 cases: 24 pass, 0 fail, 0 error, 0 unsupported -> OK" in text
+    assert len(rows) == 54 and all(" pass " in r for r in rows)  # 24 square MHA cases, 30 grouped or short
+    assert any(" 2x4kv2x97q1x32 " in r for r in rows)
+    assert "full: 54 cases: 54 pass, 0 fail, 0 error, 0 unsupported -> OK" in text
 
     broken = tmp_path / "broken_variant.py"
     broken.write_text(GOOD_SOURCE.replace("NAME", "tp_cli_noscale").replace(" / math.sqrt(q.shape[-1])", ""))

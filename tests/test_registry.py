@@ -96,8 +96,14 @@ def test_bad_patterns(make, match):
 def test_bad_tensors_are_rejected_with_clear_errors(name):
     v = get_variant(name)
     q = torch.randn(1, 2, 8, 16)
-    with pytest.raises(ValueError, match=r"q, k, v shapes must match"):
+    with pytest.raises(ValueError, match=r"q, k, v shapes must be q=\(batch, heads, q_len, head_dim\)"):
         v(q, torch.randn(1, 2, 9, 16), q)
+    with pytest.raises(ValueError, match=r"kv_heads=3 does not divide heads=2"):
+        kv = torch.randn(1, 3, 8, 16)
+        v(q, kv, kv)
+    with pytest.raises(ValueError, match=r"q_len=8 is larger than seq_len=4"):
+        kv = torch.randn(1, 2, 4, 16)
+        v(q, kv, kv)
     with pytest.raises(ValueError, match=r"not a floating-point dtype"):
         v(q.long(), q.long(), q.long())
     with pytest.raises(ValueError, match=r"must have 4 dims"):

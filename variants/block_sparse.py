@@ -11,6 +11,10 @@ at most 25% (``1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ...``); each group is
 ``block_sparse_causal``, the token-level causal mask inside diagonal tiles, are removed by one additive mask per
 group built once in :meth:`BlockSparse.prepare`. Query rows that attend to no key give 0.
 
+Grouped-query heads are folded into the rows of each query block (the ``G`` query heads of a key/value head
+form a ``(G * block, D)`` block against that head's gathered keys), so K and V are not copied to every head.
+Queries shorter than keys are not computed: the layout pairs query blocks with key blocks of one square grid.
+
 Low-precision inputs are computed in float32; the output has the input dtype. Gradients flow by autograd.
 """
 
@@ -58,6 +62,9 @@ class BlockSparse(Variant):
     name = "block_sparse"
     description = "block-sparse layout (local + strided + global blocks); gathers and computes only those blocks"
     patterns = frozenset({"block_sparse", "block_sparse_causal"})
+    supports_gqa = True
+    q_len_reason = ("its plan pairs query blocks with key blocks of one square layout grid; bottom-right short "
+                    "queries would straddle the grid's blocks")
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}
@@ -70,7 +77,7 @@ class BlockSparse(Variant):
         return lambda q, k, v: _attend(q, k, v, pattern.block, groups, order)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        return self.prepare(pattern, case_for(q, pattern))(q, k, v)
+        return self.prepare(pattern, case_for(q, pattern, k=k))(q, k, v)
 
 
 def _plan(pattern: Pattern, n: int, dtype: torch.dtype,
@@ -112,29 +119,33 @@ def _plan(pattern: Pattern, n: int, dtype: torch.dtype,
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bs: int, groups: list[_Group],
             order: torch.Tensor) -> torch.Tensor:
-    """Block-sparse attention of ``(B, H, N, D)`` tensors following the prepared groups."""
+    """Block-sparse attention of ``q (B, H, N, D)`` against ``k, v (B, Hkv, N, D)`` following the prepared groups;
+    each key/value head's query heads folded into the rows of a block."""
     b, h, n, d = q.shape
+    hkv = k.shape[1]
+    g = h // hkv
     cd = groups[0].bias.dtype
     nb = order.shape[0]
     tail = nb * bs - n
     pad = (0, 0, 0, tail)
-    qs = F.pad(q.to(cd) * (1.0 / math.sqrt(d)), pad).view(b, h, nb, bs, d)
-    kb = F.pad(k.to(cd), pad).view(b, h, nb, bs, d)
-    vb = F.pad(v.to(cd), pad).view(b, h, nb, bs, d)
+    qs = F.pad(q.to(cd) * (1.0 / math.sqrt(d)), pad).view(b, hkv, g, nb, bs, d)
+    kb = F.pad(k.to(cd), pad).view(b, hkv, nb, bs, d)
+    vb = F.pad(v.to(cd), pad).view(b, hkv, nb, bs, d)
     outs = []
-    for g in groups:
-        rows = g.rows.shape[0]
-        qg = qs.index_select(2, g.rows)  # (B, H, g, bs, d)
-        kg = kb.index_select(2, g.keys).view(b, h, rows, g.count * bs, d)
-        vg = vb.index_select(2, g.keys).view(b, h, rows, g.count * bs, d)
-        scores = torch.matmul(qg, kg.transpose(-1, -2))  # (B, H, g, bs, count * bs)
-        scores.add_(g.bias)
-        out = torch.matmul(torch.softmax(scores, dim=-1), vg)
-        if g.row_scale is not None:
-            out = out * g.row_scale
+    for grp in groups:
+        rows = grp.rows.shape[0]
+        qg = qs.index_select(3, grp.rows)  # (B, Hkv, G, g, bs, d)
+        qg = qg.view(b, hkv, rows, bs, d) if g == 1 else qg.transpose(2, 3).reshape(b, hkv, rows, g * bs, d)
+        kg = kb.index_select(2, grp.keys).view(b, hkv, rows, grp.count * bs, d)
+        vg = vb.index_select(2, grp.keys).view(b, hkv, rows, grp.count * bs, d)
+        scores = torch.matmul(qg, kg.transpose(-1, -2))  # (B, Hkv, g, G * bs, count * bs)
+        scores.view(b, hkv, rows, g, bs, grp.count * bs).add_(grp.bias[:, None])
+        out = torch.matmul(torch.softmax(scores, dim=-1), vg).view(b, hkv, rows, g, bs, d)
+        if grp.row_scale is not None:
+            out = out * grp.row_scale[:, None]
         outs.append(out)
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     if len(groups) > 1:
         out = out.index_select(2, order)
-    out = out.reshape(b, h, nb * bs, d)[:, :, :n]
+    out = out.transpose(2, 3).reshape(b, h, nb * bs, d)[:, :, :n]  # (B, Hkv, nb, G, bs, d) -> (B, H, N, d)
     return out.to(q.dtype)

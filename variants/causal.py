@@ -6,6 +6,11 @@ the key blocks right of the diagonal are never multiplied, so the matmul and sof
 (no online rescaling); the causal mask is added to the diagonal tile ``[s, e) x [s, e)`` only, from one
 precomputed ``block x block`` triangle (hoisted into :meth:`Causal.prepare`).
 
+Queries shorter than keys (``Lq < N``) sit bottom-right: query row ``i`` is key position ``N - Lq + i``, so
+query block ``[s, e)`` attends keys ``[0, N - Lq + e)`` and the same triangle masks its last ``e - s`` keys.
+Grouped-query heads are folded into the rows (``fold_groups``): one matmul per key/value head serves its group
+and K and V are never copied to every head.
+
 Low-precision inputs are computed in float32 and the output is returned in the input dtype. Gradients flow by
 autograd through the block loop (it saves each block's probabilities: about half of ``full``'s N x N).
 """
@@ -18,7 +23,7 @@ import torch
 
 from harness import Pattern, Variant, register_variant
 from harness.inputs import Case
-from harness.variant import AttentionFn, case_for, check_param
+from harness.variant import AttentionFn, case_for, check_param, unfold_groups
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -38,6 +43,8 @@ class Causal(Variant):
     name = "causal"
     description = "causal attention in query blocks, skipping key blocks above the diagonal (~half the FLOPs)"
     patterns = frozenset({"causal"})
+    supports_gqa = True
+    supports_q_len = True
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}
@@ -48,7 +55,7 @@ class Causal(Variant):
             self.block = check_param("block", block)
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
-        bq = min(self.block, case.seq_len)
+        bq = min(self.block, case.q_len)
         # additive mask of the diagonal tile: -inf strictly above the diagonal; its top-left corner serves the
         # shorter last block
         upper = torch.ones(bq, bq, dtype=torch.bool, device=case.device).triu(1)
@@ -57,21 +64,25 @@ class Causal(Variant):
         return lambda q, k, v: _causal_blocks(q, k, v, bq, diag)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        return self.prepare(pattern, case_for(q, pattern))(q, k, v)
+        return self.prepare(pattern, case_for(q, pattern, k=k))(q, k, v)
 
 
 def _causal_blocks(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bq: int, diag: torch.Tensor) -> torch.Tensor:
-    """Causal attention of ``(B, H, N, D)`` tensors, query block by query block over keys ``[0, e)``."""
-    n, d = q.shape[2], q.shape[3]
+    """Causal attention of ``q (B, H, Lq, D)`` against ``k, v (B, Hkv, N, D)``, query block by query block over
+    keys ``[0, N - Lq + e)``; the group of each key/value head folded into the rows."""
+    b, h, lq, d = q.shape
+    hkv, n = k.shape[1], k.shape[2]
+    g, off = h // hkv, n - lq
     cd = diag.dtype
-    qs = q.to(cd) * (1.0 / math.sqrt(d))  # scale folded into q once: O(N d), not O(N^2)
+    qs = (q.to(cd) * (1.0 / math.sqrt(d))).view(b, hkv, g, lq, d)  # scale folded into q once: O(N d), not O(N^2)
     kc, vc = k.to(cd), v.to(cd)
     outs = []
-    for s in range(0, n, bq):
-        e = min(n, s + bq)
-        scores = torch.matmul(qs[:, :, s:e], kc[:, :, :e].transpose(-1, -2))  # (B, H, e - s, e)
-        scores[..., s:e].add_(diag[: e - s, : e - s])  # the only tile that needs a mask
-        probs = torch.softmax(scores, dim=-1)  # every row has its own key: never all -inf
-        outs.append(torch.matmul(probs, vc[:, :, :e]))
-    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
-    return out.to(q.dtype)
+    for s in range(0, lq, bq):
+        e = min(lq, s + bq)
+        qb = qs[:, :, :, s:e].reshape(b, hkv, g * (e - s), d)
+        scores = torch.matmul(qb, kc[:, :, :off + e].transpose(-1, -2)).view(b, hkv, g, e - s, off + e)
+        scores[..., off + s:off + e].add_(diag[: e - s, : e - s])  # the only tile that needs a mask
+        probs = torch.softmax(scores, dim=-1).view(b, hkv, g * (e - s), off + e)  # every row has its own key
+        outs.append(torch.matmul(probs, vc[:, :, :off + e]).view(b, hkv, g, e - s, d))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=3)
+    return unfold_groups(out.reshape(b, hkv, g * lq, d), h).to(q.dtype)

@@ -10,6 +10,11 @@ The backward pass is a :class:`torch.autograd.Function` that recomputes each til
 row log-sum-exp (as FlashAttention does) instead of keeping an autograd graph of the loop, so it is also
 O(N · chunk): it keeps only q, k, v, the output and the log-sum-exp, and three O(N · d) gradient buffers.
 
+Grouped-query heads are computed natively: the query heads of a key/value head are folded into the rows of each
+tile (``(B, Hkv, G * q_chunk, D)`` against ``(B, Hkv, k_chunk, D)``), so K and V are read once per group and never
+copied to every head; the backward sums dk and dv over the group in the same matmuls. Queries shorter than keys
+(``q_len < seq_len``) sit bottom-right (:mod:`harness.pattern`): the plan visits the keys each query chunk reaches.
+
 Low-precision inputs are computed in float32; the output has the input dtype. Rows with no attended key give 0.
 """
 
@@ -61,10 +66,11 @@ class _Plan:
         return ~self.mask_fn(qi, ki)
 
 
-def _tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int) -> str | None:
-    """``"full"``, ``"empty"`` or ``"partial"`` for the tile ``[q0, q1) x [k0, k1)``; None when not known cheaply."""
+def _tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int, off: int = 0) -> str | None:
+    """``"full"``, ``"empty"`` or ``"partial"`` for the tile of query rows ``[q0, q1)`` (key positions ``off +
+    row``) and keys ``[k0, k1)``; None when not known cheaply."""
     kind = pattern.kind
-    lo, hi = q0 - (k1 - 1), (q1 - 1) - k0  # range of i - j over the tile
+    lo, hi = q0 + off - (k1 - 1), (q1 - 1) + off - k0  # range of i - j over the tile
     if kind == "full":
         return "full"
     if kind == "causal":
@@ -83,29 +89,33 @@ def _tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int) -> str | No
 
 
 def build_plan(pattern: Pattern, n: int, q_chunk: int, k_chunk: int, dtype: torch.dtype,
-               device: torch.device | str) -> _Plan:
-    """Tile plan of ``pattern`` over ``n`` tokens: the key chunks each query chunk visits and their masks.
+               device: torch.device | str, q_len: int | None = None) -> _Plan:
+    """Tile plan of ``pattern`` for ``q_len`` queries against ``n`` keys: the key chunks each query chunk visits
+    and their masks.
 
     Args:
         pattern: the attention pattern.
-        n: sequence length.
+        n: key/value length.
         q_chunk, k_chunk: query rows and key columns per tile.
         dtype: compute dtype.
         device: where masks are kept.
+        q_len: queries (default ``n``), bottom-right aligned.
 
     Returns:
         The plan; tiles with no attended pair are left out.
     """
-    mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, device)
+    lq = n if q_len is None else q_len
+    off = pattern.query_offset(n, lq)
+    mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, device, lq)
     budget = _MASK_BUDGET_BYTES
     chunks = []
-    for q0 in range(0, n, q_chunk):
-        q1 = min(n, q0 + q_chunk)
-        lo, hi = pattern.key_bounds(q0, q1, n)
+    for q0 in range(0, lq, q_chunk):
+        q1 = min(lq, q0 + q_chunk)
+        lo, hi = pattern.key_bounds(q0, q1, n, lq)
         tiles = []
         for k0 in range(lo, hi, k_chunk):
             k1 = min(hi, k0 + k_chunk)
-            kind = _tile_kind(pattern, q0, q1, k0, k1)
+            kind = _tile_kind(pattern, q0, q1, k0, k1, off)
             masked_out = None
             if kind != "full":
                 qi = torch.arange(q0, q1, device=device)[:, None]
@@ -136,6 +146,8 @@ class Chunked(Variant):
     name = "chunked"
     description = "memory-efficient exact attention: online softmax over key chunks within query chunks, O(N*chunk)"
     patterns = frozenset({"full", "causal", "window", "window_sym", "block_sparse", "block_sparse_causal"})
+    supports_gqa = True
+    supports_q_len = True
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}
@@ -150,11 +162,11 @@ class Chunked(Variant):
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
         plan = build_plan(pattern, case.seq_len, self.q_chunk, self.k_chunk, _compute_dtype(case.torch_dtype),
-                          case.device)
+                          case.device, case.q_len)
         return lambda q, k, v: _ChunkedAttention.apply(q, k, v, plan)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        return self.prepare(pattern, case_for(q, pattern))(q, k, v)
+        return self.prepare(pattern, case_for(q, pattern, k=k))(q, k, v)
 
 
 class _ChunkedAttention(torch.autograd.Function):
@@ -164,38 +176,66 @@ class _ChunkedAttention(torch.autograd.Function):
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> torch.Tensor:
         cd = plan.dtype
         scale = 1.0 / math.sqrt(q.shape[-1])
-        qs = q.to(cd) * scale
+        g = q.shape[1] // k.shape[1]
+        qs = _grouped(q.to(cd) * scale, g)
         kc, vc = k.to(cd), v.to(cd)
         out, lse = _forward(qs, kc, vc, plan)
         ctx.plan, ctx.scale = plan, scale
         ctx.save_for_backward(q, k, v, out, lse)
-        return out.to(q.dtype)
+        return _ungrouped(out).to(q.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         q, k, v, out, lse = ctx.saved_tensors
         plan, scale = ctx.plan, ctx.scale
         cd = plan.dtype
-        dq, dk, dv = _backward(q.to(cd) * scale, k.to(cd), v.to(cd), out, lse, grad_out.to(cd), plan, scale)
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None
+        g = q.shape[1] // k.shape[1]
+        dq, dk, dv = _backward(_grouped(q.to(cd) * scale, g), k.to(cd), v.to(cd), out, lse,
+                               _grouped(grad_out.to(cd), g), plan, scale)
+        return _ungrouped(dq).to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None
+
+
+def _grouped(x: torch.Tensor, g: int) -> torch.Tensor:
+    """``(B, H, L, D)`` -> ``(B, Hkv, G, L, D)`` (a view of a contiguous tensor)."""
+    b, h, lq, d = x.shape
+    return x.reshape(b, h // g, g, lq, d)
+
+
+def _ungrouped(x: torch.Tensor) -> torch.Tensor:
+    """``(B, Hkv, G, L, D)`` -> ``(B, H, L, D)``."""
+    b, hkv, g, lq, d = x.shape
+    return x.reshape(b, hkv * g, lq, d)
+
+
+def _rows(x: torch.Tensor, q0: int, q1: int) -> torch.Tensor:
+    """Rows ``[q0, q1)`` of a grouped ``(B, Hkv, G, L, D)`` tensor as ``(B, Hkv, G * (q1 - q0), D)``."""
+    b, hkv, g, _, d = x.shape
+    return x[:, :, :, q0:q1].reshape(b, hkv, g * (q1 - q0), d)
+
+
+def _masked(s: torch.Tensor, masked_out: torch.Tensor, g: int) -> None:
+    """Fill ``s`` (``(B, Hkv, G * r, c)``) with -inf where the ``(r, c)`` mask says not attended, in place."""
+    b, hkv, rows, c = s.shape
+    s.view(b, hkv, g, rows // g, c).masked_fill_(masked_out, float("-inf"))
 
 
 def _forward(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output and row log-sum-exp (``-inf`` for rows with no attended key) of pre-scaled queries ``qs``."""
-    b, h, n, d = qs.shape
+    """Output and row log-sum-exp (``-inf`` for rows with no attended key) of pre-scaled, grouped queries ``qs``
+    (``(B, Hkv, G, Lq, D)``) against ``k, v`` (``(B, Hkv, N, D)``); both results grouped like ``qs``."""
+    b, hkv, g, lq, d = qs.shape
     out = torch.zeros_like(qs)
-    lse = torch.full((b, h, n, 1), float("-inf"), dtype=qs.dtype, device=qs.device)
+    lse = torch.full((b, hkv, g, lq, 1), float("-inf"), dtype=qs.dtype, device=qs.device)
     neg_inf = float("-inf")
     for q0, q1, tiles in plan.chunks:
         if not tiles:
             continue
-        qb = qs[:, :, q0:q1]
+        qb = _rows(qs, q0, q1)
         m = denom = acc = None
         for tile in tiles:
             s = torch.matmul(qb, k[:, :, tile.k0:tile.k1].transpose(-1, -2))
             masked_out = plan.tile_mask(q0, q1, tile, qs.device)
             if masked_out is not None:
-                s.masked_fill_(masked_out, neg_inf)
+                _masked(s, masked_out, g)
             tile_max = s.amax(dim=-1, keepdim=True)
             m_new = tile_max if m is None else torch.maximum(m, tile_max)
             m_safe = m_new.masked_fill(m_new == neg_inf, 0.0) if masked_out is not None else m_new
@@ -209,14 +249,18 @@ def _forward(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Plan) ->
                 acc = acc.mul_(alpha).add_(pv)
             m = m_new
         filled = denom > 0
-        out[:, :, q0:q1] = acc / torch.where(filled, denom, torch.ones_like(denom))
-        lse[:, :, q0:q1] = torch.where(filled, m + torch.log(denom), torch.full_like(denom, neg_inf))
+        r = q1 - q0
+        out[:, :, :, q0:q1] = (acc / torch.where(filled, denom, torch.ones_like(denom))).view(b, hkv, g, r, d)
+        lse[:, :, :, q0:q1] = torch.where(filled, m + torch.log(denom),
+                                          torch.full_like(denom, neg_inf)).view(b, hkv, g, r, 1)
     return out, lse
 
 
 def _backward(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
               grad_out: torch.Tensor, plan: _Plan, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dq, dk, dv by recomputing each tile's probabilities ``exp(s - lse)`` (FlashAttention-style)."""
+    """dq (grouped like ``qs``), dk, dv by recomputing each tile's probabilities ``exp(s - lse)``
+    (FlashAttention-style); dk and dv sum over each key/value head's group in the same matmuls."""
+    b, hkv, g, lq, d = qs.shape
     dq = torch.zeros_like(qs)
     dk = torch.zeros_like(k)
     dv = torch.zeros_like(v)
@@ -225,19 +269,19 @@ def _backward(qs: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Ten
     for q0, q1, tiles in plan.chunks:
         if not tiles:
             continue
-        qb, gb = qs[:, :, q0:q1], grad_out[:, :, q0:q1]
-        lb, db = lse[:, :, q0:q1], delta[:, :, q0:q1]
+        qb, gb = _rows(qs, q0, q1), _rows(grad_out, q0, q1)
+        lb, db = _rows(lse, q0, q1), _rows(delta, q0, q1)
         dqb = torch.zeros_like(qb)
         for tile in tiles:
             kb, vb = k[:, :, tile.k0:tile.k1], v[:, :, tile.k0:tile.k1]
             s = torch.matmul(qb, kb.transpose(-1, -2))
             masked_out = plan.tile_mask(q0, q1, tile, qs.device)
             if masked_out is not None:
-                s.masked_fill_(masked_out, float("-inf"))
+                _masked(s, masked_out, g)
             p = s.sub_(lb).exp_()
             dv[:, :, tile.k0:tile.k1] += torch.matmul(p.transpose(-1, -2), gb)
             ds = torch.matmul(gb, vb.transpose(-1, -2)).sub_(db).mul_(p)  # dS = P * (dP - delta)
             dqb += torch.matmul(ds, kb)
             dk[:, :, tile.k0:tile.k1] += torch.matmul(ds.transpose(-1, -2), qb)  # qb already holds the scale
-        dq[:, :, q0:q1] = dqb * scale
+        dq[:, :, :, q0:q1] = (dqb * scale).view(b, hkv, g, q1 - q0, d)
     return dq, dk, dv

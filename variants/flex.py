@@ -2,7 +2,9 @@
 
 Every pattern kind is supported: ``full`` runs without a block mask; the others pass a ``BlockMask`` built from
 the Pattern's own ``mask_fn`` (the same definition the float64 baseline uses), so the kernel skips the
-(128 x 128) tiles nothing attends to and applies the mask only inside partially attended tiles.
+(128 x 128) tiles nothing attends to and applies the mask only inside partially attended tiles. Grouped-query
+heads run with ``enable_gqa=True`` (FlexAttention reads each key/value head for its group, no copy); queries
+shorter than keys get a ``q_len x seq_len`` block mask whose ``mask_mod`` is the Pattern's bottom-right one.
 
 Setup, counted by the harness as setup cost: ``prepare`` builds the block mask and compiles the kernel for the
 case's exact shape, dtype and grad mode by running it once on scratch inputs (forward, and backward when the
@@ -69,42 +71,47 @@ def compiled_flex() -> Callable:
     return _compiled
 
 
-def mask_mod_for(pattern: Pattern, seq_len: int, device: torch.device | str) -> Callable:
-    """FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` for ``pattern`` from its ``mask_fn``.
+def mask_mod_for(pattern: Pattern, seq_len: int, device: torch.device | str, q_len: int | None = None) -> Callable:
+    """FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` for ``pattern`` from its ``mask_fn`` (``q_idx`` a query row,
+    bottom-right aligned when ``q_len < seq_len``).
 
-    Block-sparse layouts are padded with unattended blocks to cover the 128-padded sequence, so the kernel can
-    evaluate the mask at padding positions without indexing past the layout.
+    Block-sparse layouts are padded with unattended blocks to cover the 128-padded rows and keys, so the kernel
+    can evaluate the mask at padding positions without indexing past the layout.
     """
+    lq = seq_len if q_len is None else q_len
+    off = pattern.query_offset(seq_len, lq)
     if pattern.kind in ("block_sparse", "block_sparse_causal"):
         lay = pattern.block_layout(seq_len, device)
-        padded = math.ceil(math.ceil(seq_len / BLOCK_SIZE) * BLOCK_SIZE / pattern.block) + 1
+        top = max(math.ceil(seq_len / BLOCK_SIZE), math.ceil(lq / BLOCK_SIZE) + math.ceil(off / BLOCK_SIZE))
+        padded = math.ceil(top * BLOCK_SIZE / pattern.block) + 1
         full_lay = torch.zeros(padded, padded, dtype=torch.bool, device=device)
         full_lay[: lay.shape[0], : lay.shape[1]] = lay
         b = pattern.block
         if pattern.kind == "block_sparse":
-            return lambda bi, hi, q, k: full_lay[q // b, k // b]
-        return lambda bi, hi, q, k: full_lay[q // b, k // b] & (q >= k)
-    fn = pattern.mask_fn(seq_len, device)
+            return lambda bi, hi, q, k: full_lay[(q + off) // b, k // b]
+        return lambda bi, hi, q, k: full_lay[(q + off) // b, k // b] & ((q + off) >= k)
+    fn = pattern.mask_fn(seq_len, device, lq)
     return lambda bi, hi, q, k: fn(q, k)
 
 
-def block_tiles(pattern: Pattern, seq_len: int, device: torch.device | str,
-                block: int = BLOCK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean ``[n_blocks, n_blocks]`` tile maps of ``pattern``: (partially attended, fully attended).
+def block_tiles(pattern: Pattern, seq_len: int, device: torch.device | str, block: int = BLOCK_SIZE,
+                q_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean ``[query blocks, key blocks]`` tile maps of ``pattern``: (partially attended, fully attended).
 
-    A tile overlapping the padding past ``seq_len`` is never full (as in ``create_block_mask``). The dense
-    mask is evaluated one chunk of query rows at a time.
+    A tile overlapping the padding past ``q_len`` or ``seq_len`` is never full (as in ``create_block_mask``). The
+    dense mask is evaluated one chunk of query rows at a time.
     """
-    nb = math.ceil(seq_len / block)
-    pad = nb * block
-    partial = torch.zeros(nb, nb, dtype=torch.bool, device=device)
-    full = torch.zeros(nb, nb, dtype=torch.bool, device=device)
+    lq = seq_len if q_len is None else q_len
+    nq, nk = math.ceil(lq / block), math.ceil(seq_len / block)
+    pad = nk * block
+    partial = torch.zeros(nq, nk, dtype=torch.bool, device=device)
+    full = torch.zeros(nq, nk, dtype=torch.bool, device=device)
     rows = max(block, (_MASK_CHUNK_ELEMS // max(seq_len, 1)) // block * block)
-    for q0 in range(0, seq_len, rows):
-        q1 = min(seq_len, q0 + rows)
-        m = pattern.dense_mask(seq_len, device, q_start=q0, q_end=q1)
+    for q0 in range(0, lq, rows):
+        q1 = min(lq, q0 + rows)
+        m = pattern.dense_mask(seq_len, device, q_start=q0, q_end=q1, q_len=lq)
         m = torch.nn.functional.pad(m, (0, pad - seq_len, 0, (-(q1 - q0)) % block))
-        tiles = m.view(m.shape[0] // block, block, nb, block)
+        tiles = m.view(m.shape[0] // block, block, nk, block)
         count = tiles.sum(dim=(1, 3))
         b0 = q0 // block
         partial[b0 : b0 + count.shape[0]] = (count > 0) & (count < block * block)
@@ -120,22 +127,25 @@ def _ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return num[None, None].contiguous(), idx[None, None].contiguous()
 
 
-def build_block_mask(pattern: Pattern, seq_len: int, device: torch.device | str, block: int = BLOCK_SIZE):
-    """The FlexAttention ``BlockMask`` of ``pattern`` for square attention of length ``seq_len``."""
+def build_block_mask(pattern: Pattern, seq_len: int, device: torch.device | str, block: int = BLOCK_SIZE,
+                     q_len: int | None = None):
+    """The FlexAttention ``BlockMask`` of ``pattern`` for ``q_len`` queries (default ``seq_len``) against
+    ``seq_len`` keys."""
     from torch.nn.attention.flex_attention import BlockMask
 
-    partial, full = block_tiles(pattern, seq_len, device, block)
+    lq = seq_len if q_len is None else q_len
+    partial, full = block_tiles(pattern, seq_len, device, block, lq)
     kv_num, kv_idx = _ordered(partial)
     full_num, full_idx = _ordered(full)
     return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block,
-                                    mask_mod=mask_mod_for(pattern, seq_len, device), seq_lengths=(seq_len, seq_len))
+                                    mask_mod=mask_mod_for(pattern, seq_len, device, lq), seq_lengths=(lq, seq_len))
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_block_mask(pattern: Pattern, seq_len: int, device: str):
+def _cached_block_mask(pattern: Pattern, seq_len: int, device: str, q_len: int | None = None):
     if pattern.kind == "full":
         return None
-    return build_block_mask(pattern, seq_len, device)
+    return build_block_mask(pattern, seq_len, device, q_len=q_len)
 
 
 @functools.lru_cache(maxsize=16)
@@ -174,6 +184,8 @@ class Flex(Variant):
     patterns = frozenset(PATTERN_KINDS)
     devices = frozenset({"cpu", "cuda"})
     dtypes = frozenset({"float32", "bfloat16", "float16"})
+    supports_gqa = True
+    supports_q_len = True
 
     def extra_reasons(self, case: Case) -> list[str]:
         missing = cuda_unavailable_reason(case) or flex_available()
@@ -186,16 +198,17 @@ class Flex(Variant):
         return []
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        bm = _cached_block_mask(pattern, q.shape[2], _device_key(q.device))
+        bm = _cached_block_mask(pattern, k.shape[2], _device_key(q.device), q.shape[2])
         with _compile_guard():
-            return compiled_flex()(q, k, v, block_mask=bm)
+            return compiled_flex()(q, k, v, block_mask=bm, enable_gqa=k.shape[1] != q.shape[1])
 
     def prepare(self, pattern: Pattern, case: Case):
-        bm = _cached_block_mask(pattern, case.seq_len, _device_key(case.device))
+        bm = _cached_block_mask(pattern, case.seq_len, _device_key(case.device), case.q_len)
         fn = compiled_flex()
+        gqa = case.is_grouped
 
         def call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            return fn(q, k, v, block_mask=bm)
+            return fn(q, k, v, block_mask=bm, enable_gqa=gqa)
 
         _compile_for(call, case)
         return call
@@ -205,8 +218,8 @@ def _compile_for(call: Callable, case: Case) -> None:
     """Compile ``call`` for the case's shape, dtype and grad mode by running it on scratch inputs."""
     grad = case.needs_backward
     gen = torch.Generator(device="cpu").manual_seed(1234)
-    q, k, v = (torch.randn(case.shape, generator=gen).to(case.device, case.torch_dtype).requires_grad_(grad)
-               for _ in range(3))
+    q, k, v = (torch.randn(shape, generator=gen).to(case.device, case.torch_dtype).requires_grad_(grad)
+               for shape in (case.q_shape, case.kv_shape, case.kv_shape))
     with _compile_guard(), torch.set_grad_enabled(grad):
         out = call(q, k, v)
         if grad:

@@ -12,6 +12,15 @@ PyTorch either runs that kernel or raises; it never silently picks another one.
 Patterns: ``full`` and ``causal`` (``is_causal=True``, the top-left triangle, which is this project's causal
 mask for square attention).
 
+Grouped-query heads: ``enable_gqa=True`` (torch >= 2.5), k and v passed with their own head count. Queries
+shorter than keys (``q_len < seq_len``) follow the Pattern's bottom-right alignment: ``full`` needs nothing;
+``causal`` with one query attends to every key (no mask); with several queries, SDPA's ``is_causal`` would be
+top-left, so the bottom-right mask is given explicitly: ``torch.nn.attention.bias.causal_lower_right`` for
+``sdpa_flash`` on CUDA (which runs the flash kernel itself, and only where PyTorch's flash check accepts the case,
+so the pinned backend is what runs), and the Pattern's own boolean mask (``attn_mask``) for the other backends and
+the CPU flash kernel. Whether a backend takes grouped heads, a mask or a short query is asked of PyTorch's
+public checks like everything else.
+
 Why a CUDA case is not supported is asked of PyTorch itself, through its public support checks:
 ``torch.backends.cuda.can_use_flash_attention``, ``can_use_efficient_attention`` and ``can_use_cudnn_attention``,
 called with ``debug=True`` on an ``SDPAParams`` of the case (batch = heads = 1, empty tensors of the case's
@@ -35,6 +44,17 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from harness import Pattern, Variant, register_variant
 from harness.inputs import Case
+
+
+@functools.lru_cache(maxsize=1)
+def _has_enable_gqa() -> bool:
+    """Whether this torch's ``scaled_dot_product_attention`` takes ``enable_gqa`` (torch >= 2.5)."""
+    x = torch.zeros(1, 2, 1, 1)
+    try:
+        F.scaled_dot_product_attention(x, x[:, :1], x[:, :1], enable_gqa=True)
+    except TypeError:
+        return False
+    return True
 
 #: Warning headers PyTorch emits before "No available kernel", per backend (the text before " kernel not used").
 _HEADER_NAMES: dict[SDPBackend, str] = {
@@ -67,6 +87,8 @@ class _SdpaBase(Variant):
     cuda_dtypes: ClassVar[frozenset[str] | None] = None
     #: dtypes it accepts on the CPU (None: all declared dtypes).
     cpu_dtypes: ClassVar[frozenset[str] | None] = None
+    supports_gqa = True
+    supports_q_len = True
 
     def extra_reasons(self, case: Case) -> list[str]:
         missing = cuda_unavailable_reason(case)
@@ -76,24 +98,73 @@ class _SdpaBase(Variant):
         if allowed is not None and case.dtype not in allowed and case.dtype in self.dtypes:
             return [f"dtype={case.dtype} on {case.device_type} (the {self.backend.name} kernel supports: "
                     f"{', '.join(sorted(allowed))})"]
+        if case.is_grouped and not _has_enable_gqa():
+            return [f"kv_heads={case.kv_heads} with heads={case.heads}: torch {torch.__version__}'s "
+                    "scaled_dot_product_attention has no enable_gqa (added in torch 2.5)"]
         if case.device_type == "cuda" and self.backend != SDPBackend.MATH:
+            how = _causal_how(self.backend, case)
             return list(cuda_kernel_reasons(self.backend, case.device, case.dtype, case.seq_len, case.head_dim,
-                                            case.pattern.kind == "causal", case.needs_backward))
+                                            how == "is_causal", case.needs_backward,
+                                            group=case.heads // case.kv_heads, q_len=case.q_len,
+                                            mask=how == "mask"))
         return []
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        causal = pattern.kind == "causal"
-        with sdpa_kernel(self.backend):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self.prepare(pattern, _case_of(q, k, pattern))(q, k, v)
 
     def prepare(self, pattern: Pattern, case: Case):
-        backend, causal = self.backend, pattern.kind == "causal"
+        backend = self.backend
+        kwargs = sdpa_arguments(backend, pattern, case)
 
         def call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             with sdpa_kernel(backend):
-                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                return F.scaled_dot_product_attention(q, k, v, **kwargs)
 
         return call
+
+
+def _case_of(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> Case:
+    from harness.variant import case_for
+
+    return case_for(q, pattern, k=k)
+
+
+def _causal_how(backend: SDPBackend, case: Case) -> str:
+    """How a case's mask reaches SDPA: ``none``, ``is_causal`` (square), ``lower_right`` (CUDA flash: torch's
+    ``causal_lower_right`` bias) or ``mask`` (the Pattern's bottom-right boolean mask)."""
+    if case.pattern.kind != "causal" or case.q_len == 1:  # one query, bottom-right: it sees every key
+        return "none"
+    if case.is_square:
+        return "is_causal"
+    if backend == SDPBackend.FLASH_ATTENTION and case.device_type == "cuda":
+        return "lower_right"
+    return "mask"
+
+
+def sdpa_arguments(backend: SDPBackend, pattern: Pattern, case: Case) -> dict:
+    """Keyword arguments of ``scaled_dot_product_attention`` for ``case`` under ``backend``.
+
+    Args:
+        backend: the pinned backend.
+        pattern: ``full`` or ``causal``.
+        case: the case (its kv_heads and q_len decide GQA and the mask).
+
+    Returns:
+        ``is_causal``, ``attn_mask`` and ``enable_gqa`` as needed (the mask built here, once).
+    """
+    kwargs: dict = {}
+    if case.is_grouped:
+        kwargs["enable_gqa"] = True
+    how = _causal_how(backend, case)
+    if how == "is_causal":
+        kwargs["is_causal"] = True
+    elif how == "lower_right":
+        from torch.nn.attention.bias import causal_lower_right
+
+        kwargs["attn_mask"] = causal_lower_right(case.q_len, case.seq_len)
+    elif how == "mask":
+        kwargs["attn_mask"] = pattern.dense_mask(case.seq_len, case.device, q_len=case.q_len)
+    return kwargs
 
 
 #: PyTorch's public support check of each fused backend (``torch.backends.cuda``), by function name.
@@ -119,21 +190,25 @@ def support_check(backend: SDPBackend):
     return getattr(torch.backends.cuda, name, None)
 
 
-def sdpa_params(q: torch.Tensor, causal: bool):
-    """``torch.backends.cuda.SDPAParams`` for self-attention on ``q`` (no mask, no dropout, no GQA).
+def sdpa_params(q: torch.Tensor, causal: bool, k: torch.Tensor | None = None, mask: torch.Tensor | None = None):
+    """``torch.backends.cuda.SDPAParams`` for attention of ``q`` on ``k`` (default: self-attention on ``q``), with
+    an optional mask, no dropout; ``enable_gqa`` when ``k`` has fewer heads.
 
     torch 2.5 added ``enable_gqa`` as a seventh argument; older versions take six.
     """
     cls = torch.backends.cuda.SDPAParams
+    k = q if k is None else k
+    gqa = k.shape[1] != q.shape[1]
     try:
-        return cls(q, q, q, None, 0.0, causal, False)
+        return cls(q, k, k, mask, 0.0, causal, gqa)
     except TypeError:
-        return cls(q, q, q, None, 0.0, causal)
+        return cls(q, k, k, mask, 0.0, causal)
 
 
 @functools.lru_cache(maxsize=512)
 def cuda_kernel_reasons(backend: SDPBackend, device: str, dtype: str, seq_len: int, head_dim: int, causal: bool,
-                        backward: bool) -> tuple[str, ...]:
+                        backward: bool, group: int = 1, q_len: int | None = None,
+                        mask: bool = False) -> tuple[str, ...]:
     """Why PyTorch's ``backend`` kernel cannot run this combination (empty when it can), asked of PyTorch.
 
     Args:
@@ -143,17 +218,29 @@ def cuda_kernel_reasons(backend: SDPBackend, device: str, dtype: str, seq_len: i
         seq_len, head_dim: the case's shape (batch and heads do not enter the support rules).
         causal: ``is_causal``.
         backward: the mode needs gradients.
+        group: query heads per key/value head (> 1: ``enable_gqa``, asked with ``group`` query heads and one
+            key/value head).
+        q_len: queries (default ``seq_len``).
+        mask: a boolean ``(q_len, seq_len)`` mask is passed (``attn_mask``).
 
     Returns:
         One sentence naming the case and PyTorch's reasons, or ``()``. A torch without the public check falls
         back to a probe call (:func:`_probe_cuda`).
     """
     check = support_check(backend)
+    lq = seq_len if q_len is None else q_len
     if check is None:
+        if group > 1 or lq != seq_len or mask:
+            return (f"torch {torch.__version__} has no public SDPA support check to ask about grouped heads or "
+                    "short queries",)
         return _probe_cuda(backend, device, dtype, seq_len, head_dim, causal, backward)
     try:
-        q = torch.empty(1, 1, seq_len, head_dim, device=device, dtype=getattr(torch, dtype), requires_grad=backward)
-        params = sdpa_params(q, causal)
+        dt = getattr(torch, dtype)
+        q = torch.empty(1, group, lq, head_dim, device=device, dtype=dt, requires_grad=backward)
+        k = torch.empty(1, 1, seq_len, head_dim, device=device, dtype=dt, requires_grad=backward) if (
+            group > 1 or lq != seq_len) else None
+        m = torch.ones(lq, seq_len, device=device, dtype=torch.bool) if mask else None
+        params = sdpa_params(q, causal, k, m)
     except Exception:  # could not even build the question (e.g. no memory): let the real call report it
         return ()
     with warnings.catch_warnings(record=True) as caught, sdpa_kernel(backend):  # the backend enabled, as in a call
@@ -165,8 +252,14 @@ def cuda_kernel_reasons(backend: SDPBackend, device: str, dtype: str, seq_len: i
     detail = "; ".join(dict.fromkeys(m for m in messages if m))
     if not detail:
         detail = f"torch.backends.cuda.{_SUPPORT_CHECKS[backend]} returned False without a reason"
-    return (f"PyTorch {torch.__version__} has no {backend.name} kernel for "
-            f"{_what(dtype, seq_len, head_dim, causal, backward)}: {detail}",)
+    what = _what(dtype, seq_len, head_dim, causal, backward)
+    if group > 1:
+        what += f", {group} query heads per key/value head"
+    if lq != seq_len:
+        what += f", q_len={lq}"
+    if mask:
+        what += " with the bottom-right causal mask as attn_mask"
+    return (f"PyTorch {torch.__version__} has no {backend.name} kernel for {what}: {detail}",)
 
 
 def _what(dtype: str, seq_len: int, head_dim: int, causal: bool, backward: bool) -> str:

@@ -4,10 +4,15 @@ xFormers takes tensors shaped ``(batch, seq_len, heads, head_dim)``; the harness
 head_dim)`` tensors are passed as transposed views (no copy) and the output is transposed back the same way.
 Patterns map to xFormers' biases, which it applies inside the kernel without materializing a mask:
 
-- ``full``: no bias; ``causal``: ``LowerTriangularMask``;
+- ``full``: no bias; ``causal``: ``LowerTriangularMask`` (``LowerTriangularFromBottomRightMask`` when queries
+  are shorter than keys: the Pattern's bottom-right alignment);
 - ``window`` (causal, width ``w``): ``LowerTriangularFromBottomRightLocalAttentionMask(w)`` (for square
   attention, bottom-right and top-left alignment coincide);
 - ``window_sym`` (``|i - j| < w``): ``LocalAttentionFromBottomRightMask(window_left=w-1, window_right=w-1)``.
+
+Grouped-query heads use xFormers' 5-D layout ``(B, M, G, H, K)`` (G: key/value heads, H: query heads per group)
+with k and v expanded over H by stride-0 views, so no copy is made. This path, like the rest of the module,
+runs on CUDA only and has not been run on this project's CPU machine: it needs a GPU check.
 
 The module imports xFormers lazily, on the first support question or call, because importing it prints
 warnings (the log lines are captured, not printed). Reasons come from xFormers itself: when its C++/CUDA
@@ -95,13 +100,14 @@ def _extension_error(version: str) -> str:
     return f"xformers {version}'s C++/CUDA extensions do not load ({type(exc).__name__}); {this}"
 
 
-def xformers_bias(ops: ModuleType, pattern: Pattern):
-    """The xFormers attention bias for ``pattern`` (None for full attention)."""
+def xformers_bias(ops: ModuleType, pattern: Pattern, square: bool = True):
+    """The xFormers attention bias for ``pattern`` (None for full attention); ``square=False`` when queries are
+    shorter than keys, whose causal triangle is bottom-right (``LowerTriangularFromBottomRightMask``)."""
     fmha = ops.fmha.attn_bias
     if pattern.kind == "full":
         return None
     if pattern.kind == "causal":
-        return fmha.LowerTriangularMask()
+        return fmha.LowerTriangularMask() if square else fmha.LowerTriangularFromBottomRightMask()
     if pattern.kind == "window":
         return fmha.LowerTriangularFromBottomRightLocalAttentionMask(pattern.window)
     if pattern.kind == "window_sym":
@@ -129,14 +135,19 @@ def summarize_not_found(message: str) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _probe(device: str, dtype: str, seq_len: int, head_dim: int, pattern: Pattern, backward: bool) -> tuple[str, ...]:
-    """xFormers' own reasons why this combination cannot run (empty when a probe call succeeds)."""
+def _probe(device: str, dtype: str, seq_len: int, head_dim: int, pattern: Pattern, backward: bool, group: int = 1,
+           q_len: int | None = None) -> tuple[str, ...]:
+    """xFormers' own reasons why this combination cannot run (empty when a probe call succeeds): batch 1, one
+    key/value head with ``group`` query heads (the grouped layout when ``group > 1``), ``q_len`` queries."""
     state = xformers_state()
     ops = state.ops
     assert ops is not None
-    q = torch.randn(1, seq_len, 1, head_dim, device=device, dtype=getattr(torch, dtype), requires_grad=backward)
+    lq = seq_len if q_len is None else q_len
+    dt = getattr(torch, dtype)
+    q = torch.randn(1, group, lq, head_dim, device=device, dtype=dt, requires_grad=backward)
+    kv = torch.randn(1, 1, seq_len, head_dim, device=device, dtype=dt, requires_grad=backward)
     try:
-        out = ops.memory_efficient_attention(q, q, q, attn_bias=xformers_bias(ops, pattern))
+        out = _call(ops, q, kv, kv, xformers_bias(ops, pattern, square=lq == seq_len))
         if backward:
             out.sum().backward()
         torch.cuda.synchronize(device)
@@ -158,6 +169,8 @@ class Xformers(Variant):
     patterns = frozenset({"full", "causal", "window", "window_sym"})
     devices = frozenset({"cuda"})
     dtypes = frozenset({"float32", "bfloat16", "float16"})
+    supports_gqa = True
+    supports_q_len = True
 
     def extra_reasons(self, case: Case) -> list[str]:
         if case.device_type != "cuda" or case.pattern.kind not in self.patterns:
@@ -168,19 +181,33 @@ class Xformers(Variant):
         state = xformers_state()
         if state.ops is None:
             return [f"xformers is not importable ({state.import_error}); install it with `pip install xformers`"]
-        return list(_probe(case.device, case.dtype, case.seq_len, case.head_dim, case.pattern, case.needs_backward))
+        return list(_probe(case.device, case.dtype, case.seq_len, case.head_dim, case.pattern, case.needs_backward,
+                           case.heads // case.kv_heads, case.q_len))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
         ops = xformers_state().ops
-        return _call(ops, q, k, v, xformers_bias(ops, pattern))
+        return _call(ops, q, k, v, xformers_bias(ops, pattern, square=q.shape[2] == k.shape[2]))
 
     def prepare(self, pattern: Pattern, case: Case):
         ops = xformers_state().ops
-        bias = xformers_bias(ops, pattern)
+        bias = xformers_bias(ops, pattern, square=case.is_square)
         return lambda q, k, v: _call(ops, q, k, v, bias)
 
 
 def _call(ops: ModuleType, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias) -> torch.Tensor:
-    """(B, H, N, D) in and out; xFormers sees (B, N, H, D) views."""
-    out = ops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias)
-    return out.transpose(1, 2)
+    """q ``(B, H, Lq, D)``, k and v ``(B, Hkv, N, D)`` in, ``(B, H, Lq, D)`` out.
+
+    xFormers sees ``(B, M, H, K)`` views; with grouped heads its ``(B, M, G, H, K)`` layout, where G indexes the
+    key/value heads and k, v are broadcast over each group's query heads by ``expand`` (stride 0, no copy).
+    """
+    b, h, lq, d = q.shape
+    hkv, n = k.shape[1], k.shape[2]
+    if hkv == h:
+        out = ops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias)
+        return out.transpose(1, 2)
+    g = h // hkv
+    q5 = q.view(b, hkv, g, lq, d).permute(0, 3, 1, 2, 4)  # (B, Lq, Hkv, G, D)
+    k5 = k.transpose(1, 2).unsqueeze(3).expand(b, n, hkv, g, d)
+    v5 = v.transpose(1, 2).unsqueeze(3).expand(b, n, hkv, g, d)
+    out = ops.memory_efficient_attention(q5, k5, v5, attn_bias=bias)  # (B, Lq, Hkv, G, D)
+    return out.permute(0, 2, 3, 1, 4).reshape(b, h, lq, d)

@@ -1,0 +1,68 @@
+"""Bytes a case must move, achieved bandwidth, and which ceiling binds (the roofline of one row).
+
+Decode (a few queries against a long KV cache) is bound by memory bandwidth, prefill by matmul throughput; a row
+says which by comparing its arithmetic intensity with the device's ridge point:
+
+- ``bytes_moved``: the least traffic any kernel needs, each tensor read or written once: forward reads q, k and
+  v and writes the output; backward reads q, k, v, the output and its gradient and writes dq, dk and dv;
+  ``fwd_bwd`` both. In the inputs' dtype; with grouped heads k and v have ``kv_heads`` heads, so GQA's saving
+  shows here.
+- ``achieved_gbps``: ``bytes_moved / time``; ``pct_of_copy_ceiling``: against the measured copy bandwidth of the
+  device (``copy_ceiling_gbps``, read + write, :mod:`harness.ceilings`).
+- ``arith_intensity``: the row's useful FLOPs (:func:`harness.flops.attention_flops`) per byte moved;
+  ``ridge_intensity``: measured matmul ceiling / measured copy ceiling, in FLOP per byte; ``bound``: ``memory``
+  when the intensity is below the ridge (the copy ceiling limits the row), else ``compute``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness.inputs import Case
+
+#: Columns :func:`roofline_figures` fills.
+ROOFLINE_COLUMNS: tuple[str, ...] = ("bytes_moved", "achieved_gbps", "pct_of_copy_ceiling", "arith_intensity",
+                                     "ridge_intensity", "bound")
+
+
+def bytes_moved(case: Case) -> float:
+    """The least bytes a kernel computing ``case`` reads and writes (each tensor once).
+
+    Args:
+        case: the case (shapes, dtype, mode).
+
+    Returns:
+        Bytes.
+    """
+    elem = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}[case.dtype]
+    q = case.batch * case.heads * case.q_len * case.head_dim  # q, the output and its gradient
+    kv = case.batch * case.kv_heads * case.seq_len * case.head_dim  # k and v each
+    fwd = 2 * q + 2 * kv  # read q, k, v; write out
+    bwd = 3 * q + 2 * kv + q + 2 * kv  # read q, out, dout, k, v; write dq, dk, dv
+    return float(elem * {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}[case.mode])
+
+
+def roofline_figures(case: Case, flops: float, time_ms: float, matmul_tflops: float = math.nan,
+                     copy_gbps: float = math.nan) -> dict[str, float | str]:
+    """The row's bandwidth figures and which ceiling binds.
+
+    Args:
+        case: the case.
+        flops: the row's useful FLOPs.
+        time_ms: its median time.
+        matmul_tflops: the measured matmul ceiling (NaN: unknown).
+        copy_gbps: the measured copy ceiling in GB/s (NaN: unknown).
+
+    Returns:
+        A dict over :data:`ROOFLINE_COLUMNS` (NaN or ``""`` where a figure cannot be had).
+    """
+    moved = bytes_moved(case)
+    ok_time = math.isfinite(time_ms) and time_ms > 0
+    gbps = moved / (time_ms * 1e-3) / 1e9 if ok_time else math.nan
+    intensity = flops / moved if moved > 0 and math.isfinite(flops) else math.nan
+    have = math.isfinite(matmul_tflops) and matmul_tflops > 0 and math.isfinite(copy_gbps) and copy_gbps > 0
+    ridge = matmul_tflops * 1e12 / (copy_gbps * 1e9) if have else math.nan
+    bound = "" if not (have and math.isfinite(intensity)) else ("memory" if intensity < ridge else "compute")
+    pct = 100.0 * gbps / copy_gbps if math.isfinite(gbps) and math.isfinite(copy_gbps) and copy_gbps > 0 else math.nan
+    return {"bytes_moved": moved, "achieved_gbps": gbps, "pct_of_copy_ceiling": pct, "arith_intensity": intensity,
+            "ridge_intensity": ridge, "bound": bound}

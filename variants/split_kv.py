@@ -1,0 +1,110 @@
+"""``split_kv``: decode attention that splits the key/value length into chunks and merges partial softmaxes.
+
+This is how fast decode kernels work (FlashDecoding, vLLM's paged attention v2): with one or a few queries there
+is too little work along the queries to keep a machine busy, so the keys are cut into chunks of ``chunk``
+keys, each chunk's partial attention is computed independently (its row max ``m_s``, denominator ``l_s`` and
+unnormalised output ``o_s``), and the partials are merged at the end::
+
+    M = max_s m_s,   out = sum_s exp(m_s - M) o_s / sum_s exp(m_s - M) l_s
+
+Only the keys the pattern can reach are visited (``Pattern.key_bounds``: a window's decode reads its last ``w``
+keys); chunks every query attends (``Pattern.common_key_bounds``) take no mask. Grouped-query heads are folded
+into the rows (``fold_groups``), so each key/value head is read once for its whole group and never copied.
+Queries align bottom-right (:mod:`harness.pattern`).
+
+Forward only (a decode kernel); up to ``max_q_len`` queries. Low-precision inputs are computed in float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness import Pattern, Variant, register_variant
+from harness.inputs import Case
+from harness.variant import AttentionFn, case_for, check_param, fold_groups, unfold_groups
+
+
+@register_variant
+class SplitKV(Variant):
+    """Split-KV decode attention (see the module docstring).
+
+    Args:
+        chunk: keys per split (default 1024).
+    """
+
+    name = "split_kv"
+    description = "decode: the KV length split into chunks attended independently, partial softmaxes merged"
+    patterns = frozenset({"full", "causal", "window", "window_sym"})
+    supports_backward = False
+    supports_gqa = True
+    supports_q_len = True
+    #: Most queries per sequence it takes: it is a decode kernel (prefill belongs to ``chunked`` and the others).
+    max_q_len = 128
+    tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
+    chunk: int = 1024
+
+    def __init__(self, chunk: int | None = None) -> None:
+        if chunk is not None:
+            self.chunk = check_param("chunk", chunk)
+
+    def extra_reasons(self, case: Case) -> list[str]:
+        if case.q_len > self.max_q_len:
+            return [f"q_len={case.q_len} (split_kv is a decode kernel: supported q_len <= {self.max_q_len}; "
+                    "prefill is chunked's, causal's and the fused kernels' work)"]
+        return []
+
+    def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
+        plan = _plan(pattern, case.seq_len, case.q_len, self.chunk, case.device)
+        return lambda q, k, v: _split_kv(q, k, v, plan)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        return self.prepare(pattern, case_for(q, pattern, k=k))(q, k, v)
+
+
+def _plan(pattern: Pattern, n: int, lq: int, chunk: int,
+          device: torch.device | str) -> list[tuple[int, int, torch.Tensor | None]]:
+    """The splits ``(k0, k1, masked_out)`` over the keys the ``lq`` queries reach; ``masked_out`` (``(lq, k1 -
+    k0)``, True where not attended) only for splits some query does not fully attend."""
+    lo, hi = pattern.key_bounds(0, lq, n, lq)
+    c_lo, c_hi = pattern.common_key_bounds(0, lq, n, lq)
+    fn = None if pattern.kind == "full" else pattern.mask_fn(n, device, lq)
+    rows = torch.arange(lq, device=device)[:, None]
+    splits = []
+    for k0 in range(lo, hi, chunk):
+        k1 = min(hi, k0 + chunk)
+        masked_out = None
+        if fn is not None and not (c_lo <= k0 and k1 <= c_hi):
+            masked_out = ~fn(rows, torch.arange(k0, k1, device=device)[None, :])
+            if bool(masked_out.all()):
+                continue
+        splits.append((k0, k1, masked_out))
+    return splits
+
+
+def _split_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+              plan: list[tuple[int, int, torch.Tensor | None]]) -> torch.Tensor:
+    b, h, lq, d = q.shape
+    hkv = k.shape[1]
+    g = h // hkv
+    cd = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    qf = fold_groups(q.to(cd) * (1.0 / math.sqrt(d)), hkv)  # (B, Hkv, G * Lq, D)
+    maxes, sums, outs = [], [], []
+    for k0, k1, masked_out in plan:  # each split on its own: nothing carried from one to the next
+        s = torch.matmul(qf, k[:, :, k0:k1].to(cd).transpose(-1, -2))  # (B, Hkv, G * Lq, c)
+        if masked_out is not None:
+            s.view(b, hkv, g, lq, k1 - k0).masked_fill_(masked_out, float("-inf"))
+        m = s.amax(dim=-1, keepdim=True)
+        m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        p = s.sub_(m_safe).exp_()
+        maxes.append(m)
+        sums.append(p.sum(dim=-1, keepdim=True))
+        outs.append(torch.matmul(p, v[:, :, k0:k1].to(cd)))
+    m_all = torch.stack(maxes)  # (S, B, Hkv, G * Lq, 1)
+    top = m_all.amax(dim=0)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    w = torch.exp(m_all - top)  # 0 for splits a row does not reach
+    denom = (w * torch.stack(sums)).sum(dim=0)
+    out = (w * torch.stack(outs)).sum(dim=0) / torch.where(denom > 0, denom, torch.ones_like(denom))
+    return unfold_groups(out, h).to(q.dtype)
