@@ -213,18 +213,27 @@ def test_sweep_help_shows_what_a_plain_sweep_uses_and_the_presets(capsys):
     assert cli.main(["sweep", "--help"]) == 0
     text = capsys.readouterr().out
     rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("  ") and ln[2:3].strip()}  # not wraps
-    assert "[256, 512, 1024] *" in rows["seq_len"] and "[full, causal] *" in rows["pattern"]
-    assert "0.1 *" in rows["budget"] and "[fwd, fwd_bwd] *" in rows["mode"]
-    assert " 256 " in rows["window"] and "*" not in rows["window"]  # not set by the preset: the schema's default
-    assert "the quick preset applied to the schema's" in text
+    import configs
+    from harness.config import schema_keys
+    from harness.helptext import fmt_value
+
+    preset = configs.default_preset()
+    keys, grid = configs.preset_values(preset)
+    assert keys, "the default preset sets some keys"
+    for key, _, default, _ in schema_keys():  # the preset's value with a star, else the schema's default
+        if key in grid:
+            assert f"{fmt_value(grid[key])} * (one job each)" in rows[key]
+        elif key in keys:
+            assert f" {fmt_value(keys[key])} *" in rows[key], (key, rows[key])
+        else:
+            assert f" {fmt_value(default)}" in rows[key] and " *" not in rows[key], (key, rows[key])
+    assert f"the {preset} preset applied to the schema's" in text
     for name, words in (("quick", "The default sweep"), ("long_context", "Long sequences"),
                         ("gpu", "FlashAttention-paper grid"), ("none", "No preset")):
         assert any(ln.split()[0] == name and words in ln for ln in text.splitlines() if ln.strip()), name
-    header = next(ln for ln in text.splitlines() if ln.split()[:4] == ["KEY", "TYPE", "VALUE", "MEANING"])
-    starts = [header.index(h) for h in ("TYPE", "VALUE", "MEANING")]
-    for ln in text[text.index(header):text.index("presets (")].splitlines()[1:]:
-        if ln.strip():  # a cell never touches the next column
-            assert all(ln[s - 2:s] == "  " for s in starts if len(ln) > s), ln
+    for key, typ, _, _ in schema_keys():  # cells are separated by two spaces or more: never run together
+        parts = re.split(r" {2,}", rows[key].strip())
+        assert parts[:2] == [key, typ] and len(parts) in (3, 4), rows[key]
 
 
 def test_table_moves_an_overlong_cell_instead_of_running_into_the_next_column():
