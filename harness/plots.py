@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
+from harness import roofline_plots
 from harness.columns import CASE_COLUMNS, CASE_KEY
 from harness.scaling import BASELINE
 
@@ -545,15 +546,16 @@ def _speedup(df: pd.DataFrame) -> pd.Series:
 
 #: Columns the figures read (besides facets and panel titles).
 _PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric",
-            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", CASE_KEY)
+            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", CASE_KEY) + roofline_plots.COLUMNS
 #: The report's figures, the most expensive first (so parallel workers finish together).
 FIGURES: tuple[str, ...] = ("accuracy_vs_cost", "time", "memory", "error", "speedup", "throughput", "pct_of_peak")
 
 
 def figure_names(frame: pd.DataFrame) -> list[str]:
-    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded."""
+    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded, and the
+    decode and roofline figures of :mod:`harness.roofline_plots` where there is data for them."""
     has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
-    return [n for n in FIGURES if n != "pct_of_peak" or has_peak]
+    return [n for n in FIGURES if n != "pct_of_peak" or has_peak] + roofline_plots.figure_names(frame)
 
 
 def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
@@ -582,10 +584,13 @@ def make_figure(name: str, frame: pd.DataFrame, facets: list[str], colors: dict[
                                logy=False, **kw)
     if name == "accuracy_vs_cost":
         return plot_pareto(frame, **kw)
+    if name in roofline_plots.FIGURES:
+        return roofline_plots.make_figure(name, frame, colors)
     if name == "pct_of_peak":
         return plot_vs_seq_len(frame, "pct_of_peak", "% of measured device peak",
                                "Throughput as a fraction of the device's measured peak", logy=False, **kw)
-    raise ValueError(f"figure {name!r} is not a report figure (allowed: {', '.join(FIGURES)})")
+    raise ValueError(f"figure {name!r} is not a report figure (allowed: "
+                     f"{', '.join(FIGURES + roofline_plots.FIGURES)})")
 
 
 def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[str, Figure]:
