@@ -90,13 +90,15 @@ def _dispatch(cmd: str, rest: list[str]) -> int:
 
 
 def _maybe_report(run_dir: Path) -> None:
-    """Write the run's report when ``harness.report`` is installed; a failing report never fails the sweep."""
+    """Write the run's report when ``harness.report`` is installed: the tables and report.md at once, the plots by a
+    background process (one line says so); a failing report never fails the sweep."""
     try:
         if importlib.util.find_spec("harness.report") is None:
             return
-        from harness.report import write_report  # type: ignore[import-not-found]
+        from harness.report import report_with_background_plots  # type: ignore[import-not-found]
 
-        write_report(run_dirs=[run_dir], out_dir=run_dir / "report")
+        path, pid = report_with_background_plots([run_dir], run_dir / "report")
+        print(f"report: {path}" + (" (plots: drawn in the background, a few seconds)" if pid is not None else ""))
     except Exception as exc:
         print(f"attnbench: the report could not be written ({type(exc).__name__}: {exc}); the results are in "
               f"{run_dir}", file=sys.stderr)

@@ -78,6 +78,7 @@ CASE_PARAMS: tuple[CaseParam, ...] = (
     CaseParam("mode", numeric=False, default=""),
     CaseParam("model", numeric=False, default="", text="model={}", hide_default=True),
     CaseParam("threads", text="{} threads", cpu_only=True),
+    CaseParam("cpu_timer", numeric=False, default="per_call", text="timer={}", hide_default=True, cpu_only=True),
 )
 
 _DEFAULT_OF = {p.name: p for p in CASE_PARAMS}

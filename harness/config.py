@@ -115,6 +115,9 @@ class SweepConfig:
     case_timeout_s: float = field(default=600.0,
                                   metadata=_help("limit of one measurement phase, seconds > 0; a hang past it is a "
                                                  "timeout row (in process: the process then ends)", "float"))
+    skip_unsupported: bool = field(default=False,
+                                   metadata=_help("no row for a (case, variant) the variant cannot run here; one "
+                                                  "line per variant says what was skipped and why", "bool"))
 
 
 def schema_keys() -> list[tuple[str, str, Any, str]]:
@@ -144,6 +147,7 @@ class SweepPlan:
         variants_from: files/modules imported to register variants (already imported by the conversion).
         isolate: run each (case, variant) in a child process (:mod:`harness.isolate`).
         case_timeout_s: with ``isolate``, the wall-clock limit of one measurement in its child.
+        skip_unsupported: write no row for the (case, variant) pairs a variant declines (:mod:`harness.declines`).
     """
 
     cases: tuple[Case, ...]
@@ -160,11 +164,17 @@ class SweepPlan:
     variants_from: tuple[str, ...] = ()
     isolate: bool = False
     case_timeout_s: float = 600.0
+    skip_unsupported: bool = False
 
     @property
     def n_items(self) -> int:
-        """Number of (case, variant) measurements the plan asks for."""
-        return len(self.cases) * len(self.variants)
+        """Number of (case, variant) measurements the plan asks for (less the skipped ones)."""
+        n = len(self.cases) * len(self.variants)
+        if self.skip_unsupported:
+            from harness.declines import plan_declines
+
+            n -= len(plan_declines(self).pairs)
+        return n
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -375,6 +385,9 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     isolate = c["isolate"]
     if not isinstance(isolate, bool):
         raise ConfigError(f"isolate={_fmt(isolate)} is not allowed (allowed: true or false)")
+    skip_unsupported = c["skip_unsupported"]
+    if not isinstance(skip_unsupported, bool):
+        raise ConfigError(f"skip_unsupported={_fmt(skip_unsupported)} is not allowed (allowed: true or false)")
     case_timeout_s = _scalar(c, "case_timeout_s", float, lambda v: 0 < v <= MAX_SECONDS,
                              f"seconds, a number > 0 and <= {MAX_SECONDS:g}")
     results_dir = c["results_dir"]
@@ -416,7 +429,8 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     return SweepPlan(cases=tuple(cases), variants=tuple(variants), run_dir=run_dir, run_id=run_name,
                      budget_s=float(budget), rel_ci=float(rel_ci), warmup=warmup, min_runs=min_runs, threads=threads,
                      cpu_timer=cpu_timer, progress=progress, variants_from=tuple(variants_from), isolate=isolate,
-                     case_timeout_s=float(case_timeout_s))
+                     case_timeout_s=float(case_timeout_s),
+                     skip_unsupported=skip_unsupported)
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

@@ -1,13 +1,24 @@
-"""Comparison plots of a run's results (matplotlib, Agg canvas, no pyplot state).
+"""Comparison plots of a run's results (matplotlib, Agg canvas, no pyplot state), made to be read in seconds.
 
-Every figure takes its series from the data: a newly registered variant appears with no code change, and each
-variant keeps one colour across all figures of a report (``full``, the baseline, is always near-black). Panels
-are faceted by the columns that vary in the data apart from seq_len (heads, device, dtype, pattern, mode...).
+Every figure takes its series from the data: a newly registered variant appears with no code change. Panels are
+faceted by the columns that vary in the data apart from seq_len (heads, device, dtype, pattern, mode...).
 
-A row that did not produce the plotted value is never silently missing: rows with status ``oom``,
-``unsupported``, ``error``, ``numerics``, ``timeout`` or ``crashed`` (and ``ok`` rows that lack the value, e.g. a
-speedup with no ``full`` baseline) are drawn at their seq_len in a strip at the bottom of the panel, with a
-marker per status in the variant's colour, and each status present has a legend entry.
+How a figure reads:
+
+- **Variants**: one colour (Okabe-Ito, colour-blind safe, then three of Paul Tol's) *and* one marker each, fixed
+  for a report (:func:`variant_styles`); ``full``, the baseline, is black and thicker. Approximate variants
+  (:func:`approximate_variants`) are dashed and labelled ``approx.`` with their median error, so they are never
+  read as computing what the exact ones compute.
+- **Legend**: only what is drawn. A variant with no value anywhere in a figure (``unsupported`` everywhere, say)
+  is named once, in a footnote, not drawn in every panel.
+- **Units** follow the data: µs / ms / s, KiB / MiB / GiB, GFLOP/s on a CPU and TFLOP/s on a GPU.
+- **Contended rows** (the ``contended`` column: timed while other work took the cores) are hollow markers in the
+  figures whose value comes from a time.
+- **Failures** of a drawn variant (``oom``, ``error``, ``numerics``, ``timeout``, ``crashed``) are a marker per
+  status, in the variant's colour, under the data at their seq_len. ``unsupported`` rows are not drawn (report.md
+  lists them once, in "Not measured").
+
+Adding a figure is one entry in :data:`FIGURES` and one function taking ``(frame, facets, styles)``.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +34,14 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from harness import roofline_plots
 from harness.columns import CASE_COLUMNS, CASE_KEY
 from harness.scaling import BASELINE
 
-#: Marker of each non-ok status (and of "ok but no value"), with its legend text.
+#: Marker of each failed status, with its legend text. ``unsupported`` is listed for completeness (the footnote
+#: and report.md name unsupported rows; they are not drawn).
 STATUS_MARKERS: dict[str, tuple[str, str]] = {
     "unsupported": ("s", "unsupported"),
     "oom": ("X", "oom (out of memory)"),
@@ -41,40 +52,64 @@ STATUS_MARKERS: dict[str, tuple[str, str]] = {
 }
 #: Marker of any other status a future store may write.
 OTHER_STATUS_MARKER = "P"
-#: Pseudo-status of ``ok`` rows that lack the plotted value.
+#: Statuses never drawn in a panel (said once, in the footnote and in report.md).
+NOT_DRAWN_STATUSES = ("unsupported",)
+#: ``ok`` rows that lack the plotted value (a speedup with no ``full`` to compare, say).
 NO_VALUE = "ok, no value"
-_NO_VALUE_MARKER = "o"
-_STATUS_ORDER = tuple(STATUS_MARKERS) + (NO_VALUE,)
+#: Colours: Okabe & Ito's (without black, kept for the baseline; yellow last), then Tol's muted wine, olive, indigo.
+PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+                            "#882255", "#999933", "#332288")
+#: Markers of the non-baseline variants; 11 markers against 10 colours: no two variants share both below 110.
+MARKERS: tuple[str, ...] = ("s", "^", "D", "v", "o", "P", "<", "h", ">", "p", "*")
+#: An approximation: a variant whose rows say ``exact=False`` or, in runs without that column, whose median
+#: ``err_rel_l2`` exceeds this (exact kernels are within ~1e-2 even in bf16; approximations are off by 10-100%).
+APPROX_ERR_THRESHOLD = 0.05
+#: ``gid`` of the artists: a variant's filled markers, its hollow (contended) ones, failure markers.
+POINTS_GID, HOLLOW_GID, FAILURE_GID = "points", "contended", "failure"
+_STATUS_ORDER = tuple(STATUS_MARKERS)
 _PANEL_W, _PANEL_H = 4.8, 3.5
 _MAX_COLS = 3
 _MAX_PARETO_LENGTHS = 6
-_BASELINE_COLOR = "#222222"
+_BASELINE_COLOR = "#000000"
+_BASELINE_MARKER = "o"
 _REFERENCE_COLOR = "#8c8c8c"
+_PARETO_REL_TOL = 0.02
+_FAIL_LANE = 0.055  # axes fraction per variant lane of failure markers under the data
 _FORMATS = ("png",)
 
 
-def variant_colors(variants: list[str] | tuple[str, ...] | pd.Series) -> dict[str, str]:
-    """One colour per variant, fixed for a report: ``full`` near-black, the others from tab10/tab20 in name order.
+# ---------------------------------------------------------------------------------------------- styles
+@dataclass(frozen=True)
+class Style:
+    """How one variant is drawn in every figure of a report.
 
     Args:
-        variants: variant names (duplicates allowed).
-
-    Returns:
-        name -> colour (hex string).
+        color: line and marker colour.
+        marker: marker symbol.
+        approx: an approximation (dashed line, ``approx.`` label).
+        label: the legend text (``linear (approx., err 0.71)``, ``full (baseline)``).
     """
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
 
-    names = sorted({str(v) for v in variants} - {BASELINE})
-    palette = [to_hex(c) for c in colormaps["tab10"].colors]
-    if len(names) > len(palette):
-        palette = [to_hex(c) for c in colormaps["tab20"].colors]
-    if len(names) > len(palette):
-        hsv = colormaps["hsv"]
-        palette = [to_hex(hsv(i / len(names))) for i in range(len(names))]
-    colors = {name: palette[i] for i, name in enumerate(names)}
-    colors[BASELINE] = _BASELINE_COLOR
-    return colors
+    color: str
+    marker: str
+    approx: bool = False
+    label: str = ""
+
+    @property
+    def baseline(self) -> bool:
+        return self.label.endswith("(baseline)")
+
+    @property
+    def linestyle(self) -> str | tuple:
+        return (0, (5, 2.5)) if self.approx else "-"
+
+    @property
+    def edge(self) -> str:
+        """A darker edge of the same hue, so light colours (yellow, sky blue) stay visible on white."""
+        from matplotlib.colors import to_rgb
+
+        r, g, b = to_rgb(self.color)
+        return "#" + "".join(f"{int(255 * 0.62 * c):02x}" for c in (r, g, b))
 
 
 def variant_order(variants) -> list[str]:
@@ -82,6 +117,143 @@ def variant_order(variants) -> list[str]:
     return sorted({str(v) for v in variants}, key=lambda v: (v != BASELINE, v))
 
 
+def variant_colors(variants: list[str] | tuple[str, ...] | pd.Series) -> dict[str, str]:
+    """One colour per variant, fixed for a report: ``full`` black, the others from :data:`PALETTE` in name order
+    (repeating after 10, when the marker still tells them apart).
+
+    Args:
+        variants: variant names (duplicates allowed).
+
+    Returns:
+        name -> colour (hex string).
+    """
+    names = sorted({str(v) for v in variants} - {BASELINE})
+    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    colors[BASELINE] = _BASELINE_COLOR
+    return colors
+
+
+def variant_markers(variants) -> dict[str, str]:
+    """One marker per variant, in the same order as :func:`variant_colors`."""
+    names = sorted({str(v) for v in variants} - {BASELINE})
+    markers = {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(names)}
+    markers[BASELINE] = _BASELINE_MARKER
+    return markers
+
+
+def _truthy(value: object) -> bool | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "1.0", "yes"):
+        return True
+    if text in ("false", "0", "0.0", "no"):
+        return False
+    return None
+
+
+def approximate_variants(frame: pd.DataFrame) -> set[str]:
+    """The variants of ``frame`` that are approximations.
+
+    A variant whose rows carry ``exact`` (the sweep writes the variant's declaration) is approximate when any says
+    False. Rows without it (older runs, pytest-benchmark files) fall back to the error: approximate when the median
+    ``err_rel_l2`` of its ``ok`` rows exceeds :data:`APPROX_ERR_THRESHOLD`.
+
+    Args:
+        frame: normalized result rows.
+
+    Returns:
+        Variant names.
+    """
+    out: set[str] = set()
+    has_exact = "exact" in frame.columns
+    for variant, sub in frame.groupby("variant", sort=False):
+        declared = [x for x in (sub["exact"].map(_truthy) if has_exact else []) if x is not None]
+        if declared:
+            if not all(declared):
+                out.add(str(variant))
+            continue
+        ok = sub[sub["status"] == "ok"]
+        err = pd.to_numeric(ok["err_rel_l2"], errors="coerce").dropna() if "err_rel_l2" in ok else pd.Series([])
+        if len(err) and float(err.median()) > APPROX_ERR_THRESHOLD:
+            out.add(str(variant))
+    return out
+
+
+def variant_styles(frame: pd.DataFrame) -> dict[str, Style]:
+    """The :class:`Style` of every variant in ``frame``: colour, marker, whether it approximates, legend label.
+
+    Args:
+        frame: normalized result rows (``err_metric`` gives an approximation's median error for its label).
+
+    Returns:
+        name -> style.
+    """
+    names = variant_order(frame["variant"])
+    colors, markers = variant_colors(names), variant_markers(names)
+    approx = approximate_variants(frame)
+    styles = {}
+    for v in names:
+        label = v
+        if v == BASELINE:
+            label = f"{v} (baseline)"
+        elif v in approx:
+            ok = frame[(frame["variant"] == v) & (frame["status"] == "ok")]
+            err = pd.to_numeric(ok.get("err_metric", ok.get("err_rel_l2")), errors="coerce").dropna()
+            label = f"{v} (approx., err {float(err.median()):.2g})" if len(err) else f"{v} (approx.)"
+        styles[v] = Style(color=colors[v], marker=markers[v], approx=v in approx, label=label)
+    return styles
+
+
+# ---------------------------------------------------------------------------------------------- units
+@dataclass(frozen=True)
+class Unit:
+    """A display unit: ``shown = raw * factor``."""
+
+    name: str
+    factor: float = 1.0
+
+
+def time_unit(values_ms) -> Unit:
+    """µs below a millisecond, s from a second (by the median value), else ms."""
+    v = _positive(values_ms)
+    if v.size == 0:
+        return Unit("ms")
+    mid = float(np.median(v))
+    if mid < 1.0:
+        return Unit("µs", 1e3)
+    if mid >= 1000.0:
+        return Unit("s", 1e-3)
+    return Unit("ms")
+
+
+def bytes_unit(values_bytes) -> Unit:
+    """KiB, MiB or GiB by the largest value."""
+    v = _positive(values_bytes)
+    top = float(v.max()) if v.size else 0.0
+    if top >= 2**30:
+        return Unit("GiB", 2.0**-30)
+    if 0 < top < 2**20:
+        return Unit("KiB", 2.0**-10)
+    return Unit("MiB", 2.0**-20)
+
+
+def flops_unit(values_tflops) -> Unit:
+    """TFLOP/s when the largest value reaches 1 TFLOP/s (a GPU), else GFLOP/s (a CPU)."""
+    v = _positive(values_tflops)
+    if v.size and float(v.max()) >= 1.0:
+        return Unit("TFLOP/s")
+    return Unit("GFLOP/s", 1e3)
+
+
+def _positive(values) -> np.ndarray:
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+    return v[np.isfinite(v) & (v > 0)]
+
+
+# ---------------------------------------------------------------------------------------------- facets
 #: Columns that may split panels: every case parameter but seq_len (from :data:`harness.columns.CASE_COLUMNS`,
 #: so a new case parameter splits panels with no change here), and the device's name beside the device.
 FACET_CANDIDATES: tuple[str, ...] = tuple(
@@ -122,20 +294,20 @@ def facet_columns(frame: pd.DataFrame) -> list[str]:
 _FACET_NAMES = {"pattern_label": "pattern", "device_name": "device name"}
 
 
-def facet_title(facets: list[str], values: tuple) -> str:
-    """Panel title such as ``heads=8, pattern=causal``."""
+def facet_title(facets: list[str], values: tuple, width: int = 46) -> str:
+    """Panel title such as ``heads=8, pattern=causal``, wrapped to ``width`` characters per line."""
     parts = []
     for col, val in zip(facets, values):
         if isinstance(val, float) and val.is_integer():
             val = int(val)
         parts.append(f"{_FACET_NAMES.get(col, col)}={val}")
-    return "\n".join(textwrap.wrap(", ".join(parts), 48)) if parts else ""
+    return "\n".join(textwrap.wrap(", ".join(parts), width, break_long_words=False)) if parts else ""
 
 
 _TITLE_EXTRAS = tuple(c for c in FACET_CANDIDATES if c != "device_name")
 
 
-def _panel_title(frame: pd.DataFrame, facets: list[str], key: tuple, sub: pd.DataFrame) -> str:
+def _panel_title(frame: pd.DataFrame, facets: list[str], key: tuple, sub: pd.DataFrame, width: int = 46) -> str:
     """The facet values, plus columns that vary across the data but are fixed within this panel (the dtype of a
     device's panel, say), so a panel's title says everything that sets it apart."""
     cols, vals = list(facets), list(key)
@@ -145,26 +317,49 @@ def _panel_title(frame: pd.DataFrame, facets: list[str], key: tuple, sub: pd.Dat
         if sub[c].nunique() == 1:
             cols.append(c)
             vals.append(sub[c].iloc[0])
-    return facet_title(cols, tuple(vals))
+    return facet_title(cols, tuple(vals), width)
 
 
-def _panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+#: Panel order of pattern kinds: dense first, then sparser (a kind not listed sorts after them, by name).
+_PATTERN_ORDER = ("full", "causal", "window", "window_sym", "block_sparse", "block_sparse_causal")
+
+
+def _sort_value(col: str, value: object) -> tuple:
+    if col in ("pattern", "pattern_label"):
+        kind = str(value).split("(")[0]
+        return (0, _PATTERN_ORDER.index(kind) if kind in _PATTERN_ORDER else len(_PATTERN_ORDER), str(value))
+    if isinstance(value, float) and math.isnan(value):
+        return (1, 0, "")
+    return (0, value if isinstance(value, int | float | np.integer | np.floating) else 0, str(value))
+
+
+def facet_sort_key(facets: list[str], key: tuple) -> tuple:
+    """Sort key of a panel (its facet values): pattern kinds dense to sparse, numbers as numbers, the rest by name.
+    The plots and report.md's tables order their panels by it."""
+    return tuple(_sort_value(c, v) for c, v in zip(facets, key))
+
+
+def facet_panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    """``(facet values, rows)`` of each panel, in :func:`facet_sort_key` order (one panel when no facets)."""
     if not facets:
         return [((), frame)]
     out = []
     for key, sub in frame.groupby(facets, dropna=False, sort=True):
         out.append((key if isinstance(key, tuple) else (key,), sub))
+    out.sort(key=lambda p: facet_sort_key(facets, p[0]))
     return out
 
 
+
 def _grid(n: int, ncols_max: int = _MAX_COLS) -> tuple[int, int]:
-    ncols = max(1, min(ncols_max, n))
+    ncols = 2 if n == 4 and ncols_max >= 2 else max(1, min(ncols_max, n))  # 2 x 2, not 3 + 1
     return math.ceil(n / ncols), ncols
 
 
 def _new_figure(nrows: int, ncols: int, w: float = _PANEL_W, h: float = _PANEL_H) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(w * ncols, h * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(w * ncols + 2.2, h * nrows + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
+    fig.get_layout_engine().set(h_pad=0.08, w_pad=0.06, hspace=0.06, wspace=0.04)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     return fig, axes
 
@@ -190,34 +385,13 @@ def _set_len_axis(ax, lengths: list[float], label: str = "sequence length N (tok
     ax.set_xlabel(label)
 
 
-@dataclass
-class _Strip:
-    """Markers for rows without a plotted value, drawn in a band at the bottom of a panel."""
-
-    entries: list[tuple[str, str, float | None]] = field(default_factory=list)  # (variant, status, x)
-
-    def add(self, variant: str, status: str, x: float | None) -> None:
-        self.entries.append((variant, status, x))
-
-    @property
-    def lanes(self) -> list[str]:
-        return variant_order({v for v, _, _ in self.entries})
-
-    def fraction(self) -> float:
-        """Fraction of the panel's height the band takes."""
-        n = len(self.lanes)
-        return 0.0 if n == 0 else min(0.4, 0.05 + 0.065 * n)
-
-
-def _status_marker(status: str) -> str:
-    if status == NO_VALUE:
-        return _NO_VALUE_MARKER
+def status_marker(status: str) -> str:
+    """The marker of a failed status."""
     return STATUS_MARKERS.get(status, (OTHER_STATUS_MARKER, status))[0]
 
 
-def _status_label(status: str) -> str:
-    if status == NO_VALUE:
-        return NO_VALUE
+def status_label(status: str) -> str:
+    """The legend text of a failed status."""
     return STATUS_MARKERS.get(status, (OTHER_STATUS_MARKER, status))[1]
 
 
@@ -227,15 +401,17 @@ def _log_ticks(axis, lo: float, hi: float) -> None:
     if not (lo > 0 and hi > lo):
         return
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    ticks: list[float] = []
     if b - a >= 3:
         step = max(1, math.ceil((b - a) / 6))
-        ticks = [10.0 ** e for e in range(a, b + 1, step)]
-    else:
-        for subs in ((1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 8)):
+        ticks = [t for t in (10.0 ** e for e in range(a, b + 1, step)) if lo <= t <= hi]
+    if len(ticks) < 3:  # under about three decades: 1-2-5 steps (or finer) so the axis has at least 3 labels
+        for subs in ((1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8)):
             ticks = [t for t in (m * 10.0 ** e for e in range(a, b + 1) for m in subs) if lo <= t <= hi]
             if len(ticks) >= 3:
                 break
-    ticks = [t for t in ticks if lo <= t <= hi]
+        if len(ticks) > 8:  # 1-2-5 over three decades: every other one
+            ticks = ticks[::2]
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(_tick_text))
     axis.set_minor_locator(NullLocator())
@@ -257,8 +433,8 @@ def _tick_text(x: float, _pos=None) -> str:
     return power if abs(mant - 1) < 1e-6 else f"{mant:g}\u00d7{power}"
 
 
-def _fit_ylim(ax, values: list[float], log: bool, strip_frac: float, floor: float | None = None) -> None:
-    """Set y-limits so the data fill the panel above the strip band."""
+def _fit_ylim(ax, values: list[float], log: bool, bottom_frac: float, floor: float | None = None) -> None:
+    """Set y-limits so the data fill the panel above ``bottom_frac`` (the failure markers' room)."""
     vals = np.asarray([v for v in values if np.isfinite(v) and (v > 0 or not log)], dtype=float)
     if floor is not None:
         vals = np.append(vals, floor)
@@ -272,78 +448,129 @@ def _fit_ylim(ax, values: list[float], log: bool, strip_frac: float, floor: floa
     if span <= 0:
         span = 0.5 if log else (abs(hi) * 0.2 or 1.0)
         lo, hi = lo - span / 2, hi + span / 2
-    top_margin, gap = 0.08, 0.08
-    data_frac = 1.0 - strip_frac - top_margin - gap
+    top_margin, gap = 0.08, 0.06
+    data_frac = 1.0 - bottom_frac - top_margin - gap
     total = span / data_frac
-    y0, y1 = inv(lo - gap * total - strip_frac * total), inv(hi + top_margin * total)
+    y0, y1 = inv(lo - gap * total - bottom_frac * total), inv(hi + top_margin * total)
     ax.set_ylim(y0, y1)
     data_lo = inv(lo - gap * total)
     if log:
         _log_ticks(ax.yaxis, data_lo, y1)
-    else:  # no ticks in the strip band: a value there would read as data (e.g. a negative percentage)
+    else:  # no ticks in the failure markers' room: a value there would read as data
         ticks = [t for t in MaxNLocator(6).tick_values(data_lo, y1) if data_lo <= t <= y1]
         ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(FuncFormatter(_tick_text))
 
 
-def _no_values(ax, strip_frac: float) -> None:
+def _at_least_decades(values: list[float], decades: float) -> list[float]:
+    """``values`` plus two points around their geometric middle spanning ``decades``, so a log axis shows at least
+    that range (differences at round-off level then look as small as they are)."""
+    v = np.asarray([x for x in values if np.isfinite(x) and x > 0], dtype=float)
+    if v.size == 0:
+        return list(values)
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    if hi - lo >= decades:
+        return list(values)
+    mid = (lo + hi) / 2
+    return list(values) + [10 ** (mid - decades / 2), 10 ** (mid + decades / 2)]
+
+
+def _no_values(ax) -> None:
     """A panel with nothing to plot: say so, and show no meaningless y ticks."""
     ax.set_yticks([])
-    ax.text(0.5, (1 + strip_frac) / 2, "no values recorded", transform=ax.transAxes, ha="center", va="center",
-            fontsize=9, color="0.4")
+    ax.text(0.5, 0.5, "no values recorded", transform=ax.transAxes, ha="center", va="center", fontsize=9,
+            color="0.4")
 
 
-def _draw_strip(ax, strip: _Strip, colors: dict[str, str], x_in_axes: bool = False) -> set[str]:
-    """Draw the strip band; returns the statuses drawn."""
-    lanes = strip.lanes
-    if not lanes:
+def _draw_points(ax, xs, ys, hollow, style: Style, size: float, zorder: float = 3.2) -> None:
+    """Markers of one variant: filled, or hollow where ``hollow`` (a contended row)."""
+    xs, ys, hollow = np.asarray(xs, float), np.asarray(ys, float), np.asarray(hollow, bool)
+    for mask, face in ((~hollow, style.color), (hollow, "white")):
+        if mask.any():
+            ax.plot(xs[mask], ys[mask], linestyle="none", marker=style.marker, markersize=size, color=style.color,
+                    markerfacecolor=face, markeredgecolor=style.edge if face != "white" else style.color,
+                    markeredgewidth=0.7 if face != "white" else 1.4, zorder=zorder,
+                    gid=HOLLOW_GID if face == "white" else POINTS_GID)
+
+
+def _draw_failures(ax, fails: list[tuple[str, str, float]], styles: dict[str, Style], x_in_axes: bool = False) -> set:
+    """Failure markers (variant, status, x) in lanes under the data, one lane per variant; the statuses drawn."""
+    if not fails:
         return set()
-    frac = strip.fraction()
-    ax.add_patch(Rectangle((0, 0), 1, frac, transform=ax.transAxes, facecolor="0.94", edgecolor="none", zorder=0))
-    ax.plot([0, 1], [frac, frac], transform=ax.transAxes, color="0.6", lw=0.8, ls=":", zorder=1)
+    lanes = variant_order({v for v, _, _ in fails})
     trans = ax.transAxes if x_in_axes else ax.get_xaxis_transform()
-    lane_h = frac / len(lanes)
-    drawn = set()
-    # one artist per (variant, status) with all its points: the same markers, far fewer artists to lay out and
-    # draw (a default CPU run has ~80 non-ok rows per figure)
+    top = _FAIL_LANE * len(lanes) + 0.02
+    ax.plot([0, 1], [top, top], transform=ax.transAxes, color="0.7", lw=0.7, ls=":", zorder=1)
     points: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
-    for i, (variant, status, x) in enumerate(sorted(strip.entries, key=lambda e: (lanes.index(e[0]), e[1]))):
-        lane = lanes.index(variant)
-        y = frac - (lane + 0.5) * lane_h
+    for i, (variant, status, x) in enumerate(sorted(fails, key=lambda e: (lanes.index(e[0]), e[1]))):
+        y = top - (lanes.index(variant) + 0.5) * _FAIL_LANE - 0.01
         if x_in_axes:
-            x = 0.06 + 0.88 * (i + 0.5) / len(strip.entries)
+            x = 0.06 + 0.88 * (i + 0.5) / len(fails)
         xs, ys = points.setdefault((variant, status), ([], []))
         xs.append(x)
         ys.append(y)
     for (variant, status), (xs, ys) in points.items():
-        ax.plot(xs, ys, transform=trans, marker=_status_marker(status), linestyle="none", markersize=8,
-                markerfacecolor=colors.get(variant, "0.5") if status != NO_VALUE else "none",
-                markeredgecolor="black" if status != NO_VALUE else colors.get(variant, "0.5"),
-                markeredgewidth=0.8 if status != NO_VALUE else 1.5, clip_on=False, zorder=5)
-        drawn.add(status)
-    return drawn
+        st = styles.get(variant, Style("0.5", "o"))
+        ax.plot(xs, ys, transform=trans, marker=status_marker(status), linestyle="none", markersize=8,
+                markerfacecolor=st.color, markeredgecolor="black", markeredgewidth=0.8, clip_on=False, zorder=5,
+                gid=FAILURE_GID)
+    return {s for _, s, _ in fails}
 
 
-def _legend(fig: Figure, colors: dict[str, str], variants: list[str], statuses: set[str],
-            extra: list[tuple[Line2D, str]] = (), no_value_label: str = NO_VALUE) -> None:
+def _fail_room(n_lanes: int) -> float:
+    return 0.0 if n_lanes == 0 else _FAIL_LANE * n_lanes + 0.03
+
+
+def _legend(fig: Figure, styles: dict[str, Style], drawn: list[str], failed: set[str], contended: bool,
+            extra: list[tuple[Line2D, str]] = ()) -> None:
+    """The figure's legend: the variants drawn (colour, marker, line style), the guide lines, what a hollow
+    marker means (only when one is drawn), and the failure markers drawn."""
     handles, labels = [], []
-    for v in variant_order(variants):
-        handles.append(Line2D([], [], color=colors[v], marker="o", lw=2 if v == BASELINE else 1.6, markersize=5))
-        labels.append(f"{v} (baseline)" if v == BASELINE else v)
+    for v in variant_order(drawn):
+        st = styles[v]
+        handles.append(Line2D([], [], color=st.color, marker=st.marker, ls=st.linestyle,
+                              lw=2.6 if st.baseline else 1.6, markersize=6, markeredgecolor=st.edge,
+                              markeredgewidth=0.7))
+        labels.append(st.label)
     for h, lab in extra:
         handles.append(h)
         labels.append(lab)
-    shown = [s for s in _STATUS_ORDER if s in statuses] + sorted(s for s in statuses if s not in _STATUS_ORDER)
+    if contended:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7, markerfacecolor="white",
+                              markeredgecolor="0.3", markeredgewidth=1.4))
+        labels.append("hollow: contended\n(timed while other work\ntook the cores)")
+    shown = [s for s in _STATUS_ORDER if s in failed] + sorted(s for s in failed if s not in _STATUS_ORDER)
     if shown:
         handles.append(Line2D([], [], linestyle="none"))
-        labels.append("not measured:")
+        labels.append("failed (under the data):")
     for s in shown:
-        handles.append(Line2D([], [], linestyle="none", marker=_status_marker(s), markersize=8,
-                              markerfacecolor="0.65" if s != NO_VALUE else "none", markeredgecolor="black"))
-        labels.append(no_value_label if s == NO_VALUE else _status_label(s))
+        handles.append(Line2D([], [], linestyle="none", marker=status_marker(s), markersize=8,
+                              markerfacecolor="0.65", markeredgecolor="black"))
+        labels.append(status_label(s))
     fig.legend(handles, labels, loc="outside right center", fontsize=9, frameon=False, title="variant",
                title_fontsize=9)
 
 
+def _footnote(fig: Figure, frame: pd.DataFrame, drawn: set[str], what: str = "nothing to draw") -> None:
+    """One line under the figure naming the variants with rows but no drawn value, and why (their statuses)."""
+    missing = [v for v in variant_order(frame["variant"]) if v not in drawn]
+    if not missing:
+        return
+    parts = []
+    for v in missing:
+        counts = frame.loc[frame["variant"] == v, "status"].value_counts()
+        parts.append(f"{v} ({', '.join(f'{s} {int(c)}' for s, c in counts.items())})")
+    text = f"Not drawn ({what}): " + "; ".join(parts) + ". See report.md, \u201cNot measured\u201d."
+    fig.supxlabel("\n".join(textwrap.wrap(text, 170)), fontsize=8.5, color="0.3")
+
+
+def _contended(df: pd.DataFrame) -> pd.Series:
+    if "contended" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["contended"].map(lambda x: bool(_truthy(x))).astype(bool)
+
+
+# ---------------------------------------------------------------------------------------------- figures
 def plot_vs_seq_len(
     frame: pd.DataFrame,
     value: str | Callable[[pd.DataFrame], pd.Series],
@@ -351,74 +578,86 @@ def plot_vs_seq_len(
     title: str,
     *,
     facets: list[str] | None = None,
-    colors: dict[str, str] | None = None,
+    styles: dict[str, Style] | None = None,
     logy: bool = True,
+    unit: Callable[[pd.Series], Unit] | None = None,
+    hollow_contended: bool = False,
     reference: tuple[str, str] | None = None,
     hline: tuple[float, str] | None = None,
     variants: list[str] | None = None,
     no_value_label: str = NO_VALUE,
+    panel_ylabel: Callable[[pd.DataFrame], str | None] | None = None,
 ) -> Figure:
     """One line per variant of ``value`` against seq_len (log2 x), a panel per facet.
 
     Args:
         frame: normalized result rows (all statuses).
         value: the column to plot, or a function of the frame giving the values.
-        ylabel / title: axis label (with units) and figure title.
+        ylabel / title: axis label and figure title; ``{unit}`` in ``ylabel`` becomes the unit's name.
         facets: columns to split panels by (default: :func:`facet_columns`).
-        colors: variant -> colour (default: :func:`variant_colors` of the frame).
+        styles: variant -> :class:`Style` (default: :func:`variant_styles` of the frame).
         logy: log y axis.
-        reference: ``(column, label)`` drawn as a dashed black line (median per seq_len), e.g. the textbook
-            error in the same dtype.
+        unit: picks the display unit from the values (:func:`time_unit`, :func:`bytes_unit`,
+            :func:`flops_unit`); None: values as they are.
+        hollow_contended: draw the points of contended rows hollow (figures whose value comes from a time).
+        reference: ``(column, label)`` drawn as a dashed grey line (median per seq_len), e.g. the textbook error
+            in the same dtype.
         hline: ``(y, label)`` of a horizontal guide line (e.g. speedup 1 = as fast as ``full``).
         variants: the variants to draw (default: all in the frame).
-        no_value_label: legend text of ``ok`` rows without a value (e.g. a speedup with no ``full`` to compare).
+        no_value_label: what the footnote calls a variant with rows but no value.
+        panel_ylabel: a panel's own y label, from its rows (None: ``ylabel``).
 
     Returns:
-        The figure (not saved); its legend lists every variant and every status drawn.
+        The figure (not saved); its legend lists the variants drawn and the failure markers drawn.
     """
     facets = facet_columns(frame) if facets is None else facets
-    colors = variant_colors(frame["variant"]) if colors is None else colors
+    styles = variant_styles(frame) if styles is None else styles
     variants = variant_order(frame["variant"]) if variants is None else variant_order(variants)
     df = frame[frame["variant"].isin(variants)].copy()
-    df["_y"] = df[value] if isinstance(value, str) else value(df)
-    panels = _panels(df, facets)
+    raw = df[value] if isinstance(value, str) else value(df)
+    df["_y"] = pd.to_numeric(raw, errors="coerce")
+    shown_unit = unit(df.loc[df["status"] == "ok", "_y"]) if unit is not None else Unit("")
+    df["_y"] = df["_y"] * shown_unit.factor
+    df["_hollow"] = _contended(df) if hollow_contended else False
+    good_all = df[(df["status"] == "ok") & np.isfinite(df["_y"]) & ((df["_y"] > 0) if logy else True)]
+    drawn = set(good_all["variant"])
+    panels = facet_panels(df, facets)
     nrows, ncols = _grid(len(panels))
     fig, axes = _new_figure(nrows, ncols)
-    statuses: set[str] = set()
+    failed: set[str] = set()
+    any_hollow = False
     extra: list[tuple[Line2D, str]] = []
     for ax, (key, sub) in zip(axes, panels):
-        strip = _Strip()
         ys: list[float] = []
+        fails = [(r.variant, r.status, r.seq_len) for r in sub.itertuples()
+                 if r.status != "ok" and r.status not in NOT_DRAWN_STATUSES and r.variant in drawn]
         for variant in variants:
             vs = sub[sub["variant"] == variant].sort_values("seq_len")
-            if vs.empty:
+            good = good_all.loc[good_all.index.intersection(vs.index)]
+            if good.empty:
                 continue
-            ok = vs[vs["status"] == "ok"]
-            good = ok[np.isfinite(ok["_y"]) & ((ok["_y"] > 0) if logy else True)]
-            good = good.groupby("seq_len", as_index=False)["_y"].median()
-            if not good.empty:
-                # every length the variant has a row at, NaN where it has no value: the line breaks there
-                # instead of bridging a failed or missing point
-                line = good.set_index("seq_len")["_y"].reindex(sorted(set(vs["seq_len"].dropna())))
-                # the baseline is drawn wider and underneath, so a variant with identical values (an exact
-                # variant's error, say) leaves it visible as a dark outline instead of hiding it
-                base = variant == BASELINE
-                ax.plot(line.index, line.values, marker="o", markersize=6 if base else 4,
-                        color=colors.get(variant, "0.5"), lw=3.2 if base else 1.6, label=variant,
-                        zorder=2.5 if base else 3)
-                ys.extend(good["_y"].tolist())
-            for _, row in vs[vs["status"] != "ok"].iterrows():
-                strip.add(variant, row["status"], row["seq_len"])
-            missing = ok[~ok["seq_len"].isin(good["seq_len"])]
-            for n in sorted(set(missing["seq_len"])):
-                strip.add(variant, NO_VALUE, n)
+            st = styles.get(variant, Style("0.5", "o", label=variant))
+            med = good.groupby("seq_len")["_y"].median()
+            hollow = good.groupby("seq_len")["_hollow"].any()
+            # every length the variant has a row at, NaN where it has no value: the line breaks there instead of
+            # bridging a failed or missing point
+            line = med.reindex(sorted(set(vs["seq_len"].dropna())))
+            base = st.baseline
+            # the baseline is drawn wider and underneath, so a variant with identical values (an exact variant's
+            # error, say) leaves it visible as a dark outline instead of hiding it
+            ax.plot(line.index, line.values, color=st.color, ls=st.linestyle, lw=2.8 if base else 1.6,
+                    label=variant, zorder=2.5 if base else 3)
+            _draw_points(ax, med.index, med.values, hollow.to_numpy(), st, 6.5 if base else 5.5,
+                         zorder=2.6 if base else 3.2)
+            any_hollow |= bool(hollow.any())
+            ys.extend(med.tolist())
         if reference is not None and reference[0] in sub.columns:
-            ref = sub[np.isfinite(sub[reference[0]]) & (sub[reference[0]] > 0)]
-            ref = ref.groupby("seq_len")[reference[0]].median()
+            ref = pd.to_numeric(sub[reference[0]], errors="coerce") * shown_unit.factor
+            ref = ref[np.isfinite(ref) & (ref > 0)].groupby(sub["seq_len"]).median()
             if not ref.empty:
                 ax.plot(ref.index, ref.values, color=_REFERENCE_COLOR, ls=(0, (4, 3)), lw=1.6, zorder=4)
                 ys.extend(ref.tolist())
-                if not extra:
+                if not any(lab == reference[1] for _, lab in extra):
                     extra.append((Line2D([], [], color=_REFERENCE_COLOR, ls=(0, (4, 3)), lw=1.6), reference[1]))
         if hline is not None:
             ax.axhline(hline[0], color="0.45", lw=1.0, ls="-.", zorder=1)
@@ -427,26 +666,32 @@ def plot_vs_seq_len(
                 extra.append((Line2D([], [], color="0.45", ls="-.", lw=1.0), hline[1]))
         if logy:
             ax.set_yscale("log")
-        _fit_ylim(ax, ys, logy, strip.fraction(), floor=None if logy else 0.0)
+        room = _fail_room(len({v for v, _, _ in fails}))
+        _fit_ylim(ax, ys, logy, room, floor=None if logy else 0.0)
         if not ys:
-            _no_values(ax, strip.fraction())
-        statuses |= _draw_strip(ax, strip, colors)
+            _no_values(ax)
+        failed |= _draw_failures(ax, fails, styles)
         _set_len_axis(ax, sub["seq_len"].tolist())
-        ax.set_ylabel(ylabel)
+        own = panel_ylabel(sub) if panel_ylabel is not None else None
+        ax.set_ylabel(own or ylabel.format(unit=shown_unit.name))
         ax.set_title(_panel_title(df, facets, key, sub), fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=12)
-    _legend(fig, colors, [v for v in variants if v in set(df["variant"])], statuses, extra, no_value_label)
+    _legend(fig, styles, sorted(drawn), failed, any_hollow, extra)
+    _footnote(fig, df, drawn, "no value" if no_value_label == NO_VALUE else no_value_label)
     return fig
 
 
-def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+def pareto_front(points: pd.DataFrame, x: str, y: str, rel_tol: float = 0.0, floor: float = 0.0) -> pd.DataFrame:
     """Rows not dominated by another row (one that is no worse in both ``x`` and ``y`` and better in one).
 
     Args:
         points: rows with finite ``x`` (cost) and ``y`` (error); lower is better in both.
+        rel_tol: a slower row joins the frontier only when its ``y`` is lower by more than this fraction (errors
+            that differ by round-off tie, and the faster row wins).
+        floor: ``y`` values below it count as equal to it (all within round-off of exact).
 
     Returns:
         The frontier rows, sorted by ``x``.
@@ -454,22 +699,24 @@ def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     pts = points.sort_values([x, y])
     keep, best = [], math.inf
     for idx, val in zip(pts.index, pts[y]):
-        if val < best:
+        val = max(float(val), floor)
+        if val < best * (1.0 - rel_tol):
             keep.append(idx)
             best = val
     return pts.loc[keep]
 
 
-def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, colors: dict[str, str] | None = None,
+def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles: dict[str, Style] | None = None,
                 error: str = "err_metric", max_lengths: int = _MAX_PARETO_LENGTHS) -> Figure:
     """Accuracy against cost: error against median time for each case, the Pareto frontier marked.
 
     A panel per case (facet and seq_len); at most ``max_lengths`` lengths per facet are shown (spread over the
-    range, the longest always included) to keep panels readable.
+    range, the longest always included) to keep panels readable. Rows that failed have no time: a panel names
+    them in a line at its bottom; ``unsupported`` rows are left to the footnote and report.md.
 
     Args:
         frame: normalized result rows.
-        facets / colors: as in :func:`plot_vs_seq_len`.
+        facets / styles: as in :func:`plot_vs_seq_len`.
         error: the error column (``err_metric``: ``approx_err_rel_l2`` where set, else ``err_rel_l2``).
         max_lengths: most seq_len panels per facet.
 
@@ -477,10 +724,10 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, colors:
         The figure (not saved).
     """
     facets = facet_columns(frame) if facets is None else facets
-    colors = variant_colors(frame["variant"]) if colors is None else colors
+    styles = variant_styles(frame) if styles is None else styles
     panels = []
     hidden: set[float] = set()
-    for key, sub in _panels(frame, facets):
+    for key, sub in facet_panels(frame, facets):
         lengths = sorted(sub["seq_len"].dropna().unique())
         if len(lengths) > max_lengths:
             pick = np.unique(np.round(np.linspace(0, len(lengths) - 1, max_lengths)).astype(int))
@@ -488,45 +735,65 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, colors:
             lengths = [lengths[i] for i in pick]
         for n in lengths:
             panels.append((key, n, sub[sub["seq_len"] == n]))
+    ok_all = frame[frame["status"] == "ok"]
+    t_all = pd.to_numeric(ok_all["time_ms_median"], errors="coerce")
+    e_all = pd.to_numeric(ok_all[error], errors="coerce")
+    good_all = ok_all[np.isfinite(t_all) & np.isfinite(e_all) & (t_all > 0) & (e_all > 0)]
+    unit = time_unit(good_all["time_ms_median"])
+    drawn = set(good_all["variant"])
     # one row per facet where the lengths fit (at most max_lengths columns), so columns line up by length
     per_facet = max([sum(1 for p in panels if p[0] == k) for k in {p[0] for p in panels}] or [1])
     ncols = max(1, min(per_facet, max_lengths))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = _new_figure(nrows, ncols, w=3.5, h=3.1)
-    statuses: set[str] = set()
     frontier_handle = None
+    any_hollow = reference_drawn = False
     for ax, (key, n, sub) in zip(axes, panels):
-        strip = _Strip()
-        ok = sub[sub["status"] == "ok"]
-        good = ok[np.isfinite(ok["time_ms_median"]) & np.isfinite(ok[error]) & (ok["time_ms_median"] > 0)
-                  & (ok[error] > 0)]
-        for _, row in sub[sub["status"] != "ok"].iterrows():
-            strip.add(row["variant"], row["status"], None)
-        for v in sorted(set(ok["variant"]) - set(good["variant"])):
-            strip.add(v, NO_VALUE, None)
-        for _, row in good.iterrows():
-            ax.plot([row["time_ms_median"]], [row[error]], marker="o", markersize=7, linestyle="none",
-                    color=colors.get(row["variant"], "0.5"), markeredgecolor="white", zorder=4)
+        good = good_all.loc[good_all.index.intersection(sub.index)]
+        t = good["time_ms_median"].astype(float) * unit.factor
+        err = good[error].astype(float)
+        hollow = _contended(good)
+        for v, idx in good.groupby("variant", sort=False).groups.items():
+            st = styles.get(v, Style("0.5", "o", label=v))
+            _draw_points(ax, t[idx], err[idx], hollow[idx], st, 7, zorder=4)
+        any_hollow |= bool(hollow.any())
+        # the textbook error in the same dtype is the round-off yardstick where the panel's errors are against the
+        # pattern itself; on sparse patterns they are against dense attention (what the pattern drops) instead
+        ref = _textbook_reference(sub).dropna()
+        ref = float(ref.median()) if len(ref) else math.nan
+        ys = err.tolist()
+        if math.isfinite(ref):
+            ax.axhline(ref, color=_REFERENCE_COLOR, ls=(0, (4, 3)), lw=1.2, zorder=1)
+            ys.append(ref)
+            reference_drawn = True
         if len(good):
-            front = pareto_front(good, "time_ms_median", error)
-            ax.step(front["time_ms_median"], front[error], where="post", color="0.3", lw=1.0, ls="--", zorder=2)
-            ax.plot(front["time_ms_median"], front[error], marker="o", markersize=12, linestyle="none",
-                    markerfacecolor="none", markeredgecolor="black", markeredgewidth=1.2, zorder=5)
+            # errors within 2x textbook attention's in the same dtype are all round-off (FlashAttention's test),
+            # and errors 2% apart are the same error: they tie, and the faster one is on the frontier
+            tie = 2 * ref if math.isfinite(ref) else 0.0
+            front = pareto_front(pd.DataFrame({"t": t, "e": err}), "t", "e", rel_tol=_PARETO_REL_TOL, floor=tie)
+            ax.step(front["t"], front["e"], where="post", color="0.3", lw=1.0, ls="--", zorder=2)
+            ax.plot(front["t"], front["e"], marker="o", markersize=12.5, linestyle="none", markerfacecolor="none",
+                    markeredgecolor="black", markeredgewidth=1.1, zorder=5)
             frontier_handle = Line2D([], [], color="0.3", ls="--", marker="o", markersize=10, markerfacecolor="none",
                                      markeredgecolor="black")
             ax.set_xscale("log")
-            t = good["time_ms_median"]
-            ax.set_xlim(t.min() / 1.6, t.max() * 1.6)
-            _log_ticks(ax.xaxis, t.min() / 1.6, t.max() * 1.6)
+            lo, hi = t.min() / 1.6, t.max() * 1.6
+            ax.set_xlim(lo, hi)
+            _log_ticks(ax.xaxis, lo, hi)
         ax.set_yscale("log")
-        _fit_ylim(ax, good[error].tolist(), True, strip.fraction())
+        bad = sub[(sub["status"] != "ok") & ~sub["status"].isin(NOT_DRAWN_STATUSES)]
+        room = 0.1 if len(bad) else 0.0
+        _fit_ylim(ax, _at_least_decades(ys, 3), True, room)
         if good.empty:
-            _no_values(ax, strip.fraction())
+            _no_values(ax)
             ax.set_xticks([])
-        statuses |= _draw_strip(ax, strip, colors, x_in_axes=True)
-        ax.set_xlabel("median time (ms, log)")
-        ax.set_ylabel("rel. L2 error (log)")
-        title = _panel_title(frame, facets, key, sub)
+        if len(bad):
+            text = "failed: " + ", ".join(f"{v} ({s})" for v, s in sorted(zip(bad["variant"], bad["status"])))
+            ax.text(0.02, 0.02, "\n".join(textwrap.wrap(text, 44)), transform=ax.transAxes, fontsize=8,
+                    color="0.25", va="bottom", ha="left", gid=FAILURE_GID)
+        ax.set_xlabel(f"median time ({unit.name}, log)")
+        ax.set_ylabel("rel. L2 error (log)" if math.isfinite(ref) or good.empty else "rel. L2 error vs dense (log)")
+        title = _panel_title(frame, facets, key, sub, width=34)
         ax.set_title(f"{title}\nN={_fmt_len(n)}" if title else f"N={_fmt_len(n)}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
     for ax in axes[len(panels):]:
@@ -535,8 +802,12 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, colors:
     if hidden:
         title += f"\nlengths not shown here (see the other plots): {', '.join(_fmt_len(n) for n in sorted(hidden))}"
     fig.suptitle(title, fontsize=12)
-    extra = [(frontier_handle, "Pareto frontier")] if frontier_handle is not None else []
-    _legend(fig, colors, list(set(frame["variant"])), statuses, extra)
+    extra = [(frontier_handle, "Pareto frontier\n(errors within 2x textbook's tie)")] if frontier_handle else []
+    if reference_drawn:
+        extra.append((Line2D([], [], color=_REFERENCE_COLOR, ls=(0, (4, 3)), lw=1.2),
+                      "textbook attention,\nsame dtype"))
+    _legend(fig, styles, sorted(drawn), set(), any_hollow, extra)
+    _footnote(fig, frame, drawn, "no time and error")
     return fig
 
 
@@ -544,18 +815,88 @@ def _speedup(df: pd.DataFrame) -> pd.Series:
     return df["speedup_vs_full"] if "speedup_vs_full" in df.columns else pd.Series(np.nan, index=df.index)
 
 
+def _time_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_vs_seq_len(frame, "time_ms_median", "median time ({unit})",
+                           "Median time per call vs sequence length (log-log; lower is better)", facets=facets,
+                           styles=styles, unit=time_unit, hollow_contended=True)
+
+
+def _memory_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_vs_seq_len(frame, "peak_mem_bytes", "peak memory above inputs ({unit})",
+                           "Peak memory vs sequence length (log-log; lower is better)", facets=facets, styles=styles,
+                           unit=bytes_unit)
+
+
+def _textbook_reference(frame: pd.DataFrame) -> pd.Series:
+    """The textbook error in the same dtype on rows whose error is against their own pattern (NaN on rows whose
+    ``err_metric`` is against dense attention: approximations and sparse patterns)."""
+    ref = pd.to_numeric(frame.get("textbook_err_rel_l2", pd.Series(np.nan, index=frame.index)), errors="coerce")
+    if "approx_err_rel_l2" in frame.columns:
+        ref = ref.where(pd.to_numeric(frame["approx_err_rel_l2"], errors="coerce").isna())
+    return ref.where(ref > 0)
+
+
+def _error_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_vs_seq_len(frame.assign(_textbook=_textbook_reference(frame)), "err_metric",
+                           "relative L2 error vs float64",
+                           "Error against exact float64 attention (lower is better; sparse patterns and "
+                           "approximations: against dense attention)", facets=facets, styles=styles,
+                           reference=("_textbook", "textbook attention,\nsame dtype"),
+                           panel_ylabel=lambda sub: None if _textbook_reference(sub).notna().any()
+                           or sub["status"].ne("ok").all() else "relative L2 error vs dense float64")
+
+
+def _speedup_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_vs_seq_len(frame, _speedup, "speedup over full (×, log)",
+                           "Speedup over full on the same inputs (above 1: faster than full)", facets=facets,
+                           styles=styles, hollow_contended=True, hline=(1.0, "as fast as full"),
+                           no_value_label="no full to compare")
+
+
+def _throughput_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_vs_seq_len(frame, "tflops", "useful throughput ({unit})",
+                           "Throughput vs sequence length (attended pairs only; higher is better)", facets=facets,
+                           styles=styles, logy=False, unit=flops_unit, hollow_contended=True)
+
+
+def _pct_of_peak_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_vs_seq_len(frame, "pct_of_peak", "% of measured matmul peak",
+                           "Throughput as a share of the device's measured matmul peak", facets=facets, styles=styles,
+                           logy=False, hollow_contended=True)
+
+
+def _pareto_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    return plot_pareto(frame, facets=facets, styles=styles)
+
+
+#: The report's figures, the most expensive first (so parallel workers finish together): name -> function of
+#: ``(frame, facets, styles)``. Add a figure here (and, when it is conditional, in :func:`figure_names`).
+FIGURE_MAKERS: dict[str, Callable[[pd.DataFrame, list[str], dict[str, Style]], Figure]] = {
+    "accuracy_vs_cost": _pareto_figure,
+    "time": _time_figure,
+    "memory": _memory_figure,
+    "error": _error_figure,
+    "speedup": _speedup_figure,
+    "throughput": _throughput_figure,
+    "pct_of_peak": _pct_of_peak_figure,
+    **{name: (lambda frame, facets, styles, _n=name: roofline_plots.make_figure(
+        _n, frame, {v: st.color for v, st in styles.items()})) for name in roofline_plots.FIGURES},
+}
+FIGURES: tuple[str, ...] = tuple(FIGURE_MAKERS)
 #: Columns the figures read (besides facets and panel titles).
-_PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric",
-            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", CASE_KEY) + roofline_plots.COLUMNS
-#: The report's figures, the most expensive first (so parallel workers finish together).
-FIGURES: tuple[str, ...] = ("accuracy_vs_cost", "time", "memory", "error", "speedup", "throughput", "pct_of_peak")
+_PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric", "err_rel_l2",
+            "approx_err_rel_l2",
+            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact",
+            CASE_KEY) + roofline_plots.COLUMNS
 
 
 def figure_names(frame: pd.DataFrame) -> list[str]:
-    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded, and the
-    decode and roofline figures of :mod:`harness.roofline_plots` where there is data for them."""
+    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded, the decode
+    and roofline figures (:mod:`harness.roofline_plots`) only where there is data for them."""
     has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
-    return [n for n in FIGURES if n != "pct_of_peak" or has_peak] + roofline_plots.figure_names(frame)
+    extra = set(roofline_plots.figure_names(frame))
+    return [n for n in FIGURES if (n != "pct_of_peak" or has_peak)
+            and (n not in roofline_plots.FIGURES or n in extra)]
 
 
 def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
@@ -563,34 +904,11 @@ def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
     return frame[[c for c in frame.columns if c in _PLOTTED or c in facets or c in FACET_CANDIDATES]]
 
 
-def make_figure(name: str, frame: pd.DataFrame, facets: list[str], colors: dict[str, str]) -> Figure:
+def make_figure(name: str, frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     """One report figure by name (see :data:`FIGURES`)."""
-    kw = dict(facets=facets, colors=colors)
-    if name == "time":
-        return plot_vs_seq_len(frame, "time_ms_median", "median time (ms)",
-                               "Median time vs sequence length (log-log)", **kw)
-    if name == "memory":
-        return plot_vs_seq_len(frame, lambda d: d["peak_mem_bytes"] / 2**20, "peak memory above inputs (MiB)",
-                               "Peak memory vs sequence length (log-log)", **kw)
-    if name == "error":
-        return plot_vs_seq_len(frame, "err_metric", "relative L2 error vs float64", "Error vs sequence length",
-                               reference=("textbook_err_rel_l2", "textbook attention, same dtype"), **kw)
-    if name == "speedup":
-        return plot_vs_seq_len(frame, _speedup, "speedup over full (x, log)",
-                               "Speedup over full on the same inputs (>1: faster)",
-                               hline=(1.0, "as fast as full"), no_value_label="ok, but no full to compare", **kw)
-    if name == "throughput":
-        return plot_vs_seq_len(frame, "tflops", "throughput (TFLOP/s)", "Throughput vs sequence length",
-                               logy=False, **kw)
-    if name == "accuracy_vs_cost":
-        return plot_pareto(frame, **kw)
-    if name in roofline_plots.FIGURES:
-        return roofline_plots.make_figure(name, frame, colors)
-    if name == "pct_of_peak":
-        return plot_vs_seq_len(frame, "pct_of_peak", "% of measured device peak",
-                               "Throughput as a fraction of the device's measured peak", logy=False, **kw)
-    raise ValueError(f"figure {name!r} is not a report figure (allowed: "
-                     f"{', '.join(FIGURES + roofline_plots.FIGURES)})")
+    if name not in FIGURE_MAKERS:
+        raise ValueError(f"figure {name!r} is not a report figure (allowed: {', '.join(FIGURES)})")
+    return FIGURE_MAKERS[name](frame, facets, styles)
 
 
 def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[str, Figure]:
@@ -605,17 +923,17 @@ def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[s
         and, when any row has ``pct_of_peak``, ``pct_of_peak``.
     """
     facets = facet_columns(frame) if facets is None else facets
-    colors = variant_colors(frame["variant"])
+    styles = variant_styles(frame)
     slim = _slim(frame, facets)
-    return {name: make_figure(name, slim, facets, colors) for name in figure_names(frame)}
+    return {name: make_figure(name, slim, facets, styles) for name in figure_names(frame)}
 
 
 _job: tuple | None = None  # what a forked worker of write_figures draws from
 
 
 def _write_one(name: str, job: tuple | None = None) -> tuple[str, list[Path]]:
-    frame, facets, colors, out_dir, formats = job if job is not None else _job  # type: ignore[misc]
-    fig = make_figure(name, frame, facets, colors)
+    frame, facets, styles, out_dir, formats = job if job is not None else _job  # type: ignore[misc]
+    fig = make_figure(name, frame, facets, styles)
     try:
         return name, save_figure(fig, out_dir, name, formats)
     finally:
@@ -646,7 +964,7 @@ def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | 
     global _job
     facets = facet_columns(frame) if facets is None else facets
     names = figure_names(frame)
-    job = (_slim(frame, facets), facets, variant_colors(frame["variant"]), Path(out_dir), tuple(formats))
+    job = (_slim(frame, facets), facets, variant_styles(frame), Path(out_dir), tuple(formats))
     if workers is None:
         avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         workers = min(avail, 4)
@@ -675,7 +993,7 @@ def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | 
 
 
 def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: tuple[str, ...] = _FORMATS) -> list[Path]:
-    """Write ``fig`` as ``out_dir/name.<fmt>`` for each format (PNG at 110 dpi).
+    """Write ``fig`` as ``out_dir/name.<fmt>`` for each format (PNG at 100 dpi).
 
     The figures use constrained layout, which already fits titles, labels and the legend outside the axes into
     the canvas, so no ``bbox_inches="tight"`` pass (a second full draw of the figure) is made.
@@ -688,6 +1006,6 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: tuple[str,
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=110, metadata={"Date": None} if fmt == "svg" else None)
+        fig.savefig(path, dpi=100, metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths

@@ -208,20 +208,31 @@ def variant_origin(name: str) -> str:
 def select_variants(selection: str | Iterable[str]) -> list[str]:
     """Resolve a user's selection (names or wildcards) to names; each entry must match something.
 
+    An entry starting with ``!`` removes what it matches from the rest of the selection: ``["*", "!flex"]`` is
+    every variant but ``flex``.
+
     Raises:
-        ValueError: an entry matches no registered variant (the message lists the known ones).
+        ValueError: an entry matches no registered variant (the message lists the known ones), or nothing is left.
     """
     items = [selection] if isinstance(selection, str) else list(selection)
     if not items:
         raise ValueError(f"variants=[] selects nothing (known: {', '.join(list_variants())})")
     out: list[str] = []
+    dropped: set[str] = set()
     for item in items:
         if not isinstance(item, str):
             raise ValueError(f"variants entry {item!r} must be a name or wildcard string")
-        found = list_variants(item)
+        found = list_variants(item[1:] if item.startswith("!") else item)
         if not found:
             raise ValueError(f"variants entry {item!r} matches no variant (known: {', '.join(list_variants())})")
-        out.extend(n for n in found if n not in out)
+        if item.startswith("!"):
+            dropped.update(found)
+        else:
+            out.extend(n for n in found if n not in out)
+    out = [n for n in out if n not in dropped]
+    if not out:
+        raise ValueError(f"variants={items} selects nothing (allowed: at least one variant left after the '!' "
+                         f"entries; known: {', '.join(list_variants())})")
     return out
 
 

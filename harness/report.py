@@ -25,7 +25,16 @@ import numpy as np
 import pandas as pd
 
 from harness.columns import CASE_COLUMNS, CASE_KEY, PUBLIC_COLUMNS
-from harness.plots import NO_VALUE, facet_columns, figure_names, variant_order, write_figures
+from harness.plots import (
+    NO_VALUE,
+    approximate_variants,
+    facet_columns,
+    facet_panels,
+    facet_sort_key,
+    figure_names,
+    variant_order,
+    write_figures,
+)
 from harness.results_io import RunData, latest_run, read_runs, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
 from harness.store import csv_text, write_atomic
@@ -41,16 +50,23 @@ _SUMMARY_COLUMNS = (
 #: Marks a contended row's time in report.md's tables.
 CONTENDED_MARK = "†"
 _PLOT_CAPTIONS = {
-    "time": "Median steady-state time of one call against sequence length, log-log.",
+    "time": "Median steady-state time of one call against sequence length, log-log. Dashed lines: approximations "
+            "(their error is in the legend); hollow markers: rows timed while other work took the cores.",
+    "speedup": "`full`'s time divided by the variant's on the same inputs, from paired rounds where recorded "
+               "(above 1: faster than `full`).",
     "memory": "Peak memory above the inputs against sequence length, log-log.",
-    "error": "Relative L2 error of the output against the float64 baseline (approximate variants: "
-             "`approx_err_rel_l2` where recorded); dashed: textbook attention computed in the same dtype.",
-    "speedup": "`full`'s median time divided by the variant's, on the same inputs (above 1: faster than `full`).",
+    "error": "Relative L2 error of the output against exact float64 attention with the same pattern; for "
+             "approximations and sparse patterns, against dense attention (`approx_err_rel_l2`: what the shortcut "
+             "costs). Dashed grey: textbook attention computed in the same dtype.",
+    "accuracy_vs_cost": "Error against median time per case; the ringed points form the Pareto frontier (no other "
+                        "variant is both faster and more accurate; errors within 2x textbook attention's, i.e. "
+                        "round-off, count as equal).",
     "throughput": "Useful FLOPs (attended pairs only) per second.",
-    "accuracy_vs_cost": "Error against median time per case; the ringed points form the Pareto frontier "
-                        "(no other variant is both faster and more accurate).",
-    "pct_of_peak": "Throughput as a percentage of the device's measured peak.",
+    "pct_of_peak": "Throughput as a percentage of the device's measured matmul peak.",
 }
+#: The order report.md shows the plots in (plots not listed follow, in :data:`harness.plots.FIGURES` order).
+PLOT_READING_ORDER: tuple[str, ...] = ("time", "speedup", "memory", "error", "accuracy_vs_cost", "throughput",
+                                       "pct_of_peak")
 
 
 # ---------------------------------------------------------------------------------------------- tables
@@ -216,8 +232,7 @@ def pivot_markdown(summary: pd.DataFrame, facets: list[str], kind: str) -> str:
     }[kind]
     variants = variant_order(summary["variant"])
     parts = []
-    groups = summary.groupby(facets, dropna=False, sort=True) if facets else [((), summary)]
-    for key, sub in groups:
+    for key, sub in facet_panels(summary, facets):
         key = key if isinstance(key, tuple) else (key,)
         if facets:
             label = ", ".join(f"{c.replace('pattern_label', 'pattern')}={_fmt(v)}" for c, v in zip(facets, key))
@@ -259,34 +274,61 @@ def not_measured_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["_v", "status"]).drop(columns="_v").reset_index(drop=True)
 
 
-def at_a_glance(summary: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
-    """Per facet: at the longest length with a successful row, the fastest and the leanest variant and what did
-    not run there; and over all lengths, the largest speedup over ``full``."""
+def _speed_text(row: pd.Series | dict) -> str:
+    text = f"{row['variant']} {_fmt(row['time_ms_median'])} ms"
+    sp = row.get("speedup_vs_full", math.nan)
+    if row["variant"] != BASELINE and isinstance(sp, float | np.floating) and math.isfinite(sp):
+        text += f" ({float(sp):.2g}x {BASELINE})"
+    flag = row.get("contended")
+    if isinstance(flag, bool | np.bool_) and bool(flag):
+        text += f" {CONTENDED_MARK}"
+    return text
+
+
+def at_a_glance(summary: pd.DataFrame, facets: list[str], approx: set[str] | frozenset[str] = frozenset()
+                ) -> pd.DataFrame:
+    """Per panel, at the longest length with a successful exact row: the fastest and the leanest *exact* variant
+    (with the speedup and memory ratio against ``full`` on the same inputs), the approximations apart with their
+    error (they compute something else, so they are not ranked with the exact ones), and what did not run there.
+
+    Args:
+        summary: output of :func:`summary_table`.
+        facets: facet columns (the panels of the plots).
+        approx: the approximate variants (:func:`harness.plots.approximate_variants`).
+
+    Returns:
+        One row per panel, in the plots' panel order.
+    """
     rows = []
-    groups = summary.groupby(facets, dropna=False, sort=True) if facets else [((), summary)]
-    for key, sub in groups:
-        key = key if isinstance(key, tuple) else (key,)
+    for key, sub in facet_panels(summary, facets):
         ok = sub[(sub["status"] == "ok") & sub["time_ms_median"].notna()]
-        if ok.empty:
+        exact = ok[~ok["variant"].isin(approx)]
+        if exact.empty:
             continue
-        n = ok["seq_len"].max()
-        at = ok[ok["seq_len"] == n]
-        fast = at.loc[at["time_ms_median"].idxmin()]
+        n = exact["seq_len"].max()
+        at = exact[exact["seq_len"] == n]
         rec = {c.replace("pattern_label", "pattern"): _fmt(v) for c, v in zip(facets, key)}
-        rec.update({"longest N": int(n), "fastest there": f"{fast['variant']} ({_fmt(fast['time_ms_median'])} ms)"})
+        rec["N"] = int(n)
+        rec["fastest exact"] = _speed_text(at.loc[at["time_ms_median"].idxmin()])
         mem = at[at["peak_mem_bytes"].notna()]
         if not mem.empty:
             lean = mem.loc[mem["peak_mem_bytes"].idxmin()]
-            rec["least memory there"] = f"{lean['variant']} ({_fmt(lean['peak_mem_bytes'] / 2**20)} MiB)"
+            text = f"{lean['variant']} {_fmt(lean['peak_mem_bytes'] / 2**20)} MiB"
+            ratio = lean.get("mem_ratio_vs_full", math.nan)
+            if lean["variant"] != BASELINE and isinstance(ratio, float | np.floating) and math.isfinite(ratio):
+                text += f" ({float(ratio):.2g}x {BASELINE})"
+            rec["least memory (exact)"] = text
+        apx = ok[(ok["seq_len"] == n) & ok["variant"].isin(approx)].sort_values("time_ms_median")
+        if len(apx):
+            rec["approximations (error vs exact)"] = "; ".join(
+                f"{_speed_text(r)}, err {float(r['err_metric']):.2g}" if math.isfinite(float(r["err_metric"]))
+                else _speed_text(r) for _, r in apx.iterrows())
         failed = sub[(sub["seq_len"] == n) & (sub["status"] != "ok")]
-        rec["not ok there"] = ", ".join(f"{v} ({s})" for v, s in zip(failed["variant"], failed["status"]))
-        sp = sub[(sub["variant"] != BASELINE) & sub["speedup_vs_full"].notna()] if "speedup_vs_full" in sub else sub[:0]
-        if not sp.empty:
-            best = sp.loc[sp["speedup_vs_full"].idxmax()]
-            rec[f"best speedup over {BASELINE}"] = (f"{best['speedup_vs_full']:.2f}x, {best['variant']} "
-                                                   f"at N={int(best['seq_len'])}")
+        if len(failed):
+            rec["did not run there"] = ", ".join(f"{v} ({s})" for v, s in zip(failed["variant"], failed["status"]))
         rows.append(rec)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return out.fillna("") if len(out) else out
 
 
 def _exponent_cell(row: pd.Series, q: str) -> str:
@@ -314,6 +356,10 @@ def scaling_markdown(scaling: pd.DataFrame) -> str:
     if scaling.empty:
         return "_(no rows)_\n"
     facets = [c for c in scaling.columns if c in (*CASE_COLUMNS, "device_name", "run")]
+    order = sorted(range(len(scaling)), key=lambda i: (
+        facet_sort_key(facets, tuple(scaling[c].iloc[i] for c in facets)),
+        scaling["variant"].iloc[i] != BASELINE, str(scaling["variant"].iloc[i])))
+    scaling = scaling.iloc[order].reset_index(drop=True)
     statuses = [c[len("rows_"):] for c in scaling.columns
                 if c.startswith("rows_") and c != "rows_contended"]
     out = pd.DataFrame({c.replace("pattern_label", "pattern"): scaling[c] for c in facets})
@@ -366,7 +412,7 @@ def environment_markdown(data: RunData) -> str:
                 info[c] = ", ".join(vals[:6]) + (" ..." if len(vals) > 6 else "")
         env = data.envs.get(run) or (data.envs.get(next(iter(data.envs))) if len(data.envs) == 1 else None)
         if env:
-            info.update({f"env: {k}": v for k, v in _flatten(env).items()})
+            info.update({f"env: {k}": v for k, v in _flatten(env).items() if k != "skipped"})
         parts.append(markdown_table(pd.DataFrame({"": list(info), "value": [str(v) for v in info.values()]})))
     return "\n".join(parts)
 
@@ -421,6 +467,53 @@ def write_plots(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = P
     return [f for fs in files.values() for f in fs]
 
 
+#: Columns :func:`what_ran` describes, with their names in the sentence.
+_WHAT_RAN = (("device_name", "on"), ("dtype", ""), ("batch", "B="), ("heads", "H="), ("head_dim", "D="),
+             ("seq_len", "N="), ("mode", "mode "), ("inputs", "inputs "), ("pattern_label", "patterns "))
+
+
+def skipped_lines(data: RunData) -> list[str]:
+    """What the runs' sweeps skipped with ``skip_unsupported`` (``env.json``'s ``skipped``), one line per variant."""
+    out = []
+    for run, env in sorted(data.envs.items()):
+        lines = env.get("skipped") if isinstance(env, dict) else None
+        if isinstance(lines, list):
+            out += [f"{run}: {x}" if len(data.envs) > 1 else str(x) for x in lines]
+    return out
+
+
+def what_ran(frame: pd.DataFrame) -> str:
+    """One sentence for the top of the report: rows and statuses, the device and the case parameters.
+
+    Args:
+        frame: normalized rows.
+
+    Returns:
+        e.g. ``60 rows (ok 60) on Intel Xeon (cpu), float32, B=1, H=8, D=64, N=256, 512, 1024, mode fwd, ...``.
+    """
+    counts = frame["status"].value_counts()
+    head = f"**{len(frame)} rows** ({', '.join(f'{s} {int(c)}' for s, c in counts.items())})"
+    parts = []
+    for col, prefix in _WHAT_RAN:
+        if col not in frame.columns:
+            continue
+        vals = [v for v in frame[col].dropna().unique() if str(v) != ""]
+        if col == "seq_len":
+            vals = sorted(vals)
+        elif col == "pattern_label":
+            vals = sorted(vals, key=lambda v: facet_sort_key(["pattern_label"], (v,)))
+        if not vals or (col == "inputs" and vals == ["gaussian"]):
+            continue
+        text = ", ".join(_fmt(v) if not isinstance(v, float | np.floating) else str(int(v)) if float(v).is_integer()
+                         else _fmt(v) for v in vals[:8]) + (f" and {len(vals) - 8} more" if len(vals) > 8 else "")
+        if col == "device_name":
+            devices = ", ".join(sorted({str(d) for d in frame["device"].dropna().unique()}))
+            parts.append(f"on {md_text(text)} ({md_text(devices)})")
+        else:
+            parts.append(f"{prefix}{md_text(text)}")
+    return f"{head} " + ", ".join(parts) + "."
+
+
 def contention_line(frame: pd.DataFrame) -> str:
     """One line for the top of the report: how many timed rows were contended (or that it was not recorded)."""
     timed = frame[(frame["status"] == "ok") & frame["time_ms_median"].notna()]
@@ -439,17 +532,22 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
                      facets: list[str], plot_files: dict[str, list[Path]], out: Path) -> str:
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     variants = variant_order(frame["variant"])
+    approx = approximate_variants(frame)
+    exact = [v for v in variants if v not in approx]
+    kinds = f"Exact: {', '.join(md_code(v) for v in exact)}" + (
+        f"; approximate: {', '.join(md_code(v) for v in variants if v in approx)} (never ranked with the exact "
+        "ones: their error is given beside them)." if approx else ".")
     lines = [
         "# attnbench report",
         "",
-        f"Generated {now} from {len(data.sources)} run(s): "
-        + ", ".join(md_code(s) for s in data.sources) + ".",
-        f"Variants: {', '.join(md_code(v) for v in variants)}. "
-        f"Lengths: {', '.join(str(int(n)) for n in sorted(frame['seq_len'].dropna().unique()))}. "
-        + (f"Panels split by: {', '.join(c.replace('pattern_label', 'pattern') for c in facets)}."
-           if facets else "One panel (nothing but seq_len varies)."),
+        what_ran(frame),
         "",
-        "Files: [results.csv](results.csv) (all rows), [summary.csv](summary.csv) (per case and variant), "
+        kinds,
+        "",
+        f"Generated {now} from {', '.join(md_code(s) for s in data.sources)}. "
+        + (f"Panels split by: {', '.join(c.replace('pattern_label', 'pattern') for c in facets)}. "
+           if facets else "")
+        + "Files: [results.csv](results.csv) (all rows), [summary.csv](summary.csv) (per case and variant), "
         "[scaling.csv](scaling.csv).",
         "",
     ]
@@ -463,14 +561,23 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     if noisy:
         lines += [f"> {noisy} row(s) are marked noisy (IQR above 10% of the median): read their times with care.",
                   ""]
-    glance = at_a_glance(summary, facets)
+    glance = at_a_glance(summary, facets, approx)
     if not glance.empty:
         lines += ["## At a glance", "",
-                  "Per panel: at the longest length with a successful row, the fastest and the leanest variant and "
-                  f"what did not run there; and the largest speedup over `{BASELINE}` at any length.", "",
-                  markdown_table(glance), ""]
-    lines += ["## Plots", ""]
-    for name, files in plot_files.items():
+                  "Per panel, at the longest length measured: the fastest and the leanest exact variant (with the "
+                  f"ratio to `{BASELINE}` on the same inputs), and the approximations apart, each with its relative "
+                  "error against exact attention.", "", markdown_table(glance), ""]
+    bad = not_measured_table(frame)
+    lines += ["## Not measured", ""]
+    lines += ([markdown_table(bad)] if not bad.empty else ["Every row succeeded."]) + [""]
+    skipped = skipped_lines(data)
+    if skipped:
+        lines += ["Skipped before measuring, no row (`skip_unsupported=true`: the variant cannot run these cases "
+                  "here):", ""] + [f"- {md_text(x)}" for x in skipped] + [""]
+    if plot_files:
+        lines += ["## Plots", ""]
+    order = {name: i for i, name in enumerate(PLOT_READING_ORDER)}
+    for name, files in sorted(plot_files.items(), key=lambda kv: order.get(kv[0], len(order))):
         png = next((f for f in files if f.suffix == ".png"), files[0])
         svg = next((f for f in files if f.suffix == ".svg"), None)
         rel = png.relative_to(out).as_posix()
@@ -496,9 +603,6 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     for kind, title in (("time", "Median time"), ("memory", "Peak memory above inputs"),
                         ("error", "Relative L2 error")):
         lines += [f"### {title}", "", pivot_markdown(summary, facets, kind), ""]
-    lines += ["## Not measured", ""]
-    bad = not_measured_table(frame)
-    lines += ([markdown_table(bad)] if not bad.empty else ["Every row succeeded."]) + [""]
     lines += ["## Environment", "", environment_markdown(data), ""]
     return "\n".join(lines)
 
@@ -558,6 +662,37 @@ def _plots_in_background(runs: list[str], out: Path, svg: bool) -> int | None:
     return proc.pid
 
 
+def report_with_background_plots(runs: list[str | Path], out_dir: str | Path, svg: bool = False,
+                                 data: RunData | None = None) -> tuple[Path, int | None]:
+    """Write the tables and report.md now, and leave the plots to a background process (the fast path of
+    ``attnbench report`` and of the report after a sweep).
+
+    Args:
+        runs: what to report (as :func:`harness.results_io.read_runs` takes it).
+        out_dir: the report folder.
+        svg: also write the plots as SVG.
+        data: the runs already read (default: read them here).
+
+    Returns:
+        ``(report.md, pid)``: the pid of the process drawing the plots into ``out_dir/plots`` (``plots/.pending``
+        exists until it is done), or None when none could start and they were drawn here.
+
+    Raises:
+        ValueError: the runs hold no rows.
+    """
+    runs = [str(r) for r in runs]
+    data = read_runs(runs) if data is None else data
+    if data.frame.empty:
+        raise ValueError(f"{', '.join(runs)} hold no rows (allowed: runs with results)")
+    out = Path(out_dir)
+    formats = PLOT_FORMATS + (("svg",) if svg else ())
+    path = build_report(data, out, formats, draw_plots=False)
+    pid = _plots_in_background(runs, out, svg)
+    if pid is None:
+        write_plots(data, out, formats)
+    return path, pid
+
+
 def report_main(argv: list[str] | None = None) -> int:
     """``attnbench report [RUN ...] [--out DIR] [--wait] [--svg] [--no-plots]``: write the report, print where.
 
@@ -605,18 +740,16 @@ def report_main(argv: list[str] | None = None) -> int:
         return 0
     for problem in data.problems:
         print(f"attnbench report: warning: {problem}", file=sys.stderr)
-    background = bool(formats) and not args.wait
-    path = build_report(data, out, formats, draw_plots=not background)
-    print(f"report: {path}")
-    if background:
-        pid = _plots_in_background(runs, out, args.svg)
-        if pid is None:
-            write_plots(data, out, formats)
-        else:
+    if formats and not args.wait:
+        path, pid = report_with_background_plots(runs, out, args.svg, data)
+        print(f"report: {path}")
+        if pid is not None:
             print(f"plots: being drawn in the background (pid {pid}) into {out / 'plots'}; ready when "
                   f"{out / 'plots' / PENDING_MARKER} is gone (--wait draws them before returning)")
+        return 0
+    print(f"report: {build_report(data, out, formats)}")
     return 0
 
 
-__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "summary_table", "write_plots",
-           "write_report"]
+__all__ = ["PUBLIC_COLUMNS", "build_report", "markdown_table", "report_main", "report_with_background_plots",
+           "summary_table", "write_plots", "write_report"]

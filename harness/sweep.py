@@ -59,6 +59,7 @@ class SweepResult:
         wall_s: wall time of the call.
         measure_s: time spent inside the measurements (setup, timing, errors, the baseline).
         contended: rows written by this call that were measured under contention (the ``contended`` column).
+        not_run: (case, variant) pairs skipped because the variant cannot run them (``skip_unsupported``).
     """
 
     run_dir: Path
@@ -69,6 +70,7 @@ class SweepResult:
     wall_s: float = 0.0
     measure_s: float = 0.0
     contended: int = 0
+    not_run: int = 0
 
 
 def no_device_message(device: str) -> str:
@@ -99,6 +101,7 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
         block=p.block if blocky else None, local=p.local if blocky else None,
         stride=p.stride if blocky else None, n_global=p.n_global if blocky else None,
         threads=m.threads or torch.get_num_threads(), budget_s=plan.budget_s, measure_wall_ms=wall_ms,
+        cpu_timer=plan.cpu_timer if case.device_type == "cpu" else None,
         cuda_version=torch.version.cuda, hostname=socket.gethostname(), record_id=rid,
     )
     row.update(_env.row_env(case.device))
@@ -182,6 +185,10 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
                "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
                "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env)}
+    if plan.skip_unsupported:  # what is skipped, one line per variant, for the report's "Not measured"
+        from harness.declines import plan_declines
+
+        env_doc["skipped"] = plan_declines(plan, cuda).lines()
     job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(job_dir / "env.json", env_doc)
@@ -198,6 +205,8 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
 
     variants = [get_variant(n) for n in plan.variants]
     result = SweepResult(run_dir=plan.run_dir)
+    skip = _announce_skipped(plan, cuda, prog) if plan.skip_unsupported else set()
+    result.not_run = len(skip)
     cache = CaseInputs()
     existing = store.ids()
     flight = InFlight(plan.run_dir)
@@ -216,6 +225,8 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
             text = case.describe()
             todo = []
             for variant in variants:
+                if (case, variant.name) in skip:  # declined, said once per variant above; no row
+                    continue
                 rid = record_id(case, variant.name, plan.threads, plan.cpu_timer)
                 if rid in existing or store.has(rid):
                     result.skipped += 1
@@ -275,11 +286,26 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
             prog.close()
     stats = ", ".join(f"{k}={v}" for k, v in sorted(result.statuses.items())) or "none"
     line = f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing"
+    if result.not_run:
+        line += f"; skipped {result.not_run} that cannot run here (listed above)"
     if result.contended:
         line += (f"; {result.contended} row(s) contended (timed while other work took this process's cores; see "
                  "the contended column)")
     prog.message(line)
     return result
+
+
+def _announce_skipped(plan: SweepPlan, cuda: bool, prog: Progress) -> set:
+    """The (case, variant name) pairs ``skip_unsupported`` skips, said once per variant (:mod:`harness.declines`)."""
+    from harness.declines import plan_declines
+
+    found = plan_declines(plan, cuda)
+    if found.pairs:
+        prog.message(f"{plan.run_id}: {len(found.pairs)} (case, variant) pair(s) cannot run here and are skipped "
+                     "(skip_unsupported=true; false writes them as unsupported rows):")
+        for line in found.lines():
+            prog.message(f"  {line}")
+    return found.pairs
 
 
 @dataclass
@@ -317,6 +343,7 @@ class _RowWriter:
 
     def __call__(self, variant: Any, m: _measure.Measurement, secs: float, rid: str) -> None:
         m.extra["concurrent_jobs"] = self.concurrent_jobs
+        m.extra["exact"] = bool(getattr(variant, "exact", True))  # approximations are drawn and ranked apart
         if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
             m.extra["baseline_ms"] = self.baseline_ms
         self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
@@ -460,6 +487,12 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
 
 
 def expected_ids(plan: SweepPlan) -> set[str]:
-    """Record ids a complete run of ``plan`` has (for checks and tests)."""
-    return {record_id(c, v, plan.threads, plan.cpu_timer) for c in plan.cases for v in plan.variants}
+    """Record ids a complete run of ``plan`` has (for checks and tests; pairs ``skip_unsupported`` skips have none)."""
+    skip = set()
+    if plan.skip_unsupported:
+        from harness.declines import plan_declines
+
+        skip = plan_declines(plan).pairs
+    return {record_id(c, v, plan.threads, plan.cpu_timer) for c in plan.cases for v in plan.variants
+            if (c, v) not in skip}
 

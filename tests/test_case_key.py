@@ -22,7 +22,7 @@ _BASE_ROW = dict(run_id="r", variant="full", status="ok", device="cpu", dtype="f
 # a value different from _BASE_ROW's (or from the default) for every parameter
 _OTHER = dict(device="cuda", dtype="bfloat16", batch=2, heads=4, seq_len=512, head_dim=64, inputs="local", seed=1,
               mode="fwd_bwd", threads=1, window=128, block=32, local=2, stride=4, n_global=0, kv_heads=1, q_len=1,
-              model="llama3_8b")
+              model="llama3_8b", cpu_timer="blocked_autorange")
 
 
 def _block_rows(run_id: str = "blk") -> list[dict]:
@@ -120,6 +120,25 @@ def test_thread_count_keys_cpu_rows_only():
     keys = normalize(pd.DataFrame(cpu + gpu))["case_key"].tolist()
     assert keys[0] != keys[1] and keys[2] == keys[3]
     assert case_text(dict(_BASE_ROW, seq_len=512)) == "cpu float32 B1 H2 N512 D32 full fwd 2 threads"
+
+
+def test_cpu_timer_keys_cpu_rows_only_and_older_rows_read_per_call():
+    per_call, blocked = dict(_BASE_ROW, cpu_timer="per_call"), dict(_BASE_ROW, cpu_timer="blocked_autorange")
+    older = dict(_BASE_ROW)  # made before the sweep wrote the column
+    gpu = [dict(r, device="cuda") for r in (per_call, blocked)]
+    keys = normalize(pd.DataFrame([per_call, blocked, older] + gpu))["case_key"].tolist()
+    assert keys[0] != keys[1] and keys[0] == keys[2] and keys[3] == keys[4]
+    assert case_text(blocked) == "cpu float32 B1 H2 N256 D32 full fwd 2 threads timer=blocked_autorange"
+    assert case_text(per_call) == case_text(older) == "cpu float32 B1 H2 N256 D32 full fwd 2 threads"
+
+
+def test_rows_timed_with_two_cpu_timers_are_two_cases_in_the_summary(tmp_path):
+    rows = [dict(_BASE_ROW, cpu_timer=t, time_ms_median=ms, peak_mem_bytes=1e6, record_id=f"r{i}",
+                 timestamp="2026-11-30T12:00:00") for i, (t, ms) in enumerate((("per_call", 1.0),
+                                                                                ("blocked_autorange", 2.0)))]
+    summary = summary_table(read_runs(_write_records(tmp_path, "timers", rows)).frame)
+    assert sorted(summary["cpu_timer"]) == ["blocked_autorange", "per_call"]
+    assert sorted(summary["time_ms_median"]) == [1.0, 2.0]
 
 
 # ------------------------------------------------------------------ scaling and report numbers

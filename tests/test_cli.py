@@ -168,13 +168,15 @@ def test_no_arguments_runs_the_default_sweep(monkeypatch):
 def test_report_hook_called_after_a_sweep(tmp_path, cwd, capsys, monkeypatch):
     calls = []
     fake = types.ModuleType("harness.report")
-    fake.write_report = lambda run_dirs, out_dir: calls.append((run_dirs, out_dir))
+    fake.report_with_background_plots = lambda runs, out_dir: calls.append((runs, out_dir)) or (
+        out_dir / "report.md", 123)
     fake.report_main = lambda argv: 7 if argv == ["x"] else 1
     fake.__spec__ = types.SimpleNamespace(name="harness.report")
     monkeypatch.setitem(sys.modules, "harness.report", fake)
     code, out, err = _sweep([f"results_dir={tmp_path / 'res'}", "run_name=rep", "seq_len=8", "variants=full",
                              "mode=fwd", *TINY], capsys)
     assert code == 0 and calls == [([tmp_path / "res" / "rep"], tmp_path / "res" / "rep" / "report")]
+    assert f"report: {tmp_path / 'res' / 'rep' / 'report' / 'report.md'} (plots: drawn in the background" in out
     assert cli.main(["report", "x"]) == 7
 
 

@@ -24,6 +24,16 @@ def test_unknown_variant_lists_known_ones():
         select_variants(["full", "zzz*"])
 
 
+def test_bang_entries_remove_variants_from_the_selection():
+    everything = select_variants(["*"])
+    assert select_variants(["*", "!flex"]) == [n for n in everything if n != "flex"]
+    assert select_variants(["!sdpa_*", "*"]) == [n for n in everything if not n.startswith("sdpa_")]
+    with pytest.raises(ValueError, match="matches no variant"):
+        select_variants(["*", "!zzz*"])
+    with pytest.raises(ValueError, match="selects nothing"):
+        select_variants(["full", "!full"])
+
+
 def test_duplicate_name_is_refused():
     @register_variant
     class Once(Variant):

@@ -88,6 +88,42 @@ def test_cpu_timer_key_selects_the_timer_and_keeps_default_ids(tmp_path):
     (d_row,) = read_records(default.run_dir)
     assert "blocked_autorange" in b_row["timing_method"] and "blocked_autorange" not in d_row["timing_method"]
     assert {b_row["record_id"]} == expected_ids(blocked) and {d_row["record_id"]} == expected_ids(default)
+    assert (b_row["cpu_timer"], d_row["cpu_timer"]) == ("blocked_autorange", "per_call")  # a case column
+
+
+def test_skip_unsupported_writes_no_row_for_declined_pairs_and_says_why_once_per_variant(tmp_path):
+    kw = dict(variants=["full", "causal", "local_window"], pattern=["full", "causal", "window"], window=4,
+              seq_len=[8, 16], mode="fwd", progress="plain")
+    plan = _plan(tmp_path, skip_unsupported=True, **kw)
+    # full runs every pattern; causal only causal; local_window only window: 6 + 2 + 2 of 18 pairs
+    assert plan.n_items == 10
+    out = io.StringIO()
+    result = run_sweep(plan, cuda_available=False, progress=Progress(plan.n_items, "plain", stream=out))
+    rows = read_records(plan.run_dir)
+    assert len(rows) == 10 and {r["status"] for r in rows} == {"ok"}
+    assert {r["record_id"] for r in rows} == expected_ids(plan)
+    assert result.not_run == 8 and result.statuses == {"ok": 10}
+    text = out.getvalue()
+    lines = [ln.strip() for ln in text.splitlines()]
+    assert "causal: 4 of 6 cases: pattern=full, window (supported: causal)" in lines, text
+    assert "local_window: 4 of 6 cases: pattern=full, causal (supported: window, window_sym)" in lines, text
+    assert not any(ln.startswith("full:") for ln in lines)
+    assert not any(": unsupported" in ln for ln in lines)  # no line per declined case
+    assert "skipped 8 that cannot run here" in text and "[10/10]" in text
+    # without the key: one unsupported row per declined pair, as before
+    rows = read_records(run_sweep(_plan(tmp_path, run_name="rows", **kw), cuda_available=False).run_dir)
+    assert len(rows) == 18 and sum(r["status"] == "unsupported" for r in rows) == 8
+
+
+def test_rows_say_whether_the_variant_is_exact(tmp_path):
+    plan = _plan(tmp_path, variants=["full", "linear"], mode="fwd")
+    run_sweep(plan, cuda_available=False)
+    assert {r["variant"]: r["exact"] for r in read_records(plan.run_dir)} == {"full": True, "linear": False}
+
+
+def test_skip_unsupported_is_a_bool(tmp_path):
+    with pytest.raises(ConfigError, match=r"skip_unsupported='yes' is not allowed \(allowed: true or false\)"):
+        _plan(tmp_path, skip_unsupported="yes")
 
 
 def test_unknown_variant_lists_known_ones(tmp_path):
