@@ -266,7 +266,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                                                         threads=threads), 0.0, rid)
             elif plan.isolate:  # one child per variant: timed one after another, never interleaved
                 for variant, rid in todo:
-                    write.phase(f"child process for {variant.name}")
+                    write.phase(f"child process for {variant.name}", variant.name)
                     m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                     write(variant, _after_crash(m, left[rid]) if rid in left else m, secs, rid)
             else:
@@ -359,15 +359,19 @@ class _RowWriter:
         r.contended += bool(m.contended)
         self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m))
 
-    def phase(self, text: str) -> None:
-        """A phase of the case starts (``setup X``, ``timing N variants in rounds``, ``child process for X``)."""
+    def phase(self, text: str, variant: str | None = None) -> None:
+        """A phase of the case starts (``setup X``, ``timing N variants in rounds``, ``child process for X``).
+
+        Args:
+            text: what starts, for the progress line and the in-flight marker.
+            variant: the one variant the phase concerns, or None when it concerns every variant still without a row.
+        """
         self.prog.start(self.case.describe(), text)
         if self.flight is None:
             return
         pending = self.flight.pending()
-        name = text.split()[-1]
-        if name in self.items and self.items[name][1] in pending:  # one variant's phase
-            current = [self.items[name][1]]
+        if variant in self.items and self.items[variant][1] in pending:  # one variant's phase
+            current = [self.items[variant][1]]
         else:  # the interleaved rounds: every variant still without a row
             current = list(pending)
         self.flight.phase(text, current)
@@ -479,7 +483,7 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
         if math.isfinite(ms):
             write.result.measure_s += ms / 1e3
     for variant, refused, rid in refused_rows:
-        write.phase(variant.name)
+        write.phase(variant.name, variant.name)
         write(variant, refused, 0.0, rid)
     if inputs is None:
         for variant in ready:
