@@ -49,19 +49,14 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-PATTERN_KINDS: tuple[str, ...] = (
-    "full",
-    "causal",
-    "window",
-    "window_sym",
-    "block_sparse",
-    "block_sparse_causal",
-)
+from harness.names import PATTERN_KINDS
+from harness.varlen import LAYOUTS
+
 _WINDOW_KINDS = ("window", "window_sym")
 _BLOCK_KINDS = ("block_sparse", "block_sparse_causal")
 _CAUSAL_KINDS = ("causal", "window", "block_sparse_causal")
 #: Layouts of a batch of documents (``Pattern.doc_layout``; the sweep key ``layout``).
-DOC_LAYOUTS: tuple[str, ...] = ("packed", "padded")
+DOC_LAYOUTS: tuple[str, ...] = LAYOUTS
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,10 @@ import functools
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the sweep's config checks stay light
+    import torch
 
 #: Batch layouts (the key ``layout``).
 LAYOUTS: tuple[str, ...] = ("packed", "padded")
@@ -277,6 +279,8 @@ def corpus_lengths(corpus: str = "pydoc") -> tuple[int, ...]:
 
 
 def _draw(spec: LengthSpec, seed: int) -> tuple[int, ...]:
+    import torch
+
     p = dict(spec.params)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n, total = p.get("n"), p.get("total")
@@ -321,6 +325,8 @@ def _draw(spec: LengthSpec, seed: int) -> tuple[int, ...]:
 def _power_law(a: float, lo: int, hi: int, size: int, gen: torch.Generator) -> list[int]:
     """``size`` integers in ``[lo, hi]`` with ``P(L) ~ L^-a`` (inverse CDF of the continuous law on
     ``[lo, hi + 1)``, floored)."""
+    import torch
+
     u = torch.rand(size, generator=gen, dtype=torch.float64)
     x0, x1 = float(lo), float(hi + 1)
     if abs(a - 1.0) < 1e-12:
@@ -369,12 +375,16 @@ def doc_stats(docs: tuple[int, ...], layout: str) -> dict[str, float | int]:
 @functools.lru_cache(maxsize=32)
 def _valid(docs: tuple[int, ...], device: str) -> torch.Tensor:
     """``(documents, longest)`` boolean: True at the real token slots of the padded batch."""
+    import torch
+
     lens = torch.tensor(docs, device=device)
     return torch.arange(max(docs), device=device)[None, :] < lens[:, None]
 
 
 def valid_slots(docs: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
     """``(documents, longest)`` boolean mask of the real (not padding) token slots of a padded batch."""
+    import torch
+
     return _valid(tuple(docs), str(torch.device(device)))
 
 
