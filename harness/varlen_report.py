@@ -14,6 +14,7 @@ The module reads rows only (pandas, matplotlib): no torch.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -54,6 +55,21 @@ def _key(frame: pd.DataFrame, drop: set[str]) -> pd.Series:
     return frame.apply(one, axis=1) if not frame.empty else pd.Series(dtype=str)
 
 
+def _case_words(key: str) -> str:
+    """A batch's or panel's key as ``device=cpu dtype=float32 heads=2 ...`` (defaults and the documents left out)."""
+    return " ".join(f"{c}={v}" for c, v in (kv.split("=", 1) for kv in key.split("|"))
+                    if c not in _QUIET_KEYS and v and v not in ("gaussian", "0", "per_call"))
+
+
+def _kind(lengths: str) -> str:
+    """A short name of a length spec for the figure: its kind, with sigma for lognormal (``lognormal s=0.5``)."""
+    kind = lengths.split("/")[0]
+    if kind == "lognormal":
+        sigma = dict(p.split(":", 1) for p in lengths.split("/")[1:] if ":" in p).get("sigma", "1")
+        return f"lognormal s={sigma}"
+    return "explicit" if "+" in kind or kind.isdigit() else kind
+
+
 def pad_or_pack_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per batch of documents and exact variant: packed against padded.
 
@@ -74,8 +90,7 @@ def pad_or_pack_table(frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     for batch, grp in rows.groupby("_batch", sort=False):
         first = grp.iloc[0]
-        case = " ".join(f"{c}={v}" for c, v in (kv.split("=", 1) for kv in batch.split("|"))
-                        if c not in _QUIET_KEYS and v and v not in ("gaussian", "0", "per_call"))
+        case = _case_words(batch)
         padded_rows = grp[grp["layout"] == "padded"]
         padding = float(padded_rows["padding_fraction"].iloc[0]) if not padded_rows.empty else math.nan
         best_t, best = math.inf, None
@@ -173,7 +188,7 @@ def pad_or_pack_figure(frame: pd.DataFrame, facets: list[str] | None = None, sty
     rows = rows[_exact(rows) & (rows["status"] == "ok")]
     rows = rows.assign(_panel=_key(rows, _NOT_PANEL).values) if not rows.empty else rows.assign(_panel="")
     panels = list(dict.fromkeys(rows["_panel"])) or [""]
-    fig = Figure(figsize=(5.2 * len(panels), 7.2), layout="constrained")
+    fig = Figure(figsize=(3.2 + 4.8 * len(panels), 7.6), layout="constrained")
     axes = fig.subplots(2, len(panels), squeeze=False, sharex="col")
     variants = sorted(set(rows["variant"]))
     default = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -192,9 +207,11 @@ def pad_or_pack_figure(frame: pd.DataFrame, facets: list[str] | None = None, sty
                                   markerfacecolor=face, label=f"{variant} {layout}")
                 axes[1][col].plot(x, (g["peak_mem_bytes"] / g["doc_tokens"]).astype(float) / 2**10, ls=ls,
                                   marker=marker, color=color, markerfacecolor=face, label=f"{variant} {layout}")
-        title = " ".join(kv.split("=", 1)[1] for kv in panel.split("|")
-                         if kv.split("=", 1)[1] and kv.split("=", 1)[0] not in ("threads", "cpu_timer"))
-        axes[0][col].set_title(title or "variable-length batches", fontsize=9)
+        for (lengths, cv), _ in pg.groupby(["lengths", "doc_len_cv"], sort=False):  # which batch each x is
+            axes[1][col].annotate(_kind(value_text(lengths)), (float(cv), 0.02), xycoords=("data", "axes fraction"),
+                                  rotation=90, fontsize=7, color="0.35", ha="right", va="bottom")
+        title = "\n".join(textwrap.wrap(_case_words(panel), 60))
+        axes[0][col].set_title(title or "variable-length batches", fontsize=8)
         axes[0][col].set_ylabel("time per real token (us)")
         axes[1][col].set_ylabel("peak memory per real token (KiB)")
         axes[1][col].set_xlabel("spread of document lengths (std / mean)")
@@ -205,5 +222,5 @@ def pad_or_pack_figure(frame: pd.DataFrame, facets: list[str] | None = None, sty
     if handles:
         fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="solid: packed; dashed: padded",
                    title_fontsize=8)
-    fig.suptitle("Pad or pack: time and memory per real token against the spread of lengths")
+    fig.suptitle("Pad or pack: time and memory per real token\nagainst the spread of document lengths", fontsize=11)
     return fig
