@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
+from harness import roofline_plots
 from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, value_text
 from harness.scaling import BASELINE
 
@@ -911,18 +912,24 @@ FIGURE_MAKERS: dict[str, Callable[[pd.DataFrame, list[str], dict[str, Style]], F
     "speedup": _speedup_figure,
     "throughput": _throughput_figure,
     "pct_of_peak": _pct_of_peak_figure,
+    **{name: (lambda frame, facets, styles, _n=name: roofline_plots.make_figure(
+        _n, frame, {v: st.color for v, st in styles.items()})) for name in roofline_plots.FIGURES},
 }
 FIGURES: tuple[str, ...] = tuple(FIGURE_MAKERS)
 #: Columns the figures read (besides facets and panel titles).
 _PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric", "err_rel_l2",
             "approx_err_rel_l2",
-            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact", CASE_KEY)
+            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact",
+            CASE_KEY) + roofline_plots.COLUMNS
 
 
 def figure_names(frame: pd.DataFrame) -> list[str]:
-    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded."""
+    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded, the decode
+    and roofline figures (:mod:`harness.roofline_plots`) only where there is data for them."""
     has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
-    return [n for n in FIGURES if n != "pct_of_peak" or has_peak]
+    extra = set(roofline_plots.figure_names(frame))
+    return [n for n in FIGURES if (n != "pct_of_peak" or has_peak)
+            and (n not in roofline_plots.FIGURES or n in extra)]
 
 
 def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:

@@ -76,6 +76,8 @@ def probe_variant(name: str, cuda: bool | None = None) -> VariantSupport:
         "dtypes": [(d, dataclasses.replace(base, dtype=d)) for d in DTYPES],
         "devices": [(d, dataclasses.replace(base, device=d)) for d in ("cpu", "cuda")],
         "modes": [(m, dataclasses.replace(base, mode=m)) for m in MODES],
+        "shapes": [("grouped kv_heads", dataclasses.replace(base, heads=4, kv_heads=2)),
+                   ("q_len < seq_len", dataclasses.replace(base, q_len=1))],
     }
     for axis, probes in axes.items():
         sup = Support()

@@ -175,3 +175,47 @@ def test_decode_presets_compose_to_decode_cases(preset, device, largest):
     assert cases and all(c.q_len == 1 and c.kv_heads == 8 and c.head_dim == 128 and c.device == device
                          for c in cases)
     assert max(c.seq_len for c in cases) == largest and {c.model for c in cases} >= {"llama3_8b"}
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def _decode_frame():
+    import pandas as pd
+
+    rows = []
+    for n in (1024, 2048, 4096):
+        for variant, gbps, status in (("full", 4.0, "ok"), ("split_kv", 8.0, "ok"), ("block_sparse", math.nan,
+                                                                                    "unsupported")):
+            case = Case(batch=1, heads=8, kv_heads=2, seq_len=n, q_len=1, head_dim=64, pattern=Pattern("causal"))
+            flops = attention_flops(case)
+            t = bytes_moved(case) / (gbps * 1e9) * 1e3 if status == "ok" else math.nan
+            fig = roofline_figures(case, flops, t, 0.1, 16.0)
+            rows.append(dict(run_id="r", variant=variant, status=status, device="cpu", dtype="float32", batch=1,
+                             heads=8, kv_heads=2, seq_len=n, q_len=1, head_dim=64, pattern="causal", mode="fwd",
+                             seed=0, threads=1, model="", time_ms_median=t, tflops=flops / (t * 1e-3) / 1e12,
+                             matmul_ceiling_tflops=0.1, copy_ceiling_gbps=16.0, **fig))
+    rows.append({**rows[0], "q_len": 1024, "seq_len": 1024, "variant": "chunked"})  # a square row: no decode
+    return pd.DataFrame(rows)
+
+
+def test_decode_and_roofline_figures_are_drawn_from_the_rows():
+    from harness import plots, roofline_plots
+
+    frame = _decode_frame()
+    assert roofline_plots.figure_names(frame) == ["decode_time", "decode_gbps", "roofline"]
+    assert set(roofline_plots.FIGURES) <= set(plots.figure_names(frame))
+    assert len(roofline_plots.decode_rows(frame)) == 9
+    colors = plots.variant_colors(frame["variant"])
+    gbps = roofline_plots.make_figure("decode_gbps", frame, colors)
+    ax = gbps.axes[0]
+    lines = {tuple(ln.get_ydata()) for ln in ax.get_lines()}
+    assert (8.0, 8.0, 8.0) in {tuple(round(y, 6) for y in ln) for ln in lines}  # split_kv's line
+    assert any(set(ln.get_ydata()) == {16.0} for ln in ax.get_lines())  # the copy ceiling, dashed
+    roof = roofline_plots.make_figure("roofline", frame, colors)
+    ax = roof.axes[0]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 7  # every ok row, the square one included
+    ceiling = max(ax.get_lines(), key=lambda ln: len(ln.get_xdata()))
+    assert max(ceiling.get_ydata()) == pytest.approx(0.1)  # the matmul roof
+    with pytest.raises(ValueError, match="not a decode or roofline figure"):
+        roofline_plots.make_figure("nope", frame, colors)
+    square_only = frame[frame["q_len"] == frame["seq_len"]]
+    assert roofline_plots.figure_names(square_only) == ["roofline"]

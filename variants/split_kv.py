@@ -12,6 +12,10 @@ keys); chunks every query attends (``Pattern.common_key_bounds``) take no mask. 
 into the rows (``fold_groups``), so each key/value head is read once for its whole group and never copied.
 Queries align bottom-right (:mod:`harness.pattern`).
 
+Each split's scores are computed as ``K_split @ Qᵀ`` (keys as rows, the few queries as columns) and its output as
+``Pᵀ @ V_split``: on the CPU these tall-skinny products stream K and V about twice as fast as ``Q @ K_splitᵀ``
+(measured with torch 2.13 on the project's EPYC: 9.7 against 5.0 GB/s for K, batch 8, 32k keys, one thread).
+
 Forward only (a decode kernel); up to ``max_q_len`` queries. Low-precision inputs are computed in float32.
 """
 
@@ -31,7 +35,8 @@ class SplitKV(Variant):
     """Split-KV decode attention (see the module docstring).
 
     Args:
-        chunk: keys per split (default 1024).
+        chunk: keys per split (default 4096: on the project CPU, 1024-key splits streamed K and V at 6.9 GB/s,
+            4096 to 32768 at 8.0-8.4 GB/s; batch 8, 32k keys, one thread).
     """
 
     name = "split_kv"
@@ -43,7 +48,7 @@ class SplitKV(Variant):
     #: Most queries per sequence it takes: it is a decode kernel (prefill belongs to ``chunked`` and the others).
     max_q_len = 128
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
-    chunk: int = 1024
+    chunk: int = 4096
 
     def __init__(self, chunk: int | None = None) -> None:
         if chunk is not None:
@@ -89,22 +94,24 @@ def _split_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     hkv = k.shape[1]
     g = h // hkv
     cd = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-    qf = fold_groups(q.to(cd) * (1.0 / math.sqrt(d)), hkv)  # (B, Hkv, G * Lq, D)
+    # (B, Hkv, D, G * Lq): the group's queries as columns, so each split's scores are one tall-skinny product
+    # K_split @ Q (keys as rows), the orientation BLAS streams K fastest in
+    qt = fold_groups(q.to(cd) * (1.0 / math.sqrt(d)), hkv).transpose(-1, -2)
     maxes, sums, outs = [], [], []
     for k0, k1, masked_out in plan:  # each split on its own: nothing carried from one to the next
-        s = torch.matmul(qf, k[:, :, k0:k1].to(cd).transpose(-1, -2))  # (B, Hkv, G * Lq, c)
+        s = torch.matmul(k[:, :, k0:k1].to(cd), qt)  # (B, Hkv, c, G * Lq)
         if masked_out is not None:
-            s.view(b, hkv, g, lq, k1 - k0).masked_fill_(masked_out, float("-inf"))
-        m = s.amax(dim=-1, keepdim=True)
+            s.view(b, hkv, k1 - k0, g, lq).masked_fill_(masked_out.transpose(0, 1)[:, None, :], float("-inf"))
+        m = s.amax(dim=-2, keepdim=True)  # (B, Hkv, 1, G * Lq)
         m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
         p = s.sub_(m_safe).exp_()
         maxes.append(m)
-        sums.append(p.sum(dim=-1, keepdim=True))
-        outs.append(torch.matmul(p, v[:, :, k0:k1].to(cd)))
-    m_all = torch.stack(maxes)  # (S, B, Hkv, G * Lq, 1)
+        sums.append(p.sum(dim=-2, keepdim=True))
+        outs.append(torch.matmul(p.transpose(-1, -2), v[:, :, k0:k1].to(cd)))  # (B, Hkv, G * Lq, D)
+    m_all = torch.stack(maxes).transpose(-1, -2)  # (S, B, Hkv, G * Lq, 1)
     top = m_all.amax(dim=0)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     w = torch.exp(m_all - top)  # 0 for splits a row does not reach
-    denom = (w * torch.stack(sums)).sum(dim=0)
+    denom = (w * torch.stack(sums).transpose(-1, -2)).sum(dim=0)
     out = (w * torch.stack(outs)).sum(dim=0) / torch.where(denom > 0, denom, torch.ones_like(denom))
     return unfold_groups(out, h).to(q.dtype)
