@@ -97,6 +97,7 @@ def _maybe_report(run_dir: Path) -> None:
             return
         from harness.report import report_with_background_plots  # type: ignore[import-not-found]
 
+        print(f"attnbench: writing the report into {run_dir / 'report'}...", file=sys.stderr, flush=True)
         path, pid = report_with_background_plots([run_dir], run_dir / "report")
         print(f"report: {path}" + (" (plots: drawn in the background, a few seconds)" if pid is not None else ""))
     except Exception as exc:
@@ -106,38 +107,10 @@ def _maybe_report(run_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------- sweep
 def sweep_help() -> str:
-    """Help of ``attnbench sweep``: usage, every config key with its type and default, the presets."""
-    import configs
-    from harness.config import schema_keys
+    """Help of ``attnbench sweep`` (:func:`harness.helptext.sweep_help`; no torch, no Hydra)."""
+    from harness.helptext import sweep_help as text
 
-    lines = [
-        "usage: attnbench sweep [-m] [KEY=VALUE ...] [hydra flags]",
-        "",
-        "Measure the selected variants on every case of the grid; one record per (case, variant, mode) under",
-        "RESULTS_DIR/RUN_NAME (printed at the end). Running again with the same run_name resumes the run.",
-        "",
-        "Axis keys take one value or several: `seq_len=[512,1024]` or `seq_len=512,1024` expands into cases",
-        "inside one job; with -m (Hydra multirun) each comma list is a grid of Hydra jobs instead. A preset",
-        "that carries a hydra.sweeper.params grid, or a sweep on a non-axis key, implies -m.",
-        "",
-        "keys (type, default):",
-    ]
-    for key, typ, default, text in schema_keys():
-        shown = default if not isinstance(default, str) else (default if default else "''")
-        lines.append(f"  {key:<16}{typ:<11}{str(shown):<22}{text}")
-    lines += [
-        "",
-        f"presets (preset=NAME, default quick): {', '.join(configs.presets())}",
-        "",
-        "examples:",
-        "  attnbench sweep                                   # the quick preset",
-        "  attnbench sweep variants=[full,sdpa*] seq_len=[1024,4096] pattern=causal",
-        "  attnbench sweep -m seq_len=512,1024,2048 heads=4,8 device=cpu,cuda",
-        "  attnbench sweep preset=long_context run_name=lc1  # rerun the same line to resume",
-        "",
-        "Hydra's own flags (--cfg job, --info, --hydra-help, hydra/launcher=joblib, ...) are passed through.",
-    ]
-    return "\n".join(lines) + "\n"
+    return text()
 
 
 def sweep_args_parser() -> argparse.ArgumentParser:
@@ -178,6 +151,9 @@ def sweep_main(argv: Sequence[str]) -> int:
         args = parser.parse_intermixed_args(argv)  # flags may come after overrides: `seq_len=512 -m heads=4,8`
     except SystemExit as exc:
         return int(exc.code or 0)
+    quiet = any(o.replace(" ", "") in ("progress=off", "+progress=off") for o in args.overrides)
+    if not quiet and not any(getattr(args, name, None) for name in _HYDRA_INFO):
+        print("attnbench: checking the sweep (loading torch, Hydra and the variants)...", file=sys.stderr, flush=True)
     from harness import launch
 
     if any(getattr(args, name, None) for name in _HYDRA_INFO):
@@ -222,19 +198,22 @@ def sweep_main(argv: Sequence[str]) -> int:
 
 # ---------------------------------------------------------------------------------------------------- list
 def list_main(argv: Sequence[str]) -> int:
-    """``attnbench list [WILDCARD]``: variants and what each supports on this machine."""
+    """``attnbench list [WILDCARD] [--verbose]``: one line per variant; ``--verbose``: what each supports here."""
     parser = argparse.ArgumentParser(
         prog="attnbench list",
-        description="Registered variants and, for this machine, which patterns, dtypes, devices and modes each "
-                    "supports; for each unsupported one, the variant's reason.")
+        description="Registered variants, one line each (name, family, exact, devices, patterns); with --verbose, "
+                    "which patterns, dtypes, devices and modes each supports on this machine, and why not.")
     parser.add_argument("wildcard", nargs="?", default="*", help="only variants matching this (e.g. 'sdpa*')")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="the support matrix of each variant on this machine, with the reasons")
     parser.add_argument("--variants-from", action="append", default=[], metavar="PATH",
                         help="also load variants from this .py file or module (repeatable)")
     try:
         args = parser.parse_args(list(argv))
     except SystemExit as exc:
         return int(exc.code or 0)
-    from harness.probe import format_support, probe_variants
+    print("attnbench list: loading the variants (torch)...", file=sys.stderr, flush=True)
+    from harness.probe import format_support, format_table, probe_variants
     from harness.registry import list_variants, load_variants_from
 
     try:
@@ -248,5 +227,5 @@ def list_main(argv: Sequence[str]) -> int:
         print(f"attnbench list: no variant matches {args.wildcard!r} (known: {', '.join(list_variants())})",
               file=sys.stderr)
         return 2
-    print(format_support(probe_variants(names)), end="")
+    print(format_support(probe_variants(names)) if args.verbose else format_table(names), end="")
     return 0

@@ -20,12 +20,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.contention import allowed_cores
-from harness.inputs import DTYPES, INPUT_KINDS, MODES, Case
 from harness.models import MODELS
-from harness.pattern import PATTERN_KINDS, make_pattern
+from harness.names import DTYPE_NAMES, INPUT_KINDS, MODES, PATTERN_KINDS
+
+if TYPE_CHECKING:
+    from harness.inputs import Case
 
 #: Device names a user may give; ``auto`` is CUDA when there is a device, otherwise the CPU.
 DEVICE_CHOICES: tuple[str, ...] = ("cpu", "cuda", "auto")
@@ -74,7 +76,7 @@ class SweepConfig:
     variants_from: Any = field(default_factory=list,
                                metadata=_help("extra .py files or modules that register variants", "list[str]"))
     device: Any = field(default="auto", metadata=_help("cpu, cuda or auto (cuda when present)", "str | list"))
-    dtype: Any = field(default="float32", metadata=_help(f"one of {', '.join(DTYPES)}", "str | list"))
+    dtype: Any = field(default="float32", metadata=_help(f"one of {', '.join(DTYPE_NAMES)}", "str | list"))
     batch: Any = field(default=1, metadata=_help("batch size, >= 1", "int | list"))
     tokens: int = field(default=0, metadata=_help("if > 0: batch = max(1, tokens // seq_len), replacing batch", "int"))
     heads: Any = field(default=8, metadata=_help("attention heads, >= 1", "int | list"))
@@ -351,7 +353,7 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
 
     devices = [resolve_device(d, cuda_available) for d in _axis(c, "device", lambda k, v: _device_value(v))]
     devices = list(dict.fromkeys(devices))
-    dtypes = _axis(c, "dtype", lambda k, v: _choice_value(k, v, tuple(DTYPES)))
+    dtypes = _axis(c, "dtype", lambda k, v: _choice_value(k, v, DTYPE_NAMES))
     batches = _axis(c, "batch", lambda k, v: _int_value(k, v, 1))
     heads = _axis(c, "heads", lambda k, v: _int_value(k, v, 1))
     seq_lens = _axis(c, "seq_len", lambda k, v: _int_value(k, v, 1))
@@ -397,6 +399,9 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     run_dir = check_run_dir(results_dir, run_name)
     variants_from = _names("variants_from", c["variants_from"])
     selection = _names("variants", c["variants"])
+
+    from harness.inputs import Case  # torch: only when a plan is made, never for --help
+    from harness.pattern import make_pattern
 
     pats = []
     for kind, w, b, lo, st, ng in itertools.product(patterns, windows, blocks, locals_, strides, n_globals):

@@ -38,9 +38,8 @@ from harness.minilm import (
     model_dir,
     real_qkv,
 )
+from harness.names import INPUT_KINDS
 
-#: Input distributions (the config key ``inputs``).
-INPUT_KINDS: tuple[str, ...] = ("gaussian", "local", "real")
 _LOCAL_DEFAULTS = {"strength": 8.0, "length": 8.0, "noise": 1.0}
 _REAL_DEFAULTS = {"layer": DEFAULT_REAL_LAYER}
 

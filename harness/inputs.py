@@ -18,16 +18,10 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.distributions import INPUT_KINDS, make_qkv
+from harness.names import DEVICES, DTYPE_NAMES, MODES
 from harness.pattern import Pattern
 
-DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float64": torch.float64,
-}
-DEVICES: tuple[str, ...] = ("cpu", "cuda")
-MODES: tuple[str, ...] = ("fwd", "bwd", "fwd_bwd")
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 def dtype_name(dtype: torch.dtype) -> str:

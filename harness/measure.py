@@ -579,7 +579,7 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
                  cfg: MeasureConfig | None = None,
                  on_row: Callable[[Variant, Measurement, float], None] | None = None,
                  baseline: str | None = None, seed: int = 0, leaks: LeakLedger | None = None,
-                 on_phase: Callable[[str], None] | None = None) -> list[tuple[Variant, Measurement, float]]:
+                 on_phase: Callable[[str, str | None], None] | None = None) -> list[tuple[Variant, Measurement, float]]:
     """Measure every variant of ``variants`` on ``case``: setup one by one, timing in interleaved rounds.
 
     A row is handed to ``on_row`` as soon as it is complete: unsupported and failed-setup rows at once, a failure
@@ -597,7 +597,8 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
         baseline: the variant ratios are taken against (e.g. ``full``); None: no ratios.
         seed: seeds the order of the rounds.
         leaks: memory left behind by variants of this process (updated; an ``oom`` names them).
-        on_phase: told what starts (``setup <variant>``, ``timing <n> variants in rounds``), for progress.
+        on_phase: told what starts and which variant it concerns (``("setup <variant>", variant name)``,
+            ``("timing <n> variants in rounds", None)``), for progress and crash attribution.
 
     Returns:
         ``(variant, measurement, seconds)`` for every variant, in the order of ``variants``.
@@ -616,7 +617,7 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
         index: dict[int, int] = {}
         for i, v in enumerate(variants):
             if on_phase is not None:
-                on_phase(f"setup {v.name}")
+                on_phase(f"setup {v.name}", v.name)
             t0 = time.perf_counter()
             r = _setup(v, case, inputs, refs, cfg, nthreads, guard, leaks)
             if isinstance(r, Measurement):
@@ -632,7 +633,7 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
             emit(index[id(e)], _finish(e, case, cfg, leaks), e.seconds)
 
         if entries and on_phase is not None:
-            on_phase(f"timing {len(entries)} variant{'s' if len(entries) > 1 else ''} in rounds")
+            on_phase(f"timing {len(entries)} variant{'s' if len(entries) > 1 else ''} in rounds", None)
         _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks)
         ok = [e for e in entries if id(e) not in failed]
         for e in ok:

@@ -34,14 +34,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-PATTERN_KINDS: tuple[str, ...] = (
-    "full",
-    "causal",
-    "window",
-    "window_sym",
-    "block_sparse",
-    "block_sparse_causal",
-)
+from harness.names import PATTERN_KINDS
+
 _WINDOW_KINDS = ("window", "window_sym")
 _BLOCK_KINDS = ("block_sparse", "block_sparse_causal")
 _CAUSAL_KINDS = ("causal", "window", "block_sparse_causal")

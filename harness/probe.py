@@ -100,6 +100,55 @@ def probe_variants(names: list[str], cuda: bool | None = None) -> list[VariantSu
     return [probe_variant(n, cuda) for n in names]
 
 
+def family(variant) -> str:
+    """A variant's family: its ``family`` attribute when it has one, else the module it is defined in
+    (``variants/sdpa.py`` -> ``sdpa``; a file loaded with ``variants_from`` -> the file's name)."""
+    declared = getattr(variant, "family", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    module = type(variant).__module__.rsplit(".", 1)[-1]
+    if module.startswith("attnbench_local_"):  # registry.load_variants_from's name for a file: <stem>_<digest>
+        module = module.removeprefix("attnbench_local_").rsplit("_", 1)[0]
+    return module
+
+
+def format_table(names: list[str], cuda: bool | None = None, total: int | None = None) -> str:
+    """``attnbench list``: one line per variant (name, family, exact or approximate, devices, patterns).
+
+    Args:
+        names: registered variant names.
+        cuda: whether this machine has a CUDA device (default: ask torch); devices it lacks are starred.
+        total: line width (default: the terminal's).
+
+    Returns:
+        The table, then a line on the starred devices (when any) and on ``--verbose``.
+    """
+    from harness.helptext import table
+    from harness.registry import get_variant
+
+    if cuda is None:
+        from harness.env import cuda_available
+
+        cuda = cuda_available()
+    rows = [("NAME", "FAMILY", "EXACT", "DEVICES", "PATTERNS")]
+    starred = False
+    for name in names:
+        v = get_variant(name)
+        devices = []
+        for d in ("cpu", "cuda"):
+            if d in v.devices:
+                devices.append(d + ("*" if d == "cuda" and not cuda else ""))
+                starred |= d == "cuda" and not cuda
+        kinds = [k for k in PATTERN_KINDS if k in v.patterns]
+        patterns = "all" if len(kinds) == len(PATTERN_KINDS) else ", ".join(kinds)
+        rows.append((name, family(v), "yes" if v.exact else "no", ", ".join(devices), patterns))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    text = table(rows, widths, total, indent=0)
+    if starred:
+        text += "* no CUDA device on this machine\n"
+    return text + "attnbench list --verbose: what each supports here (patterns, dtypes, devices, modes) and why not\n"
+
+
 def format_support(items: list[VariantSupport]) -> str:
     """The text ``attnbench list`` prints."""
     lines: list[str] = []

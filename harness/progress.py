@@ -3,6 +3,10 @@
 One :class:`Progress` can span several Hydra jobs of a multirun: the CLI creates it with the grid's total and
 installs it with :func:`install`; each job's :func:`harness.sweep.run_sweep` picks it up via :func:`current`
 (same process). A job started some other way (a parallel launcher's worker) makes its own for its own cases.
+
+The bar names every phase as it starts (``setup full``, ``computing the float64 baseline``, ``timing 3 variants
+in rounds``); plain lines name a phase only when it is still running after :data:`SLOW_PHASE_S`, so a long phase
+always says what it is doing without doubling the output of short ones.
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 from typing import TextIO
 
 log = logging.getLogger("attnbench.sweep")
 
 _current: Progress | None = None
+#: Seconds after which plain output names the phase still running.
+SLOW_PHASE_S = 1.0
 
 
 def install(progress: Progress | None) -> None:
@@ -71,6 +78,11 @@ class Progress:
         self.skipped = 0
         self.t0 = time.perf_counter()
         self._line_len = 0
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: tuple[float, str] | None = None  # (deadline, text) of the phase plain output may name
+        self._notifier: threading.Thread | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ estimates
     def eta_s(self) -> float:
@@ -86,10 +98,12 @@ class Progress:
 
     # ------------------------------------------------------------------ events
     def start(self, case_text: str, variant: str) -> None:
-        """An item begins (the bar shows it; plain mode waits for its result)."""
+        """An item or a phase begins (the bar shows it; plain output names it if it lasts over a second)."""
         if self.style == "bar":
             eta = _fmt_duration(self.eta_s())
             self._bar(f"{self._prefix()} {case_text} | {variant} | ETA {eta}")
+        elif self.style == "plain":
+            self._later(f"{self._prefix()} {case_text} | {variant}...")
 
     def finish(self, case_text: str, variant: str, status: str, summary: str = "", skipped: bool = False) -> None:
         """An item ended with ``status`` (``skipped`` when an existing record was kept)."""
@@ -105,6 +119,7 @@ class Progress:
             text += f" {summary}"
         log.info(text)
         if self.style == "plain":
+            self._later(None)
             self._line(text)
 
     def message(self, text: str) -> None:
@@ -114,7 +129,10 @@ class Progress:
             self._line(text)
 
     def close(self) -> None:
-        """Clear the bar, leaving the terminal clean."""
+        """Clear the bar, leaving the terminal clean (and stop naming slow phases)."""
+        with self._cond:
+            self._pending, self._closed = None, True
+            self._cond.notify()
         if self.style == "bar" and self._line_len:
             self.stream.write("\r" + " " * self._line_len + "\r")
             self.stream.flush()
@@ -130,8 +148,31 @@ class Progress:
         self._line_len = len(text)
 
     def _line(self, text: str) -> None:
-        if self.style == "bar" and self._line_len:
-            self.stream.write("\r" + " " * self._line_len + "\r")
-            self._line_len = 0
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        with self._lock:
+            if self.style == "bar" and self._line_len:
+                self.stream.write("\r" + " " * self._line_len + "\r")
+                self._line_len = 0
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _later(self, text: str | None) -> None:
+        """Plain output: print ``text`` if nothing else is said within :data:`SLOW_PHASE_S` (None: cancel)."""
+        with self._cond:
+            self._pending = None if text is None else (time.monotonic() + SLOW_PHASE_S, text)
+            if text is not None and self._notifier is None:
+                self._notifier = threading.Thread(target=self._notify, name="attnbench-progress", daemon=True)
+                self._notifier.start()
+            self._cond.notify()
+
+    def _notify(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (self._pending is None or time.monotonic() < self._pending[0]):
+                    wait = None if self._pending is None else max(0.0, self._pending[0] - time.monotonic())
+                    self._cond.wait(wait)
+                if self._closed or self._pending is None:
+                    self._notifier = None
+                    return
+                text, self._pending = self._pending[1], None
+                self.stream.write(text + "\n")
+                self.stream.flush()

@@ -121,7 +121,7 @@ def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.
     return out.measurement, out.seconds
 
 
-def collect_env_once(run_dir: Path, env: dict) -> dict:
+def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> dict:
     """PyTorch's environment report for this run: the one already in ``run_dir/env.json`` when it was taken on
     this host with this torch (a resumed run, another job of a multirun), else a new one
     (:func:`harness.env.collect_env_report`, 0.5 s to a few seconds).
@@ -129,6 +129,7 @@ def collect_env_once(run_dir: Path, env: dict) -> dict:
     Args:
         run_dir: the run directory.
         env: this process's :func:`harness.env.capture_env`.
+        prog: told when a new report is taken (it takes a while).
 
     Returns:
         ``{"text": ..., "seconds": ...}`` (or ``"error"`` instead of ``"text"``).
@@ -141,6 +142,8 @@ def collect_env_once(run_dir: Path, env: dict) -> dict:
         if (isinstance(report, dict) and "text" in report and old_env.get("hostname") == env["hostname"]
                 and old_env.get("torch_version") == env["torch_version"]):
             return report
+    if prog is not None:
+        prog.message(f"{run_dir.name}: recording the environment (torch.utils.collect_env, once per run)...")
     return _env.collect_env_report()
 
 
@@ -181,10 +184,12 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
         threads, threads_why = plan.threads, f"threads={plan.threads} (asked)"
     else:  # torch's default, but no more threads than the cores other work leaves free
         threads, threads_why = default_threads(torch.get_num_threads())
+    own = progress is None and current() is None
+    prog = progress or current() or Progress(plan.n_items, plan.progress)
     env = _env.capture_env()
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
                "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
-               "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env)}
+               "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env, prog)}
     if plan.skip_unsupported:  # what is skipped, one line per variant, for the report's "Not measured"
         from harness.declines import plan_declines
 
@@ -195,8 +200,6 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     if job_dir != plan.run_dir and not (plan.run_dir / "env.json").exists():
         write_json_atomic(plan.run_dir / "env.json", env_doc)
 
-    own = progress is None and current() is None
-    prog = progress or current() or Progress(plan.n_items, plan.progress)
     if not plan.threads and threads < torch.get_num_threads():
         prog.message(f"{plan.run_id}: {threads_why}")
     mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
@@ -263,7 +266,7 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
                                                         threads=threads), 0.0, rid)
             elif plan.isolate:  # one child per variant: timed one after another, never interleaved
                 for variant, rid in todo:
-                    write.phase(f"child process for {variant.name}")
+                    write.phase(f"child process for {variant.name}", variant.name)
                     m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
                     write(variant, _after_crash(m, left[rid]) if rid in left else m, secs, rid)
             else:
@@ -356,15 +359,19 @@ class _RowWriter:
         r.contended += bool(m.contended)
         self.prog.finish(self.case.describe(), variant.name, m.status, _summary(m))
 
-    def phase(self, text: str) -> None:
-        """A phase of the case starts (``setup X``, ``timing N variants in rounds``, ``child process for X``)."""
+    def phase(self, text: str, variant: str | None = None) -> None:
+        """A phase of the case starts (``setup X``, ``timing N variants in rounds``, ``child process for X``).
+
+        Args:
+            text: what starts, for the progress line and the in-flight marker.
+            variant: the one variant the phase concerns, or None when it concerns every variant still without a row.
+        """
         self.prog.start(self.case.describe(), text)
         if self.flight is None:
             return
         pending = self.flight.pending()
-        name = text.split()[-1]
-        if name in self.items and self.items[name][1] in pending:  # one variant's phase
-            current = [self.items[name][1]]
+        if variant in self.items and self.items[variant][1] in pending:  # one variant's phase
+            current = [self.items[variant][1]]
         else:  # the interleaved rounds: every variant still without a row
             current = list(pending)
         self.flight.phase(text, current)
@@ -468,6 +475,7 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
         except Exception as exc:
             inputs_error = exc
     if inputs is not None:  # the case's truth, before its rows: each row carries what it cost (baseline_ms)
+        write.phase("computing the float64 baseline")
         ms, line = cache.refs.prepare_case(case, inputs, ready, mcfg.errors)
         write.baseline_ms = ms
         if line:
@@ -475,7 +483,7 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
         if math.isfinite(ms):
             write.result.measure_s += ms / 1e3
     for variant, refused, rid in refused_rows:
-        write.phase(variant.name)
+        write.phase(variant.name, variant.name)
         write(variant, refused, 0.0, rid)
     if inputs is None:
         for variant in ready:

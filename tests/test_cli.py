@@ -191,6 +191,61 @@ def test_dispatch_to_missing_modules_is_a_clear_error(capsys, monkeypatch):
     assert cli.main(["frobnicate"]) == 2
 
 
+def test_help_paths_import_neither_torch_nor_hydra():
+    """`--help` and `sweep --help` answer without torch (about 1-3 s to import here) or Hydra."""
+    code = ("import contextlib, io, sys\n"
+            "from harness import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    assert cli.main(['--help']) == 0 and cli.main(['sweep', '--help']) == 0\n"
+            "heavy = sorted(m for m in ('torch', 'hydra', 'omegaconf', 'pandas') if m in sys.modules)\n"
+            "print(heavy, len(out.getvalue()))\n")
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)}, check=True)
+    heavy, size = done.stdout.split("]")
+    assert heavy == "[" and int(size) > 2000, done.stdout
+
+
+def test_sweep_help_shows_what_a_plain_sweep_uses_and_the_presets(capsys):
+    assert cli.main(["sweep", "--help"]) == 0
+    text = capsys.readouterr().out
+    rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("  ") and ln[2:3].strip()}  # not wraps
+    import configs
+    from harness.config import schema_keys
+    from harness.helptext import fmt_value
+
+    preset = configs.default_preset()
+    keys, grid = configs.preset_values(preset)
+    assert keys, "the default preset sets some keys"
+    for key, _, default, _ in schema_keys():  # the preset's value with a star, else the schema's default
+        if key in grid:
+            assert f"{fmt_value(grid[key])} * (one job each)" in rows[key]
+        elif key in keys:
+            assert f" {fmt_value(keys[key])} *" in rows[key], (key, rows[key])
+        else:
+            assert f" {fmt_value(default)}" in rows[key] and " *" not in rows[key], (key, rows[key])
+    assert f"the {preset} preset applied to the schema's" in text
+    for name, words in (("quick", "The default sweep"), ("long_context", "Long sequences"),
+                        ("gpu", "FlashAttention-paper grid"), ("none", "No preset")):
+        assert any(ln.split()[0] == name and words in ln for ln in text.splitlines() if ln.strip()), name
+    for key, typ, _, _ in schema_keys():  # cells are separated by two spaces or more: never run together
+        parts = re.split(r" {2,}", rows[key].strip())
+        assert parts[:2] == [key, typ] and len(parts) in (3, 4), rows[key]
+
+
+def test_table_moves_an_overlong_cell_instead_of_running_into_the_next_column():
+    from harness.helptext import table
+
+    text = table([("key", "a-much-too-long-value", "meaning of it")], [3, 6], total=80)
+    assert text.splitlines() == ["  key  a-much-too-long-value", " " * 15 + "meaning of it"]
+    wrapped = table([("k", "v", "word " * 30)], [1, 1], total=40).splitlines()
+    assert len(wrapped) > 1 and all(len(ln) <= 40 for ln in wrapped)
+    assert all(ln.startswith(" " * 8) for ln in wrapped[1:])
+
+
 def test_help_on_each_command(capsys):
     assert cli.main(["--help"]) == 0
     assert "sweep" in capsys.readouterr().out
@@ -202,8 +257,32 @@ def test_help_on_each_command(capsys):
     assert "WILDCARD" in capsys.readouterr().out.upper()
 
 
-def test_list_shows_support_and_reasons(capsys, tvars):
+def test_list_is_one_line_per_variant(capsys, tvars):
+    from harness.registry import get_variant, list_variants
+
     assert cli.main(["list"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("attnbench list: loading the variants")  # said before torch is imported
+    lines = captured.out.splitlines()
+    names = list_variants()
+    assert lines[0].split() == ["NAME", "FAMILY", "EXACT", "DEVICES", "PATTERNS"]
+    assert [ln.split()[0] for ln in lines[1:1 + len(names)]] == names
+    assert len(lines) <= len(names) + 3 and all(len(ln) <= 100 for ln in lines)
+    starts = [lines[0].index(h) for h in ("FAMILY", "EXACT", "DEVICES", "PATTERNS")]
+    for ln in lines[1:1 + len(names)]:  # aligned columns, never run together
+        assert all(ln[s - 2:s] == "  " and ln[s] != " " for s in starts), ln
+    full = next(ln for ln in lines if ln.startswith("full "))
+    assert full.split()[1:3] == ["full", "yes"] and full.rstrip().endswith("all")
+    assert next(ln for ln in lines if ln.startswith("linear ")).split()[2] == "no"
+    assert get_variant("t_fwdonly").name in captured.out
+    if not torch.cuda.is_available():
+        assert "cuda*" in captured.out and "* no CUDA device on this machine" in captured.out
+    assert cli.main(["list", "t_f*"]) == 0
+    assert "\nfull " not in capsys.readouterr().out
+
+
+def test_list_verbose_shows_support_and_reasons(capsys, tvars):
+    assert cli.main(["list", "--verbose"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^full \(exact\)", out, re.M)
     assert "patterns  yes: full, causal, window, window_sym, block_sparse, block_sparse_causal" in out
@@ -211,6 +290,6 @@ def test_list_shows_support_and_reasons(capsys, tvars):
     if not torch.cuda.is_available():
         assert "cuda: no CUDA device on this machine" in out
     assert "t_fwdonly" in out and "mode=fwd_bwd needs a backward pass" in out
-    assert cli.main(["list", "t_f*"]) == 0
+    assert cli.main(["list", "t_f*", "-v"]) == 0
     assert "full (exact)" not in capsys.readouterr().out
     assert cli.main(["list", "zzz*"]) == 2

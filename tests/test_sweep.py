@@ -310,3 +310,22 @@ def test_collect_env_report_gives_up_and_says_so(monkeypatch):
     assert got["error"] == "torch.utils.collect_env did not finish within 0.1 s" and got["seconds"] < 1.5
     monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: 1 / 0)
     assert env_mod.collect_env_report()["error"].startswith("ZeroDivisionError")
+
+
+def test_plain_progress_names_a_phase_only_when_it_lasts(monkeypatch):
+    import time
+
+    import harness.progress as progress_mod
+
+    monkeypatch.setattr(progress_mod, "SLOW_PHASE_S", 0.05)
+    out = io.StringIO()
+    p = Progress(2, style="plain", stream=out)
+    p.start("cpu N8 full fwd", "computing the float64 baseline")
+    time.sleep(0.3)
+    p.start("cpu N8 full fwd", "setup full")
+    p.finish("cpu N8 full fwd", "full", "ok", "1 ms")  # quick: not named
+    time.sleep(0.2)
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert lines == ["[0/2] cpu N8 full fwd | computing the float64 baseline...",
+                     "[1/2] cpu N8 full fwd | full: ok 1 ms"]
