@@ -72,6 +72,8 @@ def _row(r: CheckResult) -> list[str]:
     kv = f"kv{c.kv_heads}" if c.is_grouped else ""
     ql = f"q{c.q_len}" if not c.is_square else ""
     shape = f"{c.batch}x{c.heads}{kv}x{c.seq_len}{ql}x{c.head_dim}"  # e.g. 2x4kv2x97q1x32
+    if c.layout:  # a variable-length batch: its layout, e.g. 4x2x130x32/padded
+        shape += f"/{c.layout}"
     return [r.variant, c.device, c.dtype, shape, _pattern_label(c.pattern), c.mode,
             r.status, _fmt(r.out_rel_l2), _fmt(r.tolerance) if not math.isnan(r.out_rel_l2) else "",
             _fmt(r.grad_rel_l2), _fmt(r.grad_tolerance) if not math.isnan(r.grad_rel_l2) else "", note]

@@ -77,6 +77,8 @@ CASE_PARAMS: tuple[CaseParam, ...] = (
     CaseParam("seed", default=0, text="seed={}", hide_default=True),
     CaseParam("mode", numeric=False, default=""),
     CaseParam("model", numeric=False, default="", text="model={}", hide_default=True),
+    CaseParam("lengths", numeric=False, default="", text="lengths={}", hide_default=True),
+    CaseParam("layout", numeric=False, default="", text="{}", hide_default=True),
     CaseParam("threads", text="{} threads", cpu_only=True),
     CaseParam("cpu_timer", numeric=False, default="per_call", text="timer={}", hide_default=True, cpu_only=True),
 )

@@ -6,9 +6,11 @@ validates every key (naming the key, the value and what is allowed) and returns 
 list of :class:`~harness.inputs.Case` objects, the resolved variant names and the measurement settings.
 
 Axis keys (``device, dtype, batch, heads, seq_len, head_dim, pattern, window, block, local, stride, n_global,
-mode, seed, inputs, kv_heads, q_len, model``) take one value or a list; lists expand into the cartesian product
-of cases inside one job (``seq_len=[512,1024]``). A Hydra multirun (``-m seq_len=512,1024``) gives one job per
-value instead. Both write into the same run directory and produce the same rows.
+mode, seed, inputs, kv_heads, q_len, model, lengths, layout``) take one value or a list; lists expand into the
+cartesian product of cases inside one job (``seq_len=[512,1024]``). A Hydra multirun (``-m seq_len=512,1024``)
+gives one job per value instead. Both write into the same run directory and produce the same rows. ``lengths``
+(the documents of a variable-length batch, :mod:`harness.varlen`) reads a list of integers as one batch's
+documents; a list of specs (``[100+300,lognormal/mean:512/max:4096/total:16384]``) sweeps them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from harness.contention import allowed_cores
 from harness.models import MODELS
 from harness.names import DTYPE_NAMES, INPUT_KINDS, MODES, PATTERN_KINDS
+from harness.varlen import LAYOUTS, parse_lengths
 
 if TYPE_CHECKING:
     from harness.inputs import Case
@@ -35,7 +38,7 @@ PROGRESS_CHOICES: tuple[str, ...] = ("auto", "bar", "plain", "off")
 #: Axis keys: each takes one value or a list of values.
 AXES: tuple[str, ...] = (
     "device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern", "window", "block", "local", "stride",
-    "n_global", "mode", "seed", "inputs", "kv_heads", "q_len", "model",
+    "n_global", "mode", "seed", "inputs", "kv_heads", "q_len", "model", "lengths", "layout",
 )
 DEFAULT_RUN_NAME = "${now:%Y-%m-%d_%H-%M-%S}"
 #: Largest value of each integer key. Far beyond any machine, and small enough that no size or offset computed from
@@ -96,6 +99,14 @@ class SweepConfig:
                                                     "the key/value length; null = seq_len", "int | list"))
     model: Any = field(default=None, metadata=_help(f"a named model shape setting heads, kv_heads, head_dim (and "
                                                     f"window): {', '.join(MODELS)}; null = none", "str | list"))
+    lengths: Any = field(default=None, metadata=_help("documents of a variable-length batch (sets batch and seq_len): "
+                                                      "100+300+2000, lognormal/mean:512/max:4096/total:16384, "
+                                                      "uniform/min:64/max:1024/n:16, zipf/..., text/...; see "
+                                                      "docs/sweeps.md; null = one sequence per batch row",
+                                                      "str | list"))
+    layout: Any = field(default="packed", metadata=_help(f"with lengths: {' or '.join(LAYOUTS)} (one sequence with "
+                                                         "a document mask, or one row per document padded to the "
+                                                         "longest)", "str | list"))
     inputs: Any = field(default="gaussian", metadata=_help(f"input distribution, one of {', '.join(INPUT_KINDS)}",
                                                             "str | list"))
     budget: float = field(default=0.2, metadata=_help("time limit: seconds of steady-state timing per measurement, > 0",
@@ -370,6 +381,12 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     kv_heads_ = _axis(c, "kv_heads", lambda k, v: None if v is None else _int_value(k, v, 1))
     q_lens = _axis(c, "q_len", lambda k, v: None if v is None else _int_value(k, v, 1))
     models = _axis(c, "model", lambda k, v: None if v is None else MODELS[_choice_value(k, v, tuple(MODELS))])
+    lengths_ = [_lengths_value(v) for v in _lengths_list(c["lengths"])]
+    lengths_ = list(dict.fromkeys(lengths_))
+    layouts = _axis(c, "layout", lambda k, v: _choice_value(k, v, LAYOUTS))
+    if any(x is not None for x in lengths_) and any(x is not None for x in q_lens):
+        raise ConfigError(f"q_len={_fmt(c['q_len'])} cannot be combined with lengths: each document is a whole "
+                          "sequence (allowed: q_len=null with lengths)")
     tokens = _scalar(c, "tokens", int, lambda v: 0 <= v <= INT_MAX["tokens"],
                      f"an integer from 0 to {INT_MAX['tokens']}; 0 = use batch")
     budget = _scalar(c, "budget", float, lambda v: 0 < v <= MAX_SECONDS,
@@ -409,20 +426,23 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
     pats = list(dict.fromkeys(pats))
 
     cases: list[Case] = []
-    for dev, dt, inp, mdl, pat, bt, h, kv, d, n, ql, s, m in itertools.product(
-            devices, dtypes, input_kinds, models, pats, batches, heads, kv_heads_, head_dims, seq_lens, q_lens, seeds,
-            modes):
+    for dev, dt, inp, mdl, pat, lens, lay, bt, h, kv, d, n, ql, s, m in itertools.product(
+            devices, dtypes, input_kinds, models, pats, lengths_, layouts, batches, heads, kv_heads_, head_dims,
+            seq_lens, q_lens, seeds, modes):
         b = max(1, tokens // n) if tokens > 0 else bt
         if mdl is not None:  # a named model sets the head shape (and its window, for window patterns)
             h, kv, d = mdl.heads, mdl.kv_heads, mdl.head_dim
             if mdl.window is not None and pat.window is not None:
                 pat = make_pattern(pat.kind, window=mdl.window)
+        if lens is not None:  # the documents set batch and seq_len
+            b, n = _document_shape(lens, lay, s)
         if b * h * n * d > MAX_ELEMENTS:
             raise ConfigError(f"batch x heads x seq_len x head_dim = {b} x {h} x {n} x {d} = {b * h * n * d} elements "
                               f"per tensor is too large (allowed: at most {MAX_ELEMENTS} = 2**40)")
         try:
             cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dt, device=dev, pattern=pat, mode=m,
-                              seed=s, inputs=inp, kv_heads=kv, q_len=ql, model=mdl.name if mdl else ""))
+                              seed=s, inputs=inp, kv_heads=kv, q_len=ql, model=mdl.name if mdl else "", lengths=lens,
+                              layout=lay if lens is not None else None))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     cases = list(dict.fromkeys(cases))
@@ -436,6 +456,33 @@ def plan_from_config(cfg: Mapping[str, Any], cuda_available: bool | None = None,
                      cpu_timer=cpu_timer, progress=progress, variants_from=tuple(variants_from), isolate=isolate,
                      case_timeout_s=float(case_timeout_s),
                      skip_unsupported=skip_unsupported)
+
+
+def _lengths_list(value: object) -> list:
+    """The ``lengths`` axis: a list of integers is one batch's documents; any other list is one spec per entry."""
+    if isinstance(value, list | tuple) and value and all(isinstance(x, int) and not isinstance(x, bool)
+                                                         for x in value):
+        return [list(value)]
+    return _as_list("lengths", value)
+
+
+def _lengths_value(value: object) -> str | None:
+    """One ``lengths`` entry in its canonical spelling (None: no documents)."""
+    if value is None:
+        return None
+    try:
+        return parse_lengths(value).text
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _document_shape(lengths: str, layout: str, seed: int) -> tuple[int, int]:
+    """``(batch, seq_len)`` of the documents drawn for ``seed`` in ``layout``."""
+    try:
+        docs = parse_lengths(lengths).draw(seed)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return (len(docs), max(docs)) if layout == "padded" else (1, sum(docs))
 
 
 def resolve_variants(selection: Sequence[str], variants_from: Sequence[str] = ()) -> list[str]:

@@ -32,7 +32,7 @@ def attention_flops(case: Case) -> float:
     Returns:
         The FLOP count as a float.
     """
-    fwd = 4.0 * case.batch * case.heads * case.head_dim * case.pattern.attended_pairs(case.seq_len, case.q_len)
+    fwd = 4.0 * case.heads * case.head_dim * case.attended_pairs()  # every batch row; documents: real pairs only
     return MODE_FLOP_FACTORS[case.mode] * fwd
 
 

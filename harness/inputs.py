@@ -9,6 +9,14 @@ head_dim)``. ``kv_heads`` (default: ``heads``) divides ``heads``: query head ``h
 ``h // (heads // kv_heads)`` (grouped-query attention; ``kv_heads = 1`` is multi-query). ``q_len`` (default:
 ``seq_len``, which is always the key/value length) below ``seq_len`` is decode (1), speculative decode (a few)
 or chunked prefill against a longer cache; its queries align bottom-right (:mod:`harness.pattern`).
+
+Variable-length batches (``lengths``, ``layout``; :mod:`harness.varlen`): the documents are drawn from the spec
+with the case's seed and set ``batch`` and ``seq_len``: packed, one sequence of all the tokens (``batch = 1``,
+``seq_len`` = the total); padded, one row per document (``batch`` = the documents, ``seq_len`` = the longest).
+The pattern carries the documents (``Pattern.documents``), so masks, the baseline and FLOP counts see them. The
+tokens are the same in both layouts: the packed sequence is drawn as a one-row case would be, and a padded batch
+scatters it into its rows, with its padding slots holding noise (a variant that forgets the padding mask gets it
+wrong) and the upstream gradient zero there (a loss over real tokens only).
 """
 
 from __future__ import annotations
@@ -17,9 +25,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness import varlen
 from harness.distributions import INPUT_KINDS, make_qkv
 from harness.names import DEVICES, DTYPE_NAMES, MODES
-from harness.pattern import Pattern
+from harness.pattern import DOC_LAYOUTS, Pattern
 
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
@@ -66,6 +75,11 @@ class Case:
         q_len: queries per sequence (None: ``seq_len``); from 1 to ``seq_len``.
         model: the named model shape the case was built from (:mod:`harness.models`), or ``""``; a label that
             identifies the case (two models of one shape are two cases) and does not change the inputs.
+        lengths: the documents of a variable-length batch, a :mod:`harness.varlen` spec (``lognormal/mean:512/
+            max:4096/total:16384``, ``100+300``, a list of integers), kept in its canonical spelling; None: one
+            sequence per batch row. It sets ``batch`` and ``seq_len`` (see the module docstring); ``q_len`` must
+            stay unset (or equal to the derived ``seq_len``).
+        layout: ``packed`` (default with ``lengths``) or ``padded``; None without ``lengths``.
 
     ``kv_heads`` and ``q_len`` hold integers after construction (their defaults filled in), so
     ``Case(heads=8) == Case(heads=8, kv_heads=8)``. ``dataclasses.replace`` carries them over as they are: give
@@ -85,8 +99,11 @@ class Case:
     kv_heads: int | None = None
     q_len: int | None = None
     model: str = ""
+    lengths: str | None = None
+    layout: str | None = None
 
     def __post_init__(self) -> None:
+        self._documents()
         for key in ("batch", "heads", "seq_len", "head_dim"):
             _check_positive_int(key, getattr(self, key))
         if self.kv_heads is None:
@@ -120,6 +137,54 @@ class Case:
             raise ValueError(f"inputs={self.inputs!r} is not a known input distribution "
                              f"(allowed: {', '.join(INPUT_KINDS)})")
 
+    def _documents(self) -> None:
+        """Draw the documents of ``lengths`` and set ``batch``, ``seq_len`` and the pattern's documents."""
+        from_pattern = self.lengths is None and isinstance(self.pattern, Pattern) and self.pattern.has_documents
+        if from_pattern:  # a pattern with documents (tensors of a packed or padded batch, harness.variant.case_for)
+            object.__setattr__(self, "lengths", list(self.pattern.documents))
+            object.__setattr__(self, "layout", self.pattern.doc_layout)
+        if self.lengths is None:
+            if self.layout is not None:
+                raise ValueError(f"layout={self.layout!r} needs lengths=<documents> (allowed: layout unset)")
+            return
+        spec = varlen.parse_lengths(self.lengths)
+        layout = "packed" if self.layout is None else self.layout
+        if layout not in DOC_LAYOUTS:
+            raise ValueError(f"layout={layout!r} is not a known layout (allowed: {', '.join(DOC_LAYOUTS)})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
+        if not isinstance(self.pattern, Pattern):
+            raise ValueError(f"pattern={self.pattern!r} must be a harness.Pattern")
+        docs = spec.draw(self.seed)
+        batch, seq_len = (len(docs), max(docs)) if layout == "padded" else (1, sum(docs))
+        if from_pattern and (self.batch, self.seq_len) != (batch, seq_len):
+            raise ValueError(f"batch={self.batch}, seq_len={self.seq_len} do not fit {len(docs)} {layout} documents "
+                             f"(allowed: batch={batch}, seq_len={seq_len})")
+        if self.q_len is not None and self.q_len != seq_len:
+            raise ValueError(f"q_len={self.q_len} cannot be combined with lengths={spec.text!r}: each document is a "
+                             "whole sequence (allowed: q_len unset)")
+        object.__setattr__(self, "lengths", spec.text)
+        object.__setattr__(self, "layout", layout)
+        object.__setattr__(self, "batch", batch)
+        object.__setattr__(self, "seq_len", seq_len)
+        object.__setattr__(self, "pattern", self.pattern.with_documents(docs, layout))
+
+    @property
+    def documents(self) -> tuple[int, ...] | None:
+        """The documents' lengths of a variable-length batch (None otherwise)."""
+        return self.pattern.documents
+
+    @property
+    def tokens(self) -> int:
+        """Real query tokens of the case: ``batch x q_len``, or the documents' total (padding left out)."""
+        docs = self.pattern.documents
+        return sum(docs) if docs is not None else self.batch * self.q_len
+
+    def attended_pairs(self) -> int:
+        """Attended (query, key) pairs of the whole batch (every batch row; documents: real pairs only)."""
+        pairs = self.pattern.attended_pairs(self.seq_len, self.q_len)
+        return pairs if self.pattern.has_documents else self.batch * pairs
+
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
@@ -136,7 +201,10 @@ class Case:
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """``(batch, heads, seq_len, head_dim)``: the square self-attention shape (what input distributions
-        draw); q's shape is :attr:`q_shape`, k's and v's :attr:`kv_shape`."""
+        draw; documents: ``(1, heads, total tokens, head_dim)``, the packed sequence both layouts hold); q's shape
+        is :attr:`q_shape`, k's and v's :attr:`kv_shape`."""
+        if self.pattern.has_documents:
+            return (1, self.heads, sum(self.pattern.documents), self.head_dim)
         return (self.batch, self.heads, self.seq_len, self.head_dim)
 
     @property
@@ -162,7 +230,7 @@ class Case:
     def input_key(self) -> tuple:
         """Everything that determines the inputs and the reference (the mode does not)."""
         return (self.batch, self.heads, self.seq_len, self.head_dim, self.dtype, self.device, self.pattern, self.seed,
-                self.inputs, self.kv_heads, self.q_len)
+                self.inputs, self.kv_heads, self.q_len, self.lengths, self.layout)
 
     def describe(self) -> str:
         """Compact one-line description, e.g. ``cpu float32 B1 H8 N1024 D64 causal fwd`` (with ``KV2`` after the
@@ -173,6 +241,7 @@ class Case:
             f"{self.device} {self.dtype} B{self.batch} H{self.heads}{kv} N{self.seq_len}{ql} D{self.head_dim} "
             f"{self.pattern.label} {self.mode}" + ("" if self.inputs == "gaussian" else f" inputs={self.inputs}")
             + (f" model={self.model}" if self.model else "")
+            + (f" lengths={self.lengths} {self.layout}" if self.lengths else "")
         )
 
 
@@ -196,11 +265,30 @@ def make_inputs(case: Case) -> Inputs:
     ``gaussian`` inputs are standard normal; other distributions come from :mod:`harness.distributions` (which
     raises ``ValueError`` when it cannot make the case, e.g. ``real`` inputs longer than the model's context).
     """
+    if case.pattern.has_documents:
+        return _document_inputs(case)
     if case.inputs != "gaussian":
         return make_inputs_for(case, case.inputs)
     gen = torch.Generator(device="cpu").manual_seed(case.seed)
     shapes = (case.q_shape, case.kv_shape, case.kv_shape, case.q_shape)  # square MHA: four draws of case.shape
     tensors = [torch.randn(s, generator=gen, dtype=torch.float32) for s in shapes]
+    q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in tensors)
+    return Inputs(q, k, v, g)
+
+
+def _document_inputs(case: Case) -> Inputs:
+    """A variable-length batch's inputs: the packed sequence drawn as a one-row case of all the tokens would be;
+    padded, scattered into one row per document, padding slots holding noise, the upstream gradient 0 there."""
+    docs, total = case.documents, sum(case.documents)
+    one_row = Case(batch=1, heads=case.heads, seq_len=total, head_dim=case.head_dim, dtype="float32", device="cpu",
+                   seed=case.seed, inputs=case.inputs, kv_heads=case.kv_heads)
+    packed = make_inputs(one_row)
+    tensors = [packed.q, packed.k, packed.v, packed.grad_out]
+    if case.layout == "padded":
+        gen = torch.Generator(device="cpu").manual_seed(case.seed + 1)
+        heads = (case.heads, case.kv_heads, case.kv_heads)
+        tensors = [varlen.pad(t, docs, torch.randn((len(docs), h, max(docs), case.head_dim), generator=gen))
+                   for t, h in zip(tensors[:3], heads)] + [varlen.pad(tensors[3], docs)]
     q, k, v, g = (t.to(device=case.device, dtype=case.torch_dtype) for t in tensors)
     return Inputs(q, k, v, g)
 

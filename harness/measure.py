@@ -26,6 +26,7 @@ the matching ``status`` and a message, and the memory it held is released, so a 
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import math
@@ -58,6 +59,7 @@ from harness.timing import (
     torch_threads,
 )
 from harness.variant import Variant
+from harness.varlen import real_tokens
 
 __all__ = ["STATUSES", "CPU_TIMERS", "LeakLedger", "MeasureConfig", "Measurement", "attention_flops", "make_call",
            "measure_case", "measure_variant"]
@@ -673,12 +675,13 @@ def _clear_grads(call) -> None:
 def _fill_errors(m: Measurement, case: Case, inputs: Inputs, refs: ReferenceCache, out: torch.Tensor,
                  leaves) -> None:
     ref = refs.reference(case, inputs, with_grads=case.needs_backward and leaves is not None)
-    e = error_stats(out, ref.out)
+    real = functools.partial(real_tokens, pattern=case.pattern)  # a padded batch's errors count real tokens only
+    e = error_stats(real(out), real(ref.out))
     m.err_max_abs, m.err_rel_l2, m.err_mean_abs = e.max_abs, e.rel_l2, e.mean_abs
     if not e.finite:
         m.status, m.reason = "numerics", "output contains NaN or Inf"
         return
-    tb = error_stats(refs.textbook(case, inputs), ref.out)
+    tb = error_stats(real(refs.textbook(case, inputs)), real(ref.out))
     m.err_ratio_vs_textbook = ratio(e.rel_l2, tb.rel_l2)
     m.extra["textbook_err_rel_l2"] = tb.rel_l2
     if leaves is not None and ref.has_grads:
@@ -687,7 +690,7 @@ def _fill_errors(m: Measurement, case: Case, inputs: Inputs, refs: ReferenceCach
             if leaf.grad is None:
                 m.status, m.reason = "error", f"{name} is None after backward"
                 return
-            ge = error_stats(leaf.grad, want)
+            ge = error_stats(real(leaf.grad), real(want))
             m.extra[f"{name}_err_rel_l2"] = ge.rel_l2
             if not ge.finite:
                 m.status, m.reason = "numerics", f"{name} contains NaN or Inf"

@@ -23,22 +23,41 @@ applied to that position. So a single decode query (``q_len = 1``) of a causal p
 a window to the last ``w`` keys, and with ``q_len = seq_len`` nothing changes. ``seq_len`` is always the
 key/value length; every method takes ``q_len`` (default: ``seq_len``) and works on query *rows* ``0..q_len-1``.
 This is the one place that says so: the baseline, FLOP counts, masks and every variant go through these methods.
+
+Documents (variable-length batches, :mod:`harness.varlen`): a pattern with ``documents`` (their lengths) applies
+its rule to each document as if it were its own sequence, and no pair crosses two documents. In the ``packed``
+layout (``doc_layout``) the documents lie one after the other in one sequence of ``sum(documents)`` tokens:
+query ``i`` and key ``j`` are attended when both lie in the same document, starting at ``s``, and the rule holds
+for the positions ``i - s`` and ``j - s`` inside it (causal within each document, a window that never reaches
+into the previous document, a block layout whose blocks count from the document's start). In the ``padded``
+layout batch row ``b`` holds document ``b`` padded to the longest: query ``i`` and key ``j`` of row ``b`` are
+attended when both are below the document's length and the rule holds; padding queries attend to nothing (their
+output is 0 in the baseline and is never compared: errors count real tokens only) and padding keys are never
+attended. So one document gets the same answer in either layout. Per-row masks of a padded batch come from
+:meth:`Pattern.batch_mask_fn` (``mask_fn`` and ``dense_mask`` refuse them, having no batch index);
+``attended_pairs`` counts the real pairs of every document together. Documents need square attention (``q_len``
+equal to ``seq_len``) and a rule-based block layout (a custom ``layout`` has one size).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from harness.names import PATTERN_KINDS
+from harness.varlen import LAYOUTS
 
 _WINDOW_KINDS = ("window", "window_sym")
 _BLOCK_KINDS = ("block_sparse", "block_sparse_causal")
 _CAUSAL_KINDS = ("causal", "window", "block_sparse_causal")
+#: Layouts of a batch of documents (``Pattern.doc_layout``; the sweep key ``layout``).
+DOC_LAYOUTS: tuple[str, ...] = LAYOUTS
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,10 @@ class Pattern:
         n_global: number of leading global blocks.
         layout: optional explicit boolean layout (``n_blocks x n_blocks``, as a tuple of tuples) replacing
             the rule; it must have ``ceil(seq_len / block)`` rows and columns for the sequence it is used on.
+        documents: document lengths of a variable-length batch (None: one sequence per batch row); see the
+            module docstring.
+        doc_layout: ``packed`` (documents one after the other, ``seq_len = sum(documents)``) or ``padded`` (one
+            batch row per document, ``seq_len = max(documents)``).
     """
 
     kind: str = "full"
@@ -63,6 +86,8 @@ class Pattern:
     stride: int = 0
     n_global: int = 1
     layout: tuple[tuple[bool, ...], ...] | None = field(default=None, compare=True, repr=False)
+    documents: tuple[int, ...] | None = field(default=None, compare=True, repr=False)
+    doc_layout: str = "packed"
 
     def __post_init__(self) -> None:
         if self.kind not in PATTERN_KINDS:
@@ -76,6 +101,15 @@ class Pattern:
             _check_int("local", self.local, minimum=0)
             _check_int("stride", self.stride, minimum=0)
             _check_int("n_global", self.n_global, minimum=0)
+        if self.doc_layout not in DOC_LAYOUTS:
+            raise ValueError(f"layout={self.doc_layout!r} is not a known layout (allowed: {', '.join(DOC_LAYOUTS)})")
+        if self.documents is not None:
+            if not isinstance(self.documents, tuple) or not self.documents or any(
+                    isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.documents):
+                raise ValueError(f"documents={self.documents!r} must be a non-empty tuple of integers >= 1")
+            if self.layout is not None:
+                raise ValueError("a custom block layout has one size; documents need the rule-based layout "
+                                 "(allowed: local, stride, n_global)")
 
     # ------------------------------------------------------------------ descriptors
     @property
@@ -106,14 +140,54 @@ class Pattern:
         bits = "/".join("".join("1" if x else "0" for x in row) for row in self.layout)
         return hashlib.sha1(bits.encode()).hexdigest()[:8]
 
+    @property
+    def has_documents(self) -> bool:
+        """True for a variable-length batch (document masks)."""
+        return self.documents is not None
+
+    @property
+    def is_padded(self) -> bool:
+        """True for documents in the ``padded`` layout (masks differ per batch row)."""
+        return self.documents is not None and self.doc_layout == "padded"
+
+    @property
+    def base(self) -> Pattern:
+        """The same rule without documents: what each document gets on its own."""
+        if self.documents is None:
+            return self
+        return replace(self, documents=None, doc_layout="packed")
+
+    def with_documents(self, documents: tuple[int, ...] | None, layout: str = "packed") -> Pattern:
+        """This rule over ``documents`` in ``layout`` (None: one sequence)."""
+        if documents is None:
+            return self.base
+        return replace(self, documents=tuple(documents), doc_layout=layout)
+
+    def doc_starts(self) -> tuple[int, ...]:
+        """Packed layout: where each document starts, and the total at the end (``(0, d0, d0 + d1, ..., T)``)."""
+        if self.documents is None:
+            raise ValueError("this pattern has no documents")
+        return _offsets(self.documents)
+
     def causal_part(self) -> Pattern:
-        """The dense pattern with the same causality: what an approximation is judged against."""
-        return Pattern("causal" if self.is_causal else "full")
+        """The dense pattern with the same causality (and the same documents): what an approximation is judged
+        against."""
+        return Pattern("causal" if self.is_causal else "full", documents=self.documents,
+                       doc_layout=self.doc_layout)
 
     # ------------------------------------------------------------------ validation against a length
     def check_fits(self, seq_len: int, q_len: int | None = None) -> None:
         """Raise ``ValueError`` when this pattern cannot be applied to ``q_len`` queries against ``seq_len`` keys."""
         self.query_offset(seq_len, q_len)
+        if self.documents is not None:
+            if q_len is not None and q_len != seq_len:
+                raise ValueError(f"q_len={q_len} with documents: each document is a whole sequence (allowed: q_len = "
+                                 f"seq_len={seq_len})")
+            want = max(self.documents) if self.is_padded else sum(self.documents)
+            if seq_len != want:
+                what = "the longest document" if self.is_padded else "the documents' total"
+                raise ValueError(f"seq_len={seq_len} does not fit {len(self.documents)} {self.doc_layout} documents "
+                                 f"(allowed: seq_len = {want}, {what})")
         if self.kind in _BLOCK_KINDS and self.layout is not None:
             nb = math.ceil(seq_len / self.block)
             rows = len(self.layout)
@@ -131,6 +205,8 @@ class Pattern:
         if self.kind not in _BLOCK_KINDS:
             raise ValueError(f"pattern={self.kind!r} has no block layout (only {', '.join(_BLOCK_KINDS)})")
         self.check_fits(seq_len)
+        if self.documents is not None:
+            return self._document_layout(seq_len, device)
         nb = math.ceil(seq_len / self.block)
         if self.layout is not None:
             lay = torch.tensor(self.layout, dtype=torch.bool, device=device)
@@ -146,15 +222,99 @@ class Pattern:
             lay = lay & torch.ones(nb, nb, dtype=torch.bool, device=device).tril()
         return lay
 
+    def documents_aligned(self) -> bool:
+        """Packed documents whose blocks line up with the sequence's ``block`` grid: every document but the last
+        a multiple of ``block`` (each then starts on a block boundary)."""
+        return self.documents is not None and not self.is_padded and all(
+            d % self.block == 0 for d in self.documents[:-1])
+
+    def _document_layout(self, seq_len: int, device: torch.device | str) -> torch.Tensor:
+        """The block layout of packed, block-aligned documents: each document's own layout on the diagonal."""
+        if not self.documents_aligned():
+            why = ("a padded batch has one layout per row" if self.is_padded else
+                   f"the documents do not start on multiples of block={self.block}")
+            raise ValueError(f"no block layout over the sequence for these documents: {why} (allowed: packed "
+                             f"documents whose lengths, but the last, are multiples of block={self.block})")
+        nb = math.ceil(seq_len / self.block)
+        lay = torch.zeros(nb, nb, dtype=torch.bool, device=device)
+        own = self.base.block_layout(max(self.documents), device)
+        for s, e in zip(self.doc_starts()[:-1], self.doc_starts()[1:]):
+            b0, b1 = s // self.block, math.ceil(e / self.block)
+            lay[b0:b1, b0:b1] = own[: b1 - b0, : b1 - b0]
+        return lay
+
+    def _document_fn(self, device: torch.device | str,
+                     pad_to: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Packed documents: ``(q, k) -> bool``, same document and the rule on positions inside it. With
+        ``pad_to``, positions from the total up to ``pad_to`` may be asked too (one more document of padding)."""
+        docs = self.documents
+        assert docs is not None
+        total = sum(docs)
+        size = max(total, pad_to or 0)
+        lens = torch.tensor([*docs, size - total] if size > total else docs, device=device)
+        doc = torch.repeat_interleave(torch.arange(lens.numel(), device=device), lens)  # document of each position
+        start = torch.tensor(self.doc_starts()[:-1] + ((total,) if size > total else ()), device=device)[doc]
+        rule = self.base.mask_fn(max(max(docs), size - total), device)
+        return lambda q, k: (doc[q] == doc[k]) & rule(q - start[q], k - start[k])
+
+    def batch_mask_fn(self, seq_len: int, device: torch.device | str = "cpu", pad_to: int | None = None
+                      ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A function ``(batch_row, q_row, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
+
+        The mask of every layout, padded documents included (FlexAttention's ``mask_mod`` takes the batch index
+        the same way); without a padded batch the batch row is ignored. Square attention only. With documents,
+        ``pad_to`` lets it be asked about positions up to ``pad_to`` (kernels that evaluate the mask on whole
+        tiles past the end); those are never attended together with a real one.
+        """
+        if not self.is_padded:
+            if self.documents is not None:
+                self.check_fits(seq_len)
+                fn = self._document_fn(device, pad_to)
+            else:
+                fn = self.mask_fn(seq_len, device)
+            return lambda b, q, k: fn(q, k)
+        self.check_fits(seq_len)
+        lens = torch.tensor(self.documents, device=device)
+        rule = self.base.mask_fn(max(seq_len, pad_to or 0), device)
+        return lambda b, q, k: (q < lens[b]) & (k < lens[b]) & rule(q, k)
+
+    def batch_dense_mask(self, seq_len: int, device: torch.device | str = "cpu",
+                         fill_padding_rows: bool = False) -> torch.Tensor:
+        """Boolean ``[rows, seq_len, seq_len]`` mask: one per batch row of a padded batch, else ``rows = 1``.
+
+        Args:
+            seq_len: the sequence length.
+            device: where the mask is made.
+            fill_padding_rows: let the padding queries of a padded batch attend to every key. Their output is
+                never compared (nor used by anyone), and a dense softmax over a row with no attended key gives NaN,
+                whose gradient would reach the real keys; with this they stay finite.
+        """
+        if not self.is_padded:
+            return self.dense_mask(seq_len, device)[None]
+        b = torch.arange(len(self.documents), device=device)[:, None, None]
+        i = torch.arange(seq_len, device=device)
+        mask = self.batch_mask_fn(seq_len, device)(b, i[None, :, None], i[None, None, :])
+        if fill_padding_rows:
+            lens = torch.tensor(self.documents, device=device)
+            mask |= (i[None, :] >= lens[:, None])[:, :, None]
+        return mask
+
     def mask_fn(self, seq_len: int, device: torch.device | str = "cpu",
                 q_len: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """A function ``(q_row, k_idx) -> bool`` (broadcasting integer tensors): True where attended.
 
         ``q_row`` is a query row ``0..q_len-1`` (bottom-right aligned: it sits at key position
         ``seq_len - q_len + q_row``). Its shape mirrors FlexAttention's ``mask_mod`` so that backend can use it
-        as is.
+        as is. Packed documents are masked here; a padded batch's masks differ per row, so it raises
+        ``ValueError`` (use :meth:`batch_mask_fn`).
         """
         off = self.query_offset(seq_len, q_len)
+        if self.documents is not None:
+            if self.is_padded:
+                raise ValueError("padded documents have one mask per batch row (use batch_mask_fn or "
+                                 "batch_dense_mask)")
+            self.check_fits(seq_len, q_len)
+            return self._document_fn(device)
         kind = self.kind
         if kind == "full":
             return lambda q, k: torch.ones_like(q - k, dtype=torch.bool)
@@ -197,11 +357,16 @@ class Pattern:
                              "the key/value length)")
         return seq_len - q_len
 
-    def key_bounds(self, q_start: int, q_end: int, seq_len: int, q_len: int | None = None) -> tuple[int, int]:
+    def key_bounds(self, q_start: int, q_end: int, seq_len: int, q_len: int | None = None,
+                   batch_row: int | None = None) -> tuple[int, int]:
         """Half-open key range ``[lo, hi)`` that contains every key attended by query rows ``[q_start, q_end)``.
 
-        Keys outside the range are never attended, so blocked code may skip them.
+        Keys outside the range are never attended, so blocked code may skip them. Packed documents: the keys of
+        the documents of rows ``q_start`` to ``q_end - 1`` the rule reaches; padded: the bounds of the rule over
+        the longest document (``batch_row``: of that row's document; empty for rows that are padding there).
         """
+        if self.documents is not None:
+            return self._document_bounds(q_start, q_end, seq_len, batch_row, common=False)
         off = self.query_offset(seq_len, q_len)
         p0, p1 = q_start + off, q_end + off  # key positions of the rows
         if self.kind in ("causal", "block_sparse_causal"):
@@ -213,12 +378,15 @@ class Pattern:
         return 0, seq_len
 
     def common_key_bounds(self, q_start: int, q_end: int, seq_len: int,
-                          q_len: int | None = None) -> tuple[int, int]:
+                          q_len: int | None = None, batch_row: int | None = None) -> tuple[int, int]:
         """Half-open key range attended by *every* query row of ``[q_start, q_end)`` (empty: ``lo >= hi``).
 
         Inside it no mask is needed; blocked code masks only the columns of :meth:`key_bounds` outside it.
-        Block layouts make no such claim (an empty range).
+        Block layouts make no such claim (an empty range). Packed documents: rows of one document only (rows of
+        two documents share no key); padded: every batch row (or ``batch_row``'s) at once.
         """
+        if self.documents is not None:
+            return self._document_bounds(q_start, q_end, seq_len, batch_row, common=True)
         off = self.query_offset(seq_len, q_len)
         p0, p1 = q_start + off, q_end + off
         if self.kind == "full":
@@ -231,10 +399,44 @@ class Pattern:
             return max(0, p1 - self.window), min(seq_len, p0 + self.window)
         return 0, 0
 
+    def _document_bounds(self, q0: int, q1: int, seq_len: int, batch_row: int | None,
+                         common: bool) -> tuple[int, int]:
+        """:meth:`key_bounds` (or, ``common``, :meth:`common_key_bounds`) of rows ``[q0, q1)`` with documents."""
+        self.check_fits(seq_len)
+        docs, base = self.documents, self.base
+        assert docs is not None
+        if q1 <= q0:
+            return (0, 0)
+        if self.is_padded:
+            if batch_row is not None:
+                length = docs[batch_row]
+            else:
+                length = min(docs) if common else max(docs)
+            if q0 >= length or (common and q1 > length):
+                return (0, 0)
+            fn = base.common_key_bounds if common else base.key_bounds
+            lo, hi = fn(q0, min(q1, length), length)
+            return (lo, hi) if lo < hi else (0, 0)
+        starts = self.doc_starts()
+        d0 = bisect.bisect_right(starts, q0) - 1
+        d1 = bisect.bisect_right(starts, q1 - 1) - 1
+        if common and d0 != d1:
+            return (0, 0)
+        s0, s1 = starts[d0], starts[d1]
+        fn = base.common_key_bounds if common else base.key_bounds
+        lo = s0 + fn(q0 - s0, min(q1, starts[d0 + 1]) - s0, docs[d0])[0]
+        hi = s1 + fn(max(q0, s1) - s1, q1 - s1, docs[d1])[1]
+        return (lo, hi) if lo < hi else (0, 0)
+
     # ------------------------------------------------------------------ counting
     def attended_pairs(self, seq_len: int, q_len: int | None = None) -> int:
         """Exact number of attended (query, key) pairs for ``q_len`` queries against ``seq_len`` keys (drives
-        FLOP counts); ``q_len`` defaults to ``seq_len``."""
+        FLOP counts); ``q_len`` defaults to ``seq_len``. With documents: the real pairs of all the documents
+        together (the whole batch, in either layout; padding never counts)."""
+        if self.documents is not None:
+            self.check_fits(seq_len, q_len)
+            base = self.base
+            return sum(count * base.attended_pairs(length) for length, count in Counter(self.documents).items())
         n = seq_len
         off = self.query_offset(n, q_len)
         lq = n - off
@@ -262,6 +464,13 @@ class Pattern:
         first, last = a - starts, ends - starts  # row offsets inside the block: [first, last)
         diag_pairs = (last * (last + 1) - first * (first + 1)) // 2
         return int(rows @ below @ sizes + (lay.diagonal() * torch.where(rows > 0, diag_pairs, 0)).sum())
+
+
+def _offsets(docs: tuple[int, ...]) -> tuple[int, ...]:
+    out = [0]
+    for d in docs:
+        out.append(out[-1] + d)
+    return tuple(out)
 
 
 def _sum_min_plus_one(n: int, w: int) -> int:

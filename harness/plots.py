@@ -39,6 +39,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 from harness import roofline_plots
 from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, value_text
 from harness.scaling import BASELINE
+from harness.varlen_report import VARLEN_COLUMNS, has_varlen, pad_or_pack_figure
 
 #: Marker of each failed status, with its legend text. ``unsupported`` is listed for completeness (the footnote
 #: and report.md name unsupported rows; they are not drawn).
@@ -912,6 +913,7 @@ FIGURE_MAKERS: dict[str, Callable[[pd.DataFrame, list[str], dict[str, Style]], F
     "speedup": _speedup_figure,
     "throughput": _throughput_figure,
     "pct_of_peak": _pct_of_peak_figure,
+    "pad_or_pack": pad_or_pack_figure,  # variable-length batches only (harness/varlen_report.py)
     **{name: (lambda frame, facets, styles, _n=name: roofline_plots.make_figure(
         _n, frame, {v: st.color for v, st in styles.items()})) for name in roofline_plots.FIGURES},
 }
@@ -920,7 +922,7 @@ FIGURES: tuple[str, ...] = tuple(FIGURE_MAKERS)
 _PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric", "err_rel_l2",
             "approx_err_rel_l2",
             "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact",
-            CASE_KEY) + roofline_plots.COLUMNS
+            CASE_KEY, *VARLEN_COLUMNS, *CASE_COLUMNS) + roofline_plots.COLUMNS
 
 
 def figure_names(frame: pd.DataFrame) -> list[str]:
@@ -929,7 +931,7 @@ def figure_names(frame: pd.DataFrame) -> list[str]:
     has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
     extra = set(roofline_plots.figure_names(frame))
     return [n for n in FIGURES if (n != "pct_of_peak" or has_peak)
-            and (n not in roofline_plots.FIGURES or n in extra)]
+            and (n not in roofline_plots.FIGURES or n in extra) and (n != "pad_or_pack" or has_varlen(frame))]
 
 
 def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:

@@ -20,6 +20,11 @@ for N = 8192, causal; ``benchmarks/baseline_cost.py``). ``DEFAULT_BLOCK_BYTES`` 
 
 Rows with no attended key (possible only with a custom block layout) produce an output of 0 and zero gradients.
 
+Documents (variable-length batches, :mod:`harness.pattern`): each document is computed exactly on its own, as
+its own sequence under the pattern's rule (documents of one length together, as one batch), so no key outside
+a document is ever visited and a packed and a padded batch of the same documents get the same answer. Padding
+rows of a padded batch get 0, padding keys zero gradients.
+
 ``textbook_attention`` is the same tiled computation done in the inputs' own dtype, with the textbook's
 operations (matmul, masked ``torch.softmax``, matmul): the yardstick of the precision-normalised error ratio.
 Each row's arithmetic is that of the dense textbook computation restricted to the keys it can attend (the
@@ -42,6 +47,7 @@ import torch
 from harness.errors import ErrorStats, error_stats
 from harness.inputs import Case, Inputs
 from harness.pattern import Pattern
+from harness.varlen import real_tokens
 
 #: Bytes of one score buffer (two are alive with gradients); the buffers are allocated once per call and reused.
 #: Chosen with ``benchmarks/baseline_cost.py --sizes`` (see docs/measurement.md).
@@ -306,6 +312,12 @@ def reference_attention(
     pattern = Pattern() if pattern is None else pattern
     if grad_out is not None and rows is not None:
         raise ValueError("reference_attention: rows= computes outputs only (give no grad_out)")
+    if pattern.has_documents:
+        if rows is not None:
+            raise ValueError("reference_attention: rows= is not available with documents (each is computed whole)")
+        return _by_document(q, k, v, pattern, grad_out,
+                            lambda *a, **kw: reference_attention(*a, block_bytes=block_bytes, key_chunk=key_chunk,
+                                                                 **kw), torch.float64)
     x = _Tiled(q, k, v, pattern, torch.float64)
     g, lq, n, d = x.g, x.lq, x.n, x.d
     elems = max(1, block_bytes // 8)
@@ -407,6 +419,9 @@ def textbook_attention(
         The output, shaped and typed like ``q``.
     """
     pattern = Pattern() if pattern is None else pattern
+    if pattern.has_documents:
+        fn = lambda *a, grad_out=None: Reference(textbook_attention(*a, block_bytes=block_bytes))  # noqa: E731
+        return _by_document(q, k, v, pattern, None, fn, q.dtype).out
     x = _Tiled(q, k, v, pattern, q.dtype)
     g, lq, n, d = x.g, x.lq, x.n, x.d
     elems = max(1, block_bytes // q.element_size())
@@ -429,6 +444,72 @@ def textbook_attention(
     return out4.view(x.b, x.h, lq, d)
 
 
+def _by_document(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern,
+                 grad_out: torch.Tensor | None, attend, dtype: torch.dtype) -> Reference:
+    """``attend`` (the baseline or the textbook) run on each document as its own sequence under the pattern's rule,
+    documents of one length gathered into one batch; results scattered back into the case's layout (padding 0)."""
+    b, h, hkv, lq, n, d = _shapes(q, k, v)
+    pattern.check_fits(n, lq)
+    docs, base = pattern.documents, pattern.base
+    assert docs is not None
+    padded = pattern.is_padded
+    if padded and b != len(docs):
+        raise ValueError(f"a padded batch of {b} rows does not hold {len(docs)} documents")
+    if not padded and b != 1:
+        raise ValueError(f"packed documents are one sequence (batch=1; got batch={b})")
+    want_grad = grad_out is not None
+    out = torch.zeros(q.shape, dtype=dtype, device=q.device)
+    grads = [torch.zeros(t.shape, dtype=dtype, device=q.device) for t in (q, k, v)] if want_grad else []
+    starts = pattern.doc_starts()
+    by_length: dict[int, list[int]] = {}
+    for i, length in enumerate(docs):
+        by_length.setdefault(length, []).append(i)
+    for length, idx in by_length.items():
+        if padded:
+            sel = torch.tensor(idx, device=q.device)
+        else:
+            sel = (torch.tensor([starts[i] for i in idx], device=q.device)[:, None]
+                   + torch.arange(length, device=q.device)[None, :])
+        parts = [_take(x, sel, length, padded) for x in (q, k, v)]
+        gd = _take(grad_out, sel, length, padded) if want_grad else None
+        r = _single(*parts, gd, dtype) if length == 1 else attend(*parts, base, grad_out=gd)
+        _put(out, r.out, sel, length, padded)
+        if want_grad:
+            for dst, val in zip(grads, (r.dq, r.dk, r.dv)):
+                _put(dst, val, sel, length, padded)
+    return Reference(out, *grads) if want_grad else Reference(out)
+
+
+def _single(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grad_out: torch.Tensor | None,
+            dtype: torch.dtype) -> Reference:
+    """Documents of one token (every rule attends a token to itself): the output is the value, exactly; dq and dk
+    are exactly 0 (a softmax over one key has no slope), dv sums the group's upstream gradients."""
+    g = q.shape[1] // k.shape[1]
+    out = v.to(dtype).repeat_interleave(g, dim=1)
+    if grad_out is None:
+        return Reference(out)
+    dv = grad_out.to(dtype).reshape(v.shape[0], v.shape[1], g, *v.shape[2:]).sum(dim=2)
+    return Reference(out, torch.zeros(q.shape, dtype=dtype, device=q.device),
+                     torch.zeros(k.shape, dtype=dtype, device=q.device), dv)
+
+
+def _take(x: torch.Tensor, sel: torch.Tensor, length: int, padded: bool) -> torch.Tensor:
+    """Documents of one ``length`` as a batch ``(m, heads, length, D)``: padded, the batch rows ``sel``; packed,
+    the positions ``sel`` (``(m, length)``) of the one sequence."""
+    if padded:
+        return x.index_select(0, sel)[:, :, :length]
+    m = sel.shape[0]
+    return x[0].index_select(1, sel.flatten()).view(x.shape[1], m, length, x.shape[3]).transpose(0, 1)
+
+
+def _put(dst: torch.Tensor, val: torch.Tensor, sel: torch.Tensor, length: int, padded: bool) -> None:
+    """Write a batch of documents (:func:`_take`'s shape) back into ``dst``."""
+    if padded:
+        dst[sel, :, :length] = val.to(dst.dtype)
+    else:
+        dst[0, :, sel.flatten()] = val.transpose(0, 1).reshape(dst.shape[1], -1, dst.shape[3]).to(dst.dtype)
+
+
 def needs_dense_reference(exact: bool, pattern: Pattern) -> bool:
     """Whether a row gets ``approx_err_*`` (against dense attention): approximate variants, sparse patterns."""
     return not exact or pattern.is_sparse
@@ -441,6 +522,8 @@ def dense_rows(case: Case) -> torch.Tensor | None:
     whose dense cost fits that budget (at least 64), so a long sparse case is not dominated by a quadratic
     float64 pass that only one figure needs.
     """
+    if case.pattern.has_documents:  # computed document by document: never more than the documents' own pairs
+        return None
     dense = case.pattern.causal_part()
     lq, n = case.q_len, case.seq_len
     per_pair = 4.0 * case.batch * case.heads * case.head_dim
@@ -571,8 +654,8 @@ class ReferenceCache:
             :func:`dense_rows` samples a long case).
         """
         rows, ref = self._dense_pass(case, inputs)
-        if rows is None:
-            return error_stats(out, ref), case.q_len
+        if rows is None:  # padded documents: real tokens only
+            return error_stats(real_tokens(out, case.pattern), real_tokens(ref, case.pattern)), case.q_len
         return error_stats(out.index_select(2, rows.to(out.device)), ref), int(rows.numel())
 
     def clear(self) -> None:

@@ -44,6 +44,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "variants.performer",
     "variants.nystrom",
     "variants.sdpa",
+    "variants.sdpa_nested",
     "variants.xformers_attn",
     "variants.flex",
 )

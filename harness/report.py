@@ -39,6 +39,7 @@ from harness.plots import (
 from harness.results_io import RunData, latest_run, read_runs, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
 from harness.store import csv_text, write_atomic
+from harness.varlen_report import pad_or_pack_markdown
 
 #: Image formats of the plots; report.md links the PNG.
 PLOT_FORMATS: tuple[str, ...] = ("png",)
@@ -51,6 +52,8 @@ _SUMMARY_COLUMNS = (
 #: Marks a contended row's time in report.md's tables.
 CONTENDED_MARK = "†"
 _PLOT_CAPTIONS = {
+    "pad_or_pack": "Variable-length batches: time and peak memory per real token against the spread of the "
+                   "documents' lengths (std / mean), packed (solid) and padded (dashed), per exact variant.",
     "time": "Median steady-state time of one call against sequence length, log-log. Dashed lines: approximations "
             "(their error is in the legend); hollow markers: rows timed while other work took the cores.",
     "speedup": "`full`'s time divided by the variant's on the same inputs, from paired rounds where recorded "
@@ -570,6 +573,7 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
                   f"ratio to `{BASELINE}` on the same inputs)"
                   + (", and the approximations apart, each with its relative error against exact attention."
                      if approx else "."), "", markdown_table(glance), ""]
+    lines += pad_or_pack_markdown(frame)  # variable-length batches only
     bad = not_measured_table(frame)
     lines += ["## Not measured", ""]
     lines += ([markdown_table(bad)] if not bad.empty else ["Every row succeeded."]) + [""]

@@ -86,6 +86,8 @@ def record_key(case: Case, variant: str, threads: int = 0, cpu_timer: str = KEYL
         key["q_len"] = case.q_len
     if case.model:
         key["model"] = case.model
+    if case.lengths:  # documents of a variable-length batch; absent otherwise, so existing record ids stay
+        key["lengths"], key["batch_layout"] = case.lengths, case.layout
     if case.device_type == "cpu" and cpu_timer != KEYLESS_CPU_TIMER:
         key["cpu_timer"] = cpu_timer
     if p.kind in ("window", "window_sym"):

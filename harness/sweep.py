@@ -44,6 +44,7 @@ from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
 from harness.scaling import BASELINE
 from harness.store import RunStore, record_id, write_json_atomic
+from harness.varlen import doc_stats
 
 
 @dataclass
@@ -104,6 +105,9 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
         cpu_timer=plan.cpu_timer if case.device_type == "cpu" else None,
         cuda_version=torch.version.cuda, hostname=socket.gethostname(), record_id=rid,
     )
+    if case.documents is not None:  # a variable-length batch: its documents, padding and time per real token
+        row.update(lengths=case.lengths, layout=case.layout, **doc_stats(case.documents, case.layout))
+        row["us_per_token"] = 1e3 * m.time_ms_median / case.tokens if math.isfinite(m.time_ms_median) else math.nan
     row.update(_env.row_env(case.device))
     return row
 

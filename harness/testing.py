@@ -1,14 +1,15 @@
 """The conformance kit: the checks every variant must pass, usable from pytest, a plugin's tests or the CLI.
 
 For a variant it builds cases over shapes (N = 1, N not a multiple of any block size, head dims 16 to 128;
-grouped-query and multi-query heads; decode, a few queries and chunked prefill against longer keys), every pattern
-kind with small windows and layouts, and dtypes; then
+grouped-query and multi-query heads; decode, a few queries and chunked prefill against longer keys; variable-length
+batches, packed and padded: documents of length 1, one document, many short ones, documents aligned to the block
+size), every pattern kind with small windows and layouts, and dtypes; then
 
 - for each case the variant declares it supports: the output of the callable the harness times
   (``variant.prepare(pattern, case)``) has the input's shape and dtype, is finite, leaves the inputs unchanged, and
-  its relative L2 error against the float64 baseline is within the variant's own tolerance for that dtype; with
-  backward, so are dq, dk and dv; when ``prepare`` is overridden, the validated ``variant(q, k, v, pattern)`` path
-  is checked too;
+  its relative L2 error against the float64 baseline is within the variant's own tolerance for that dtype (on the
+  real tokens of a padded batch); with backward, so are dq, dk and dv; when ``prepare`` is overridden, the
+  validated ``variant(q, k, v, pattern)`` path is checked too;
 - for each case it does not support: it gives at least one reason (a non-empty sentence), and calling it raises
   ``ValueError`` rather than crashing or computing something.
 
@@ -33,6 +34,7 @@ from harness.pattern import Pattern
 from harness.reference import reference_attention
 from harness.registry import get_variant
 from harness.variant import Variant
+from harness.varlen import real_tokens
 
 #: One pattern of each kind, small enough to have partial windows and blocks at the test sizes.
 CONFORMANCE_PATTERNS: tuple[Pattern, ...] = (
@@ -59,6 +61,17 @@ CONFORMANCE_GROUPED_SHAPES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 2, 2, 130, 7, 64),  # speculative decode, as many key/value heads as query heads
     (1, 4, 1, 97, 40, 32),  # MQA, chunked prefill against a longer cache
 )
+#: (heads, kv_heads, head_dim, documents): variable-length batches, each in both layouts (packed, padded), under
+#: every pattern: documents of length 1, one document, many short ones, documents on 16-token block boundaries
+#: (where ``block_sparse`` fits), and longer documents of odd lengths.
+CONFORMANCE_DOCUMENTS: tuple[tuple[int, int, int, tuple[int, ...]], ...] = (
+    (2, 2, 32, (1, 1, 1)),
+    (2, 1, 16, (37,)),
+    (3, 3, 32, (3, 1, 7, 2, 5, 4, 1, 6, 3, 9, 2, 8)),
+    (4, 2, 64, (16, 32, 16, 7)),
+    (2, 2, 32, (40, 130, 5, 67)),
+)
+CONFORMANCE_LAYOUTS: tuple[str, ...] = ("packed", "padded")
 CONFORMANCE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 STATUSES: tuple[str, ...] = ("pass", "fail", "error", "unsupported")
 _MAX_LISTED_FAILURES = 30
@@ -127,8 +140,8 @@ def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
         dtypes: dtype names.
 
     Returns:
-        Cases over devices x dtypes x (:data:`CONFORMANCE_SHAPES` + :data:`CONFORMANCE_GROUPED_SHAPES`) x
-        :data:`CONFORMANCE_PATTERNS`.
+        Cases over devices x dtypes x (:data:`CONFORMANCE_SHAPES` + :data:`CONFORMANCE_GROUPED_SHAPES` +
+        :data:`CONFORMANCE_DOCUMENTS` x :data:`CONFORMANCE_LAYOUTS`) x :data:`CONFORMANCE_PATTERNS`.
     """
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -144,6 +157,12 @@ def conformance_cases(variant: Variant, devices: Iterable[str] | None = None,
                 for pattern in CONFORMANCE_PATTERNS:
                     cases.append(Case(batch=b, heads=h, seq_len=n, head_dim=d, dtype=dtype, device=device,
                                       pattern=pattern, mode=mode, seed=n + d + lq, kv_heads=kv, q_len=lq))
+            for h, kv, d, docs in CONFORMANCE_DOCUMENTS:
+                for layout in CONFORMANCE_LAYOUTS:
+                    for pattern in CONFORMANCE_PATTERNS:
+                        cases.append(Case(heads=h, kv_heads=kv, head_dim=d, dtype=dtype, device=device,
+                                          pattern=pattern, mode=mode, seed=len(docs) + d, lengths=list(docs),
+                                          layout=layout))
     return cases
 
 
@@ -207,8 +226,12 @@ def _check_unsupported(variant: Variant, case: Case, reasons: list) -> CheckResu
                                "ValueError")
 
 
-def _compare(label: str, got: torch.Tensor, want: torch.Tensor, tol: float, problems: list[str]) -> float:
-    """Relative L2 error of ``got``; appends a problem naming ``label`` and the figures when it is out of bounds."""
+def _compare(label: str, got: torch.Tensor, want: torch.Tensor, tol: float, problems: list[str],
+             pattern: Pattern | None = None) -> float:
+    """Relative L2 error of ``got`` (a padded batch: on its real tokens); appends a problem naming ``label`` and the
+    figures when it is out of bounds."""
+    if pattern is not None:
+        got, want = real_tokens(got, pattern), real_tokens(want, pattern)
     e = error_stats(got, want)
     if not e.finite:
         problems.append(f"{label} has NaN or Inf")
@@ -262,13 +285,13 @@ def check_case(variant: Variant, case: Case) -> CheckResult:
         problems.append("the variant modified its inputs q, k or v in place")
     ref = reference_attention(inputs.q, inputs.k, inputs.v, case.pattern,
                               grad_out=inputs.grad_out if with_grad else None)
-    result.out_rel_l2 = _compare("output", out, ref.out, tol, problems)
+    result.out_rel_l2 = _compare("output", out, ref.out, tol, problems, case.pattern)
 
     if type(variant).prepare is not Variant.prepare:  # the validated call path must agree with the timed one
         try:
             with torch.no_grad():
                 direct = variant(inputs.q, inputs.k, inputs.v, case.pattern)
-            _compare("variant(q, k, v, pattern) output", direct, ref.out, tol, problems)
+            _compare("variant(q, k, v, pattern) output", direct, ref.out, tol, problems, case.pattern)
         except Exception as exc:
             problems.append(f"variant(q, k, v, pattern) raised {_first_line(exc)} where prepare() worked")
 
@@ -283,7 +306,7 @@ def check_case(variant: Variant, case: Case) -> CheckResult:
             if leaf.grad is None:
                 problems.append(f"{gname} is None (no gradient reached the input)")
                 continue
-            result.grad_errors[gname] = _compare(gname, leaf.grad, want, gtol, problems)
+            result.grad_errors[gname] = _compare(gname, leaf.grad, want, gtol, problems, case.pattern)
         finite = [e for e in result.grad_errors.values() if not math.isnan(e)]
         result.grad_rel_l2 = max(finite) if len(finite) == 3 else math.nan
     if problems:

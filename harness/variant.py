@@ -47,6 +47,9 @@ class Variant:
             description: its memory shows the copy.
         supports_q_len: computes queries shorter than keys (``q_len < seq_len``, bottom-right aligned as
             :mod:`harness.pattern` defines); ``q_len_reason`` says why not otherwise.
+        doc_layouts: the layouts of a variable-length batch it computes with document masks (``packed``,
+            ``padded``; :mod:`harness.varlen`), or none; ``doc_layouts_reason`` says why not otherwise. A variant
+            that declares none is never handed documents, so it cannot give a wrong answer for them.
         tolerances / grad_tolerances: relative-L2 tolerances per dtype used by the conformance suite.
     """
 
@@ -62,6 +65,8 @@ class Variant:
     gqa_reason: ClassVar[str] = "not declared (supports_gqa = False)"
     supports_q_len: ClassVar[bool] = False
     q_len_reason: ClassVar[str] = "not declared (supports_q_len = False)"
+    doc_layouts: ClassVar[frozenset[str]] = frozenset()
+    doc_layouts_reason: ClassVar[str] = "not declared (doc_layouts is empty)"
     tolerances: ClassVar[dict[str, float]] = DEFAULT_TOLERANCES
     grad_tolerances: ClassVar[dict[str, float]] = DEFAULT_GRAD_TOLERANCES
 
@@ -85,6 +90,12 @@ class Variant:
         if not case.is_square and not self.supports_q_len:
             reasons.append(f"q_len={case.q_len} with seq_len={case.seq_len}: queries shorter than keys are not "
                            f"computed by {self.name} (supported: q_len = seq_len): {self.q_len_reason}")
+        if case.layout is not None and case.layout not in self.doc_layouts:
+            spec = case.lengths if len(case.lengths) <= 60 else case.lengths[:57] + "..."
+            reasons.append(f"layout={case.layout} (lengths={spec}): {self.name} does not compute the document masks "
+                           f"of a {case.layout} batch (supported: "
+                           f"{_join(self.doc_layouts) if self.doc_layouts else 'no documents'}): "
+                           f"{self.doc_layouts_reason}")
         reasons.extend(self.extra_reasons(case))
         return reasons
 

@@ -23,7 +23,7 @@ _BASE_ROW = dict(run_id="r", variant="full", status="ok", device="cpu", dtype="f
 # a value different from _BASE_ROW's (or from the default) for every parameter
 _OTHER = dict(device="cuda", dtype="bfloat16", batch=2, heads=4, seq_len=512, head_dim=64, inputs="local", seed=1,
               mode="fwd_bwd", threads=1, window=128, block=32, local=2, stride=4, n_global=0, kv_heads=1, q_len=1,
-              model="llama3_8b", cpu_timer="blocked_autorange")
+              model="llama3_8b", cpu_timer="blocked_autorange", lengths="100+300", layout="padded")
 
 
 def _block_rows(run_id: str = "blk") -> list[dict]:

@@ -13,7 +13,8 @@ from harness.testing import check_case, conformance_cases, representative_cases
 from tests.conftest import DEVICES
 
 _PARAMS = [
-    pytest.param(name, i, id=f"{name}-{case.device}-{case.dtype}-N{case.seq_len}-D{case.head_dim}-{case.pattern.kind}")
+    pytest.param(name, i, id=f"{name}-{case.device}-{case.dtype}-N{case.seq_len}-D{case.head_dim}-{case.pattern.kind}"
+                 + (f"-{case.layout}" if case.layout else ""))
     for name in list_variants()
     for cases in [conformance_cases(get_variant(name), DEVICES)]
     for i in representative_cases(get_variant(name), DEVICES)

@@ -259,8 +259,11 @@ def test_kit_declines_what_a_variant_does_not_support():
 
     results = assert_conforms(OnlyFull(), devices=["cpu"], dtypes=["float32"])
     declined = [r for r in results if r.status == "unsupported"]
-    assert declined and all(r.reasons and r.reasons[0].startswith(("pattern=", "kv_heads=", "q_len="))
+    assert declined and all(r.reasons and r.reasons[0].startswith(("pattern=", "kv_heads=", "q_len=", "layout="))
                             for r in declined)
+    # nor documents of a variable-length batch (packed or padded)
+    documents = [r for r in declined if r.case.layout and r.case.pattern.kind == "full" and not r.case.is_grouped]
+    assert documents and all("doc_layouts is empty" in r.reasons[0] for r in documents)
     # a plugin that declares nothing about grouped heads or short queries is declined there, with the reason
     grouped = [r for r in declined if r.case.is_grouped and r.case.pattern.kind == "full"]
     assert grouped and all("supports_gqa = False" in r.reasons[0] for r in grouped)
@@ -275,9 +278,10 @@ def test_check_main_prints_a_table_and_exit_codes(tmp_path, fresh_registry):
     assert header[:7] == ["variant", "device", "dtype", "BxHxNxD", "pattern", "mode", "status"]
     assert "out_rel_l2" in header and "grad_rel_l2" in header
     rows = [line for line in text.splitlines() if line.startswith("full ")]
-    assert len(rows) == 54 and all(" pass " in r for r in rows)  # 24 square MHA cases, 30 grouped or short
-    assert any(" 2x4kv2x97q1x32 " in r for r in rows)
-    assert "full: 54 cases: 54 pass, 0 fail, 0 error, 0 unsupported -> OK" in text
+    # 24 square MHA cases, 30 grouped or short, 60 variable-length batches (5 sets of documents x 2 layouts)
+    assert len(rows) == 114 and all(" pass " in r for r in rows)
+    assert any(" 2x4kv2x97q1x32 " in r for r in rows) and any(" 4x2x130x32/padded " in r for r in rows)
+    assert "full: 114 cases: 114 pass, 0 fail, 0 error, 0 unsupported -> OK" in text
 
     broken = tmp_path / "broken_variant.py"
     broken.write_text(GOOD_SOURCE.replace("NAME", "tp_cli_noscale").replace(" / math.sqrt(q.shape[-1])", ""))

@@ -15,6 +15,11 @@ Grouped-query heads are folded into the rows of each query block (the ``G`` quer
 form a ``(G * block, D)`` block against that head's gathered keys), so K and V are not copied to every head.
 Queries shorter than keys are not computed: the layout pairs query blocks with key blocks of one square grid.
 
+Packed documents (variable-length batches) fit when each starts on a block boundary (every document but the last
+a multiple of ``block``): the layout is then block-diagonal, each document's own layout on the diagonal
+(``Pattern.block_layout``), and nothing else changes. Other documents, and padded batches (one layout per row),
+are declined with the reason.
+
 Low-precision inputs are computed in float32; the output has the input dtype. Gradients flow by autograd.
 """
 
@@ -65,9 +70,20 @@ class BlockSparse(Variant):
     supports_gqa = True
     q_len_reason = ("its plan pairs query blocks with key blocks of one square layout grid; bottom-right short "
                     "queries would straddle the grid's blocks")
+    doc_layouts = frozenset({"packed"})
+    doc_layouts_reason = ("its plan is one block layout for every batch row, and the rows of a padded batch have "
+                          "different lengths")
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}
+
+    def extra_reasons(self, case: Case) -> list[str]:
+        p = case.pattern
+        if p.has_documents and not p.is_padded and p.kind in self.patterns and not p.documents_aligned():
+            return [f"lengths={_short(case.lengths)}: packed documents must start on block boundaries for "
+                    f"{self.name}'s layout grid (supported: every length but the last a multiple of "
+                    f"block={p.block})"]
+        return []
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
         if pattern.kind not in self.patterns:
@@ -78,6 +94,11 @@ class BlockSparse(Variant):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
         return self.prepare(pattern, case_for(q, pattern, k=k))(q, k, v)
+
+
+def _short(text: str | None) -> str:
+    text = text or ""
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _plan(pattern: Pattern, n: int, dtype: torch.dtype,

@@ -45,6 +45,8 @@ class Causal(Variant):
     patterns = frozenset({"causal"})
     supports_gqa = True
     supports_q_len = True
+    doc_layouts_reason = ("it computes one causal triangle per sequence (query blocks against keys [0, end)), with no "
+                          "document or padding mask; chunked, flex and full compute documents")
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}

@@ -15,11 +15,20 @@ tile (``(B, Hkv, G * q_chunk, D)`` against ``(B, Hkv, k_chunk, D)``), so K and V
 copied to every head; the backward sums dk and dv over the group in the same matmuls. Queries shorter than keys
 (``q_len < seq_len``) sit bottom-right (:mod:`harness.pattern`): the plan visits the keys each query chunk reaches.
 
+Variable-length batches: packed documents are skipped like any other unattended keys. Query chunks follow the
+documents (a long document is cut into chunks from its start, short ones are grouped whole into one chunk), a
+query chunk visits only the keys of its own documents (``Pattern.key_bounds`` stops at their edges), tiles inside
+one document take that document's rule (a tile of a causal document below its diagonal needs no mask), and only
+tiles of grouped short documents get a mask, so the work is about the documents' own pairs. A padded batch is
+computed whole (every tile of the longest document, for every row) with one mask per row on the tiles that
+reach padding: what padding costs a kernel that takes a padded batch.
+
 Low-precision inputs are computed in float32; the output has the input dtype. Rows with no attended key give 0.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -69,6 +78,8 @@ class _Plan:
 def _tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int, off: int = 0) -> str | None:
     """``"full"``, ``"empty"`` or ``"partial"`` for the tile of query rows ``[q0, q1)`` (key positions ``off +
     row``) and keys ``[k0, k1)``; None when not known cheaply."""
+    if pattern.has_documents:
+        return _document_tile_kind(pattern, q0, q1, k0, k1)
     kind = pattern.kind
     lo, hi = q0 + off - (k1 - 1), (q1 - 1) + off - k0  # range of i - j over the tile
     if kind == "full":
@@ -86,6 +97,55 @@ def _tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int, off: int = 
             return "full"
         return "empty" if lo >= w or hi <= -w else "partial"
     return None
+
+
+def _document_tile_kind(pattern: Pattern, q0: int, q1: int, k0: int, k1: int) -> str | None:
+    """:func:`_tile_kind` with documents: a packed tile inside one document takes its rule (a tile that spans two
+    documents is not known cheaply); a padded tile takes the rule where no row reaches padding, else it is
+    ``partial`` (unless the rule leaves it empty)."""
+    docs = pattern.documents
+    if pattern.is_padded:
+        inner = _tile_kind(pattern.base, q0, q1, k0, k1)
+        if inner == "empty" or max(q1, k1) <= min(docs):
+            return inner
+        return "partial"
+    starts = pattern.doc_starts()
+    d = bisect.bisect_right(starts, q0) - 1
+    s, e = starts[d], starts[d + 1]
+    if q1 <= e and s <= k0 and k1 <= e:
+        return _tile_kind(pattern.base, q0 - s, q1 - s, k0 - s, k1 - s)
+    return None
+
+
+def _query_chunks(pattern: Pattern, lq: int, q_chunk: int) -> list[tuple[int, int]]:
+    """Query chunks ``[q0, q1)`` of at most ``q_chunk`` rows. Packed documents: a chunk never cuts a document it
+    does not begin (a long document is cut into chunks from its start, short ones are grouped whole), so the key
+    tiles of a chunk inside one document start at that document's start and every query chunk reaches only the
+    keys of its own documents."""
+    if not pattern.has_documents or pattern.is_padded:
+        return [(q0, min(lq, q0 + q_chunk)) for q0 in range(0, lq, q_chunk)]
+    out: list[tuple[int, int]] = []
+    start = None  # the open chunk of whole short documents
+    for s, e in zip(pattern.doc_starts()[:-1], pattern.doc_starts()[1:]):
+        if start is not None and e - start > q_chunk:
+            out.append((start, s))
+            start = None
+        if e - s > q_chunk:
+            out += [(a, min(e, a + q_chunk)) for a in range(s, e, q_chunk)]
+        elif start is None:
+            start = s
+    if start is not None:
+        out.append((start, lq))
+    return out
+
+
+def _mask_fn(pattern: Pattern, n: int, device: torch.device | str, lq: int):
+    """``(q_idx, k_idx) -> attended``; for a padded batch ``(rows, 1, 1, q, k)``, one mask per batch row."""
+    if not pattern.is_padded:
+        return pattern.mask_fn(n, device, lq)
+    fn = pattern.batch_mask_fn(n, device)
+    rows = torch.arange(len(pattern.documents), device=device)[:, None, None, None, None]
+    return lambda qi, ki: fn(rows, qi, ki)
 
 
 def build_plan(pattern: Pattern, n: int, q_chunk: int, k_chunk: int, dtype: torch.dtype,
@@ -106,11 +166,10 @@ def build_plan(pattern: Pattern, n: int, q_chunk: int, k_chunk: int, dtype: torc
     """
     lq = n if q_len is None else q_len
     off = pattern.query_offset(n, lq)
-    mask_fn = None if pattern.kind == "full" else pattern.mask_fn(n, device, lq)
+    mask_fn = None if pattern.kind == "full" and not pattern.has_documents else _mask_fn(pattern, n, device, lq)
     budget = _MASK_BUDGET_BYTES
     chunks = []
-    for q0 in range(0, lq, q_chunk):
-        q1 = min(lq, q0 + q_chunk)
+    for q0, q1 in _query_chunks(pattern, lq, q_chunk):
         lo, hi = pattern.key_bounds(q0, q1, n, lq)
         tiles = []
         for k0 in range(lo, hi, k_chunk):
@@ -148,6 +207,7 @@ class Chunked(Variant):
     patterns = frozenset({"full", "causal", "window", "window_sym", "block_sparse", "block_sparse_causal"})
     supports_gqa = True
     supports_q_len = True
+    doc_layouts = frozenset({"packed", "padded"})
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}

@@ -24,6 +24,14 @@ Block masks are built in query-row chunks on the inputs' device, so the mask of 
 an N x N tensor (``create_block_mask`` in eager mode would). Sequence lengths that are not multiples of 128 are
 handled as ``create_block_mask`` does: the last tile is always partial, so the mask function is applied there.
 
+Variable-length batches: packed documents get the Pattern's document mask as ``mask_mod`` (the document of each
+position and its start, looked up in two index tensors, as FlexAttention's document-masking examples do), and the
+block mask skips every tile outside the documents, so the work is about the documents' own tiles; a padded batch
+gets one block mask per batch row (``B x 1 x tiles``), each that row's document padded to the longest, and a
+``mask_mod`` that reads the batch index (``Pattern.batch_mask_fn``): the padding tiles are skipped too, so a
+padded batch costs FlexAttention little more than a packed one (its rows are still computed one tile past each
+document's end).
+
 On the CPU (torch >= 2.6) FlexAttention compiles through Inductor's C++ backend and runs forward only; PyTorch's
 own refusal ("FlexAttention does not support backward on CPU") is the reason for modes with a backward pass.
 """
@@ -79,6 +87,9 @@ def mask_mod_for(pattern: Pattern, seq_len: int, device: torch.device | str, q_l
     can evaluate the mask at padding positions without indexing past the layout.
     """
     lq = seq_len if q_len is None else q_len
+    if pattern.has_documents:  # positions past the end may be asked on the last tile: padded index tensors
+        fn = pattern.batch_mask_fn(seq_len, device, pad_to=math.ceil(seq_len / BLOCK_SIZE) * BLOCK_SIZE + BLOCK_SIZE)
+        return lambda bi, hi, q, k: fn(bi, q, k)
     off = pattern.query_offset(seq_len, lq)
     if pattern.kind in ("block_sparse", "block_sparse_causal"):
         lay = pattern.block_layout(seq_len, device)
@@ -120,11 +131,32 @@ def block_tiles(pattern: Pattern, seq_len: int, device: torch.device | str, bloc
 
 
 def _ordered(tiles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(counts per row, column indices with the attended tiles first), shaped ``[1, 1, rows, ...]``."""
+    """(counts per row, column indices with the attended tiles first), shaped ``[1, 1, rows, ...]`` (tiles of
+    one mask) or ``[B, 1, rows, ...]`` (``[B, rows, cols]`` tiles: one mask per batch row)."""
     t = tiles.to(torch.int32)
     num = t.sum(dim=-1).to(torch.int32)
     idx = torch.argsort(t, dim=-1, descending=True, stable=True).to(torch.int32)
+    if t.dim() == 3:
+        return num[:, None].contiguous(), idx[:, None].contiguous()
     return num[None, None].contiguous(), idx[None, None].contiguous()
+
+
+def padded_tiles(pattern: Pattern, seq_len: int, device: torch.device | str,
+                 block: int = BLOCK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, query blocks, key blocks]`` (partial, full) tile maps of a padded batch: each row's document under the
+    rule, its tiles on the top left of the longest document's grid, the rest empty."""
+    nb = math.ceil(seq_len / block)
+    docs = pattern.documents
+    partial = torch.zeros(len(docs), nb, nb, dtype=torch.bool, device=device)
+    full = torch.zeros_like(partial)
+    own: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for b, length in enumerate(docs):
+        if length not in own:
+            own[length] = block_tiles(pattern.base, length, device, block)
+        p, f = own[length]
+        partial[b, : p.shape[0], : p.shape[1]] = p
+        full[b, : f.shape[0], : f.shape[1]] = f
+    return partial, full
 
 
 def build_block_mask(pattern: Pattern, seq_len: int, device: torch.device | str, block: int = BLOCK_SIZE,
@@ -134,7 +166,10 @@ def build_block_mask(pattern: Pattern, seq_len: int, device: torch.device | str,
     from torch.nn.attention.flex_attention import BlockMask
 
     lq = seq_len if q_len is None else q_len
-    partial, full = block_tiles(pattern, seq_len, device, block, lq)
+    if pattern.is_padded:
+        partial, full = padded_tiles(pattern, seq_len, device, block)
+    else:
+        partial, full = block_tiles(pattern, seq_len, device, block, lq)
     kv_num, kv_idx = _ordered(partial)
     full_num, full_idx = _ordered(full)
     return BlockMask.from_kv_blocks(kv_num, kv_idx, full_num, full_idx, BLOCK_SIZE=block,
@@ -143,7 +178,7 @@ def build_block_mask(pattern: Pattern, seq_len: int, device: torch.device | str,
 
 @functools.lru_cache(maxsize=64)
 def _cached_block_mask(pattern: Pattern, seq_len: int, device: str, q_len: int | None = None):
-    if pattern.kind == "full":
+    if pattern.kind == "full" and not pattern.has_documents:
         return None
     return build_block_mask(pattern, seq_len, device, q_len=q_len)
 
@@ -186,6 +221,7 @@ class Flex(Variant):
     dtypes = frozenset({"float32", "bfloat16", "float16"})
     supports_gqa = True
     supports_q_len = True
+    doc_layouts = frozenset({"packed", "padded"})
 
     def extra_reasons(self, case: Case) -> list[str]:
         missing = cuda_unavailable_reason(case) or flex_available()

@@ -3,6 +3,11 @@
 Grouped-query heads are computed natively: q ``(B, H, Lq, D)`` is viewed as ``(B, Hkv, G * Lq, D)`` (the ``G``
 query heads of a key/value head stacked as rows), so one matmul per key/value head serves its whole group and K
 and V are never copied to every head. Queries shorter than keys (``Lq < N``) use the pattern's bottom-right mask.
+
+Variable-length batches: a packed batch gets the document mask as its dense mask (the whole ``total x total``
+score matrix is computed, most of it masked: the cost of packing with a kernel that cannot skip); a padded batch
+gets one mask per row (``Pattern.batch_dense_mask``), its padding queries attending to every key so that their
+(discarded) rows stay finite.
 """
 
 from __future__ import annotations
@@ -23,14 +28,21 @@ class Full(Variant):
     patterns = frozenset(PATTERN_KINDS)
     supports_gqa = True
     supports_q_len = True
+    doc_layouts = frozenset({"packed", "padded"})
 
     def prepare(self, pattern: Pattern, case):
-        mask = None if pattern.kind == "full" else pattern.dense_mask(case.seq_len, case.device, q_len=case.q_len)
+        mask = _mask(pattern, case.seq_len, case.device, case.q_len)
         return lambda q, k, v: _dense(q, k, v, mask)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
-        mask = None if pattern.kind == "full" else pattern.dense_mask(k.shape[2], q.device, q_len=q.shape[2])
-        return _dense(q, k, v, mask)
+        return _dense(q, k, v, _mask(pattern, k.shape[2], q.device, q.shape[2]))
+
+
+def _mask(pattern: Pattern, n: int, device, q_len: int) -> torch.Tensor | None:
+    """The dense mask: ``(q_len, n)``, or ``(rows, 1, 1, n, n)`` with documents (one per padded row)."""
+    if pattern.has_documents:
+        return pattern.batch_dense_mask(n, device, fill_padding_rows=True)[:, None, None]
+    return None if pattern.kind == "full" else pattern.dense_mask(n, device, q_len=q_len)
 
 
 def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

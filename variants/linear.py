@@ -99,6 +99,7 @@ class LinearAttention(Variant):
     exact = False
     gqa_reason = "its feature maps pair each query head with a key/value head of the same index"
     q_len_reason = "its causal prefix sums run over one sequence that is both the queries and the keys"
+    doc_layouts_reason = "its feature sums run over every key of the sequence, with no document or padding mask"
     # About 1.5x the largest rel. L2 observed on the conformance inputs (seeded Gaussian, output 0.78, grads 0.98);
     # identical in float32 and bfloat16 (computed in float32). See docs/approximate.md.
     tolerances: ClassVar[dict[str, float]] = {"float64": 1.2, "float32": 1.2, "bfloat16": 1.2, "float16": 1.2}

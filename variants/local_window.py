@@ -48,6 +48,8 @@ class LocalWindow(Variant):
     patterns = frozenset({"window", "window_sym"})
     supports_gqa = True
     supports_q_len = True
+    doc_layouts_reason = ("its band plan is one window over the whole sequence, with no document or padding mask; "
+                          "chunked, flex and full compute windows within documents")
     # largest seen in the conformance suite: ~4e-7 (float32), ~1.7e-3 (bfloat16: the output rounding)
     tolerances = {"float32": 2e-6, "bfloat16": 4e-3, "float16": 1e-3}
     grad_tolerances = {"float32": 5e-6, "bfloat16": 4e-3, "float16": 1e-3}

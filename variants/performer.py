@@ -89,6 +89,7 @@ class Performer(Variant):
     exact = False
     gqa_reason = "its random features pair each query head with a key/value head of the same index"
     q_len_reason = "its causal prefix sums run over one sequence that is both the queries and the keys"
+    doc_layouts_reason = "its random-feature sums run over every key of the sequence, with no document or padding mask"
     # About 1.5x the largest rel. L2 observed on the conformance inputs (Gaussian, output 2.75, grads 5.99 at D=128);
     # identical in float32 and bfloat16 (computed in float32). See docs/approximate.md.
     tolerances: ClassVar[dict[str, float]] = {"float64": 4.0, "float32": 4.0, "bfloat16": 4.0, "float16": 4.0}

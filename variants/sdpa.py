@@ -21,6 +21,11 @@ so the pinned backend is what runs), and the Pattern's own boolean mask (``attn_
 the CPU flash kernel. Whether a backend takes grouped heads, a mask or a short query is asked of PyTorch's
 public checks like everything else.
 
+Variable-length batches (packed or padded, :mod:`harness.varlen`): the Pattern's mask as ``attn_mask``, one per
+batch row of a padded batch (``(rows, 1, N, N)``, padding queries attending to every key so that their discarded
+rows stay finite). The kernel computes every tile of the ``N x N`` matrix, masked or not: what packing costs a
+dense kernel with a document mask, and what padding costs it. ``sdpa_nested_*`` is SDPA on jagged tensors instead.
+
 Why a CUDA case is not supported is asked of PyTorch itself, through its public support checks:
 ``torch.backends.cuda.can_use_flash_attention``, ``can_use_efficient_attention`` and ``can_use_cudnn_attention``,
 called with ``debug=True`` on an ``SDPAParams`` of the case (batch = heads = 1, empty tensors of the case's
@@ -89,6 +94,7 @@ class _SdpaBase(Variant):
     cpu_dtypes: ClassVar[frozenset[str] | None] = None
     supports_gqa = True
     supports_q_len = True
+    doc_layouts = frozenset({"packed", "padded"})
 
     def extra_reasons(self, case: Case) -> list[str]:
         missing = cuda_unavailable_reason(case)
@@ -106,7 +112,7 @@ class _SdpaBase(Variant):
             return list(cuda_kernel_reasons(self.backend, case.device, case.dtype, case.seq_len, case.head_dim,
                                             how == "is_causal", case.needs_backward,
                                             group=case.heads // case.kv_heads, q_len=case.q_len,
-                                            mask=how == "mask"))
+                                            mask=how in ("mask", "documents")))
         return []
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
@@ -131,7 +137,10 @@ def _case_of(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> Case:
 
 def _causal_how(backend: SDPBackend, case: Case) -> str:
     """How a case's mask reaches SDPA: ``none``, ``is_causal`` (square), ``lower_right`` (CUDA flash: torch's
-    ``causal_lower_right`` bias) or ``mask`` (the Pattern's bottom-right boolean mask)."""
+    ``causal_lower_right`` bias), ``mask`` (the Pattern's bottom-right boolean mask) or ``documents`` (the
+    Pattern's document or padding masks, one per batch row)."""
+    if case.pattern.has_documents:
+        return "documents"
     if case.pattern.kind != "causal" or case.q_len == 1:  # one query, bottom-right: it sees every key
         return "none"
     if case.is_square:
@@ -164,6 +173,8 @@ def sdpa_arguments(backend: SDPBackend, pattern: Pattern, case: Case) -> dict:
         kwargs["attn_mask"] = causal_lower_right(case.q_len, case.seq_len)
     elif how == "mask":
         kwargs["attn_mask"] = pattern.dense_mask(case.seq_len, case.device, q_len=case.q_len)
+    elif how == "documents":
+        kwargs["attn_mask"] = pattern.batch_dense_mask(case.seq_len, case.device, fill_padding_rows=True)[:, None]
     return kwargs
 
 

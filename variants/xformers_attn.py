@@ -10,6 +10,12 @@ Patterns map to xFormers' biases, which it applies inside the kernel without mat
   attention, bottom-right and top-left alignment coincide);
 - ``window_sym`` (``|i - j| < w``): ``LocalAttentionFromBottomRightMask(window_left=w-1, window_right=w-1)``.
 
+Packed documents (variable-length batches) use xFormers' block-diagonal biases, which skip every key outside a
+query's document inside the kernel: ``BlockDiagonalMask.from_seqlens(lengths)`` (full), ``.make_causal()``
+(causal within each document), and for a causal window ``.make_causal().make_local_attention(w)``. There is no
+block-diagonal symmetric window, and a padded batch is not what these biases describe: both are declined with the
+reason. Like everything here, this runs on CUDA only and needs a GPU check.
+
 Grouped-query heads use xFormers' 5-D layout ``(B, M, G, H, K)`` (G: key/value heads, H: query heads per group)
 with k and v expanded over H by stride-0 views, so no copy is made. This path, like the rest of the module,
 runs on CUDA only and has not been run on this project's CPU machine: it needs a GPU check.
@@ -104,6 +110,16 @@ def xformers_bias(ops: ModuleType, pattern: Pattern, square: bool = True):
     """The xFormers attention bias for ``pattern`` (None for full attention); ``square=False`` when queries are
     shorter than keys, whose causal triangle is bottom-right (``LowerTriangularFromBottomRightMask``)."""
     fmha = ops.fmha.attn_bias
+    if pattern.has_documents:
+        diagonal = fmha.BlockDiagonalMask.from_seqlens(list(pattern.documents))
+        if pattern.kind == "full":
+            return diagonal
+        if pattern.kind == "causal":
+            return diagonal.make_causal()
+        if pattern.kind == "window":
+            return diagonal.make_causal().make_local_attention(pattern.window)
+        raise ValueError(f"pattern={pattern.kind!r} with documents has no xformers bias (supported: full, causal, "
+                         "window)")
     if pattern.kind == "full":
         return None
     if pattern.kind == "causal":
@@ -171,10 +187,16 @@ class Xformers(Variant):
     dtypes = frozenset({"float32", "bfloat16", "float16"})
     supports_gqa = True
     supports_q_len = True
+    doc_layouts = frozenset({"packed"})
+    doc_layouts_reason = ("its block-diagonal biases describe documents packed into one sequence; a padded batch "
+                          "would need a dense bias tensor")
 
     def extra_reasons(self, case: Case) -> list[str]:
         if case.device_type != "cuda" or case.pattern.kind not in self.patterns:
             return []  # the declared device / pattern reasons already say it
+        if case.pattern.has_documents and case.pattern.kind == "window_sym":
+            return ["pattern=window_sym with documents: xformers has no block-diagonal symmetric window bias "
+                    "(supported with documents: full, causal, window)"]
         missing = cuda_unavailable_reason(case)
         if missing:
             return [missing]
