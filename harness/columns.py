@@ -126,7 +126,8 @@ def pattern_label(row: Mapping[str, object]) -> str:
     """The pattern of a row with its parameters, e.g. ``window(w=256)``; the same text as ``Pattern.label``.
 
     A row that recorded its ``pattern_label`` keeps it (it is the sweep's own name of the pattern, which can say
-    more, e.g. ``custom layout``); otherwise it is built from ``pattern`` and :data:`PATTERN_PARAMS`.
+    more, e.g. ``custom layout b9957f3c``, a digest of the layout); otherwise it is built from ``pattern`` and
+    :data:`PATTERN_PARAMS`.
 
     Args:
         row: a result row (a dict, or anything with ``.get``).

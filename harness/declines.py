@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-#: A reason of the form ``key=value (supported: ...)``; reasons that share the key and the bracket merge.
-_KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_]+)=(?P<value>\S+) (?P<rest>\(supported: .*\))$")
+#: A reason of the form ``key=value (why)``; reasons that share the key and the bracket merge.
+_KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_]+)=(?P<value>\S+) (?P<rest>\(.*\))$")
 
 
 @dataclass
@@ -52,12 +52,20 @@ class Declines:
 
 
 def _parts(reason: str) -> list[str]:
-    return [p.strip() for p in str(reason).split("; ") if p.strip()]
+    """The reasons joined in ``reason`` by ``"; "`` (a ``"; "`` inside brackets belongs to its reason)."""
+    parts, depth, start, text = [], 0, 0, str(reason)
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and text.startswith("; ", i):
+            parts.append(text[start:i])
+            start = i + 2
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
 
 
 def merge_reasons(reasons: Iterable[str]) -> str:
-    """Reasons of several cases as one text: each distinct part once, and parts ``key=value (supported: X)`` with
-    the same key and bracket merged into ``key=a, b (supported: X)``. A part every case gives (``device=cpu
+    """Reasons of several cases as one text: each distinct part once, and parts ``key=value (why)`` with the same
+    key and bracket merged into ``key=a, b (why)``. A part every case gives (``device=cpu
     (supported: cuda)``) explains them all: then only such parts are shown.
 
     Args:

@@ -42,6 +42,7 @@ equal to ``seq_len``) and a rule-based block layout (a custom ``layout`` has one
 from __future__ import annotations
 
 import bisect
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -127,10 +128,17 @@ class Pattern:
         if self.kind in _WINDOW_KINDS:
             return f"{self.kind}(w={self.window})"
         if self.kind in _BLOCK_KINDS:
-            if self.layout is not None:
-                return f"{self.kind}(block={self.block}, custom layout)"
+            if self.layout is not None:  # a digest of the layout keeps two custom layouts two cases
+                return f"{self.kind}(block={self.block}, custom layout {self.layout_digest()})"
             return f"{self.kind}(block={self.block}, local={self.local}, stride={self.stride}, global={self.n_global})"
         return self.kind
+
+    def layout_digest(self) -> str:
+        """8 hex digits identifying the custom block layout (the same on every machine; ``""`` without one)."""
+        if self.layout is None:
+            return ""
+        bits = "/".join("".join("1" if x else "0" for x in row) for row in self.layout)
+        return hashlib.sha1(bits.encode()).hexdigest()[:8]
 
     @property
     def has_documents(self) -> bool:

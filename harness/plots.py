@@ -37,7 +37,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from harness import roofline_plots
-from harness.columns import CASE_COLUMNS, CASE_KEY
+from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, value_text
 from harness.scaling import BASELINE
 from harness.varlen_report import VARLEN_COLUMNS, has_varlen, pad_or_pack_figure
 
@@ -315,10 +315,21 @@ def _panel_title(frame: pd.DataFrame, facets: list[str], key: tuple, sub: pd.Dat
     for c in _TITLE_EXTRAS:
         if c in facets or c not in frame.columns or frame[c].nunique() < 2:
             continue
-        if sub[c].nunique() == 1:
+        if sub[c].nunique() == 1 and not _at_default(sub, c):
             cols.append(c)
             vals.append(sub[c].iloc[0])
     return facet_title(cols, tuple(vals), width)
+
+
+_DEFAULT_FROM = {p.name: p.default_from for p in CASE_PARAMS if p.default_from}
+
+
+def _at_default(sub: pd.DataFrame, col: str) -> bool:
+    """A parameter that only repeats another in these rows (``q_len`` = ``seq_len``, ``kv_heads`` = ``heads``)."""
+    src = _DEFAULT_FROM.get(col)
+    if src is None or src not in sub.columns:
+        return False
+    return bool((sub[col].map(value_text) == sub[src].map(value_text)).all())
 
 
 #: Panel order of pattern kinds: dense first, then sparser (a kind not listed sorts after them, by name).
@@ -552,17 +563,19 @@ def _legend(fig: Figure, styles: dict[str, Style], drawn: list[str], failed: set
                title_fontsize=9)
 
 
-def _footnote(fig: Figure, frame: pd.DataFrame, drawn: set[str], what: str = "nothing to draw") -> None:
+def _footnote(fig: Figure, frame: pd.DataFrame, drawn: set[str], what: str = "nothing to draw", note: str = "") -> None:
     """One line under the figure naming the variants with rows but no drawn value, and why (their statuses)."""
     missing = [v for v in variant_order(frame["variant"]) if v not in drawn]
-    if not missing:
-        return
-    parts = []
-    for v in missing:
-        counts = frame.loc[frame["variant"] == v, "status"].value_counts()
-        parts.append(f"{v} ({', '.join(f'{s} {int(c)}' for s, c in counts.items())})")
-    text = f"Not drawn ({what}): " + "; ".join(parts) + ". See report.md, \u201cNot measured\u201d."
-    fig.supxlabel("\n".join(textwrap.wrap(text, 170)), fontsize=8.5, color="0.3")
+    text = note
+    if missing:
+        parts = []
+        for v in missing:
+            counts = frame.loc[frame["variant"] == v, "status"].value_counts()
+            parts.append(f"{v} ({', '.join(f'{s} {int(c)}' for s, c in counts.items())})")
+        text += (" " if text else "") + f"Not drawn ({what}): " + "; ".join(parts) + \
+            ". See report.md, \u201cNot measured\u201d."
+    if text:
+        fig.supxlabel("\n".join(textwrap.wrap(text, 170)), fontsize=8.5, color="0.3")
 
 
 def _contended(df: pd.DataFrame) -> pd.Series:
@@ -588,6 +601,7 @@ def plot_vs_seq_len(
     variants: list[str] | None = None,
     no_value_label: str = NO_VALUE,
     panel_ylabel: Callable[[pd.DataFrame], str | None] | None = None,
+    note: str = "",
 ) -> Figure:
     """One line per variant of ``value`` against seq_len (log2 x), a panel per facet.
 
@@ -607,6 +621,7 @@ def plot_vs_seq_len(
         variants: the variants to draw (default: all in the frame).
         no_value_label: what the footnote calls a variant with rows but no value.
         panel_ylabel: a panel's own y label, from its rows (None: ``ylabel``).
+        note: a sentence for the footnote (what the figure leaves out on purpose, say).
 
     Returns:
         The figure (not saved); its legend lists the variants drawn and the failure markers drawn.
@@ -622,7 +637,8 @@ def plot_vs_seq_len(
     df["_hollow"] = _contended(df) if hollow_contended else False
     good_all = df[(df["status"] == "ok") & np.isfinite(df["_y"]) & ((df["_y"] > 0) if logy else True)]
     drawn = set(good_all["variant"])
-    panels = facet_panels(df, facets)
+    panels = [p for p in facet_panels(df, facets) if not p[1]["status"].isin(NOT_DRAWN_STATUSES).all()] or \
+        facet_panels(df, facets)  # a panel where nothing ran is said once (footnote, report.md), not drawn empty
     nrows, ncols = _grid(len(panels))
     fig, axes = _new_figure(nrows, ncols)
     failed: set[str] = set()
@@ -681,7 +697,7 @@ def plot_vs_seq_len(
         ax.set_visible(False)
     fig.suptitle(title, fontsize=12)
     _legend(fig, styles, sorted(drawn), failed, any_hollow, extra)
-    _footnote(fig, df, drawn, "no value" if no_value_label == NO_VALUE else no_value_label)
+    _footnote(fig, df, drawn, "no value" if no_value_label == NO_VALUE else no_value_label, note)
     return fig
 
 
@@ -735,21 +751,36 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
             hidden |= set(lengths) - {lengths[i] for i in pick}
             lengths = [lengths[i] for i in pick]
         for n in lengths:
-            panels.append((key, n, sub[sub["seq_len"] == n]))
+            at = sub[sub["seq_len"] == n]
+            if at["status"].isin(NOT_DRAWN_STATUSES).all():  # nothing ran: said once, not as an empty panel
+                continue
+            panels.append((key, n, at))
     ok_all = frame[frame["status"] == "ok"]
     t_all = pd.to_numeric(ok_all["time_ms_median"], errors="coerce")
     e_all = pd.to_numeric(ok_all[error], errors="coerce")
     good_all = ok_all[np.isfinite(t_all) & np.isfinite(e_all) & (t_all > 0) & (e_all > 0)]
     unit = time_unit(good_all["time_ms_median"])
     drawn = set(good_all["variant"])
-    # one row per facet where the lengths fit (at most max_lengths columns), so columns line up by length
-    per_facet = max([sum(1 for p in panels if p[0] == k) for k in {p[0] for p in panels}] or [1])
-    ncols = max(1, min(per_facet, max_lengths))
-    nrows = math.ceil(len(panels) / ncols)
+    # one row per facet and one column per length where the lengths fit, so columns line up by length (a
+    # facet without some length leaves that cell empty); otherwise the panels flow row by row
+    keys = list(dict.fromkeys(p[0] for p in panels))
+    union = sorted({p[1] for p in panels})
+    if 0 < len(union) <= max_lengths:
+        nrows, ncols = len(keys), len(union)
+        cells = [keys.index(k) * ncols + union.index(n) for k, n, _ in panels]
+    else:
+        per_facet = max([sum(1 for p in panels if p[0] == k) for k in keys] or [1])
+        ncols = max(1, min(per_facet, max_lengths))
+        nrows = max(1, math.ceil(len(panels) / ncols))
+        cells = list(range(len(panels)))
     fig, axes = _new_figure(nrows, ncols, w=3.5, h=3.1)
     frontier_handle = None
     any_hollow = reference_drawn = False
-    for ax, (key, n, sub) in zip(axes, panels):
+    for ax in axes:
+        ax.set_visible(False)
+    for cell, (key, n, sub) in zip(cells, panels):
+        ax = axes[cell]
+        ax.set_visible(True)
         good = good_all.loc[good_all.index.intersection(sub.index)]
         t = good["time_ms_median"].astype(float) * unit.factor
         err = good[error].astype(float)
@@ -797,8 +828,6 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
         title = _panel_title(frame, facets, key, sub, width=34)
         ax.set_title(f"{title}\nN={_fmt_len(n)}" if title else f"N={_fmt_len(n)}", fontsize=9)
         ax.grid(True, which="major", alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
     title = "Accuracy vs cost per case (lower-left is better; ringed: Pareto frontier)"
     if hidden:
         title += f"\nlengths not shown here (see the other plots): {', '.join(_fmt_len(n) for n in sorted(hidden))}"
@@ -861,9 +890,13 @@ def _throughput_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str,
 
 
 def _pct_of_peak_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+    exact = [v for v in variant_order(frame["variant"]) if not styles.get(v, Style("", "")).approx]
+    left = [v for v in variant_order(frame["variant"]) if v not in exact]
+    note = (f"Approximations not drawn ({', '.join(left)}): they skip the work their useful FLOPs count, so a share "
+            "of the peak says nothing about them." if left else "")
     return plot_vs_seq_len(frame, "pct_of_peak", "% of measured matmul peak",
-                           "Throughput as a share of the device's measured matmul peak", facets=facets, styles=styles,
-                           logy=False, hollow_contended=True)
+                           "Throughput as a share of the device's measured matmul peak (exact variants)",
+                           facets=facets, styles=styles, logy=False, hollow_contended=True, variants=exact, note=note)
 
 
 def _pareto_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:

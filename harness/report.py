@@ -19,6 +19,7 @@ import argparse
 import datetime as _dt
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -268,7 +269,7 @@ def not_measured_table(frame: pd.DataFrame) -> pd.DataFrame:
     for (variant, status), sub in bad.groupby(["variant", "status"], dropna=False):
         lens = ", ".join(str(int(n)) for n in sorted(sub["seq_len"].dropna().unique()))
         reasons = sub["reason"].astype(str).value_counts()
-        reason = str(reasons.index[0])[:160] if len(reasons) else ""
+        reason = textwrap.shorten(str(reasons.index[0]), 160, placeholder=" …") if len(reasons) else ""
         if len(reasons) > 1:
             reason += f" (and {len(reasons) - 1} other message(s): see summary.csv)"
         rows.append(dict(variant=variant, status=status, seq_len=lens, count=len(sub), reason=reason))
@@ -537,9 +538,10 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     variants = variant_order(frame["variant"])
     approx = approximate_variants(frame)
     exact = [v for v in variants if v not in approx]
-    kinds = f"Exact: {', '.join(md_code(v) for v in exact)}" + (
-        f"; approximate: {', '.join(md_code(v) for v in variants if v in approx)} (never ranked with the exact "
-        "ones: their error is given beside them)." if approx else ".")
+    kinds = (f"Exact variants: {', '.join(md_code(v) for v in exact)}; approximate: "
+             f"{', '.join(md_code(v) for v in variants if v in approx)} (never ranked with the exact ones: their "
+             "error is given beside them)." if approx else
+             f"Variants (all exact): {', '.join(md_code(v) for v in exact)}.")
     lines = [
         "# attnbench report",
         "",
@@ -568,8 +570,9 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     if not glance.empty:
         lines += ["## At a glance", "",
                   "Per panel, at the longest length measured: the fastest and the leanest exact variant (with the "
-                  f"ratio to `{BASELINE}` on the same inputs), and the approximations apart, each with its relative "
-                  "error against exact attention.", "", markdown_table(glance), ""]
+                  f"ratio to `{BASELINE}` on the same inputs)"
+                  + (", and the approximations apart, each with its relative error against exact attention."
+                     if approx else "."), "", markdown_table(glance), ""]
     lines += pad_or_pack_markdown(frame)  # variable-length batches only
     bad = not_measured_table(frame)
     lines += ["## Not measured", ""]

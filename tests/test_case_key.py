@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -104,6 +105,19 @@ def test_every_case_parameter_changes_the_key(name):
     other = dict(base, **{name: _OTHER[name]})
     a, b = normalize(pd.DataFrame([base, other]))["case_key"]
     assert a != b, name
+
+
+def test_two_custom_layouts_with_one_block_size_are_two_cases():
+    diag = ((True, False), (False, True))
+    lower = ((True, False), (True, True))
+    a, b = Pattern("block_sparse", block=32, layout=diag), Pattern("block_sparse", block=32, layout=lower)
+    assert a.label != b.label and a.label == Pattern("block_sparse", block=32, layout=diag).label
+    assert a.label == "block_sparse(block=32, custom layout " + a.layout_digest() + ")"
+    # stable across runs and machines (compare matches cases by it): the SHA-1 of the rows as 0/1 text
+    assert a.layout_digest() == hashlib.sha1(b"10/01").hexdigest()[:8] == "b9957f3c"
+    rows = [dict(_BASE_ROW, pattern="block_sparse", block=32, pattern_label=p.label) for p in (a, b)]
+    k1, k2 = normalize(pd.DataFrame(rows))["case_key"]
+    assert k1 != k2
 
 
 def test_defaults_fill_parameters_older_rows_lack():

@@ -27,6 +27,12 @@ def test_free_text_reasons_are_kept_whole_and_once():
     assert merge_reasons(["a", "b"]) == "a; b"
 
 
+def test_a_semicolon_inside_brackets_belongs_to_its_reason():
+    why = "(a decode kernel: supported q_len <= 16; prefill is another kernel's work)"
+    text = merge_reasons([f"q_len=256 {why}", f"q_len=512 {why}", f"q_len=512 {why}; dtype=x (supported: y)"])
+    assert text == f"q_len=256, 512 {why}; dtype=x (supported: y)"
+
+
 def test_declines_of_a_plan_name_every_declined_pair_and_count_cases(tmp_path):
     cfg = {"variants": ["full", "causal", "local_window"], "pattern": ["full", "causal", "window"], "window": 4,
            "seq_len": [8, 16], "heads": 1, "head_dim": 4, "results_dir": str(tmp_path), "run_name": "d"}

@@ -91,6 +91,13 @@ def test_approximations_are_dashed_and_labelled_with_their_error():
     assert line.get_linestyle() == "--"
 
 
+def test_share_of_peak_leaves_approximations_out_and_says_so():
+    df = _rows({"full": (1.0, 3e-7, 1.0), "apx": (0.2, 0.73, 1.0)})
+    fig = make_figures(with_baseline_ratios(normalize(df.assign(pct_of_peak=30.0))))["pct_of_peak"]
+    assert [t for t in _labels(fig) if t.startswith(("full", "apx"))] == ["full (baseline)"]
+    assert "Approximations not drawn (apx)" in fig.get_supxlabel()
+
+
 # ------------------------------------------------------------------ contention, legend, footnote
 def test_contended_points_are_hollow_in_time_figures_only():
     df = _rows({"full": (1.0, 3e-7, 1.0), "other": (0.5, 3e-7, 1.0)})
@@ -133,6 +140,21 @@ def test_panels_go_from_dense_to_sparse_patterns():
 
 
 # ------------------------------------------------------------------ accuracy against cost
+def test_cases_where_nothing_ran_leave_no_empty_panel_and_columns_keep_their_length():
+    df = _rows({"full": (1.0, 3e-7, 1.0), "other": (0.5, 3e-7, 1.0)})
+    real = df.assign(inputs="real")
+    long = real["seq_len"] == 1024  # e.g. real inputs past the model's context: every variant unsupported
+    real.loc[long, "status"], real.loc[long, "time_ms_median"] = "unsupported", np.nan
+    both = normalize(pd.concat([df.assign(inputs="gaussian"), real], ignore_index=True))
+    fig = plot_pareto(both, facets=["inputs"])
+    shown = [(i, ax.get_title()) for i, ax in enumerate(fig.axes) if ax.get_visible()]
+    assert len(shown) == 5 and all(t.endswith(f"N={n}") for (i, t), n in zip(shown, (256, 512, "1k", 256, 512)))
+    assert [i % 3 for i, _ in shown] == [0, 1, 2, 0, 1]  # the real row's N=256 and 512 sit under gaussian's
+    one = plot_vs_seq_len(normalize(both[both["seq_len"] == 1024]), "time_ms_median", "ms", "t", facets=["inputs"])
+    assert sum(ax.get_visible() for ax in one.axes) == 1  # the all-unsupported panel is not drawn
+
+
+
 def test_pareto_front_ties_round_off_errors_and_small_differences():
     pts = pd.DataFrame({"t": [1.0, 2.0, 3.0, 4.0], "e": [3e-7, 2e-7, 0.50, 0.49]})
     assert list(pareto_front(pts, "t", "e").index) == [0, 1]  # strict: 2e-7 < 3e-7 is "better"
