@@ -47,7 +47,8 @@ def phases(run: Path, out: Path) -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     t0 = time.perf_counter()
     from harness import report as rep
-    from harness.plots import facet_columns, write_figures
+    from harness.figures import write_figures
+    from harness.plots import facet_columns
     from harness.results_io import read_runs
     from harness.scaling import scaling_table
 

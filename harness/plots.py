@@ -11,14 +11,17 @@ How a figure reads:
   read as computing what the exact ones compute.
 - **Legend**: only what is drawn. A variant with no value anywhere in a figure (``unsupported`` everywhere, say)
   is named once, in a footnote, not drawn in every panel.
-- **Units** follow the data: µs / ms / s, KiB / MiB / GiB, GFLOP/s on a CPU and TFLOP/s on a GPU.
+- **Units** follow the data: µs / ms / s, KiB / MiB / GiB, GFLOP/s and GB/s on a CPU, TFLOP/s and TB/s on a
+  GPU.
 - **Contended rows** (the ``contended`` column: timed while other work took the cores) are hollow markers in the
   figures whose value comes from a time.
 - **Failures** of a drawn variant (``oom``, ``error``, ``numerics``, ``timeout``, ``crashed``) are a marker per
   status, in the variant's colour, under the data at their seq_len. ``unsupported`` rows are not drawn (report.md
   lists them once, in "Not measured").
 
-Adding a figure is one entry in :data:`FIGURES` and one function taking ``(frame, facets, styles)``.
+A figure is a function of ``(frame, facets, styles)``; :mod:`harness.figures` lists the report's figures (these,
+the decode and roofline figures of :mod:`harness.roofline_plots`, the pad-or-pack figure of
+:mod:`harness.varlen_report`), which share this module's styles, units, legend and footnote.
 """
 
 from __future__ import annotations
@@ -36,10 +39,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
-from harness import roofline_plots
 from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, value_text
 from harness.scaling import BASELINE
-from harness.varlen_report import VARLEN_COLUMNS, has_varlen, pad_or_pack_figure
 
 #: Marker of each failed status, with its legend text. ``unsupported`` is listed for completeness (the footnote
 #: and report.md name unsupported rows; they are not drawn).
@@ -249,6 +250,14 @@ def flops_unit(values_tflops) -> Unit:
     return Unit("GFLOP/s", 1e3)
 
 
+def bandwidth_unit(values_gbps) -> Unit:
+    """TB/s when the largest value reaches 1000 GB/s (a GPU's memory), else GB/s."""
+    v = _positive(values_gbps)
+    if v.size and float(v.max()) >= 1000.0:
+        return Unit("TB/s", 1e-3)
+    return Unit("GB/s")
+
+
 def _positive(values) -> np.ndarray:
     v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
     return v[np.isfinite(v) & (v > 0)]
@@ -363,12 +372,12 @@ def facet_panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[tuple, pd
 
 
 
-def _grid(n: int, ncols_max: int = _MAX_COLS) -> tuple[int, int]:
+def panel_grid(n: int, ncols_max: int = _MAX_COLS) -> tuple[int, int]:
     ncols = 2 if n == 4 and ncols_max >= 2 else max(1, min(ncols_max, n))  # 2 x 2, not 3 + 1
     return math.ceil(n / ncols), ncols
 
 
-def _new_figure(nrows: int, ncols: int, w: float = _PANEL_W, h: float = _PANEL_H) -> tuple[Figure, np.ndarray]:
+def new_figure(nrows: int, ncols: int, w: float = _PANEL_W, h: float = _PANEL_H) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(w * ncols + 2.2, h * nrows + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
     fig.get_layout_engine().set(h_pad=0.08, w_pad=0.06, hspace=0.06, wspace=0.04)
@@ -407,7 +416,7 @@ def status_label(status: str) -> str:
     return STATUS_MARKERS.get(status, (OTHER_STATUS_MARKER, status))[1]
 
 
-def _log_ticks(axis, lo: float, hi: float) -> None:
+def log_ticks(axis, lo: float, hi: float) -> None:
     """Readable ticks on a log axis spanning ``[lo, hi]``: powers of ten (at most ~6), or 1-2-5 steps when the
     range is under two decades; no minor tick labels (they crowd, and are slow to lay out)."""
     if not (lo > 0 and hi > lo):
@@ -467,7 +476,7 @@ def _fit_ylim(ax, values: list[float], log: bool, bottom_frac: float, floor: flo
     ax.set_ylim(y0, y1)
     data_lo = inv(lo - gap * total)
     if log:
-        _log_ticks(ax.yaxis, data_lo, y1)
+        log_ticks(ax.yaxis, data_lo, y1)
     else:  # no ticks in the failure markers' room: a value there would read as data
         ticks = [t for t in MaxNLocator(6).tick_values(data_lo, y1) if data_lo <= t <= y1]
         ax.yaxis.set_major_locator(FixedLocator(ticks))
@@ -494,7 +503,7 @@ def _no_values(ax) -> None:
             color="0.4")
 
 
-def _draw_points(ax, xs, ys, hollow, style: Style, size: float, zorder: float = 3.2) -> None:
+def draw_points(ax, xs, ys, hollow, style: Style, size: float, zorder: float = 3.2) -> None:
     """Markers of one variant: filled, or hollow where ``hollow`` (a contended row)."""
     xs, ys, hollow = np.asarray(xs, float), np.asarray(ys, float), np.asarray(hollow, bool)
     for mask, face in ((~hollow, style.color), (hollow, "white")):
@@ -533,7 +542,7 @@ def _fail_room(n_lanes: int) -> float:
     return 0.0 if n_lanes == 0 else _FAIL_LANE * n_lanes + 0.03
 
 
-def _legend(fig: Figure, styles: dict[str, Style], drawn: list[str], failed: set[str], contended: bool,
+def draw_legend(fig: Figure, styles: dict[str, Style], drawn: list[str], failed: set[str], contended: bool,
             extra: list[tuple[Line2D, str]] = ()) -> None:
     """The figure's legend: the variants drawn (colour, marker, line style), the guide lines, what a hollow
     marker means (only when one is drawn), and the failure markers drawn."""
@@ -563,7 +572,8 @@ def _legend(fig: Figure, styles: dict[str, Style], drawn: list[str], failed: set
                title_fontsize=9)
 
 
-def _footnote(fig: Figure, frame: pd.DataFrame, drawn: set[str], what: str = "nothing to draw", note: str = "") -> None:
+def draw_footnote(fig: Figure, frame: pd.DataFrame, drawn: set[str], what: str = "nothing to draw",
+                  note: str = "") -> None:
     """One line under the figure naming the variants with rows but no drawn value, and why (their statuses)."""
     missing = [v for v in variant_order(frame["variant"]) if v not in drawn]
     text = note
@@ -574,11 +584,12 @@ def _footnote(fig: Figure, frame: pd.DataFrame, drawn: set[str], what: str = "no
             parts.append(f"{v} ({', '.join(f'{s} {int(c)}' for s, c in counts.items())})")
         text += (" " if text else "") + f"Not drawn ({what}): " + "; ".join(parts) + \
             ". See report.md, \u201cNot measured\u201d."
-    if text:
-        fig.supxlabel("\n".join(textwrap.wrap(text, 170)), fontsize=8.5, color="0.3")
+    if text:  # wrapped to the figure's width (about 14 characters of 8.5 pt per inch)
+        width = max(60, min(170, int(fig.get_figwidth() * 14)))
+        fig.supxlabel("\n".join(textwrap.wrap(text, width)), fontsize=8.5, color="0.3")
 
 
-def _contended(df: pd.DataFrame) -> pd.Series:
+def contended_mask(df: pd.DataFrame) -> pd.Series:
     if "contended" not in df.columns:
         return pd.Series(False, index=df.index)
     return df["contended"].map(lambda x: bool(_truthy(x))).astype(bool)
@@ -597,11 +608,12 @@ def plot_vs_seq_len(
     unit: Callable[[pd.Series], Unit] | None = None,
     hollow_contended: bool = False,
     reference: tuple[str, str] | None = None,
-    hline: tuple[float, str] | None = None,
+    hline: tuple[float | str, str] | None = None,
     variants: list[str] | None = None,
     no_value_label: str = NO_VALUE,
     panel_ylabel: Callable[[pd.DataFrame], str | None] | None = None,
     note: str = "",
+    xlabel: str = "sequence length N (tokens)",
 ) -> Figure:
     """One line per variant of ``value`` against seq_len (log2 x), a panel per facet.
 
@@ -617,11 +629,13 @@ def plot_vs_seq_len(
         hollow_contended: draw the points of contended rows hollow (figures whose value comes from a time).
         reference: ``(column, label)`` drawn as a dashed grey line (median per seq_len), e.g. the textbook error
             in the same dtype.
-        hline: ``(y, label)`` of a horizontal guide line (e.g. speedup 1 = as fast as ``full``).
+        hline: ``(y, label)`` of a horizontal guide line (e.g. speedup 1 = as fast as ``full``); ``y`` may name a
+            column, drawn at its median in each panel, in the figure's unit (a measured ceiling).
         variants: the variants to draw (default: all in the frame).
         no_value_label: what the footnote calls a variant with rows but no value.
         panel_ylabel: a panel's own y label, from its rows (None: ``ylabel``).
         note: a sentence for the footnote (what the figure leaves out on purpose, say).
+        xlabel: the x axis's label (seq_len's meaning: ``context length`` in decode figures).
 
     Returns:
         The figure (not saved); its legend lists the variants drawn and the failure markers drawn.
@@ -634,13 +648,13 @@ def plot_vs_seq_len(
     df["_y"] = pd.to_numeric(raw, errors="coerce")
     shown_unit = unit(df.loc[df["status"] == "ok", "_y"]) if unit is not None else Unit("")
     df["_y"] = df["_y"] * shown_unit.factor
-    df["_hollow"] = _contended(df) if hollow_contended else False
+    df["_hollow"] = contended_mask(df) if hollow_contended else False
     good_all = df[(df["status"] == "ok") & np.isfinite(df["_y"]) & ((df["_y"] > 0) if logy else True)]
     drawn = set(good_all["variant"])
     panels = [p for p in facet_panels(df, facets) if not p[1]["status"].isin(NOT_DRAWN_STATUSES).all()] or \
         facet_panels(df, facets)  # a panel where nothing ran is said once (footnote, report.md), not drawn empty
-    nrows, ncols = _grid(len(panels))
-    fig, axes = _new_figure(nrows, ncols)
+    nrows, ncols = panel_grid(len(panels))
+    fig, axes = new_figure(nrows, ncols)
     failed: set[str] = set()
     any_hollow = False
     extra: list[tuple[Line2D, str]] = []
@@ -664,7 +678,7 @@ def plot_vs_seq_len(
             # error, say) leaves it visible as a dark outline instead of hiding it
             ax.plot(line.index, line.values, color=st.color, ls=st.linestyle, lw=2.8 if base else 1.6,
                     label=variant, zorder=2.5 if base else 3)
-            _draw_points(ax, med.index, med.values, hollow.to_numpy(), st, 6.5 if base else 5.5,
+            draw_points(ax, med.index, med.values, hollow.to_numpy(), st, 6.5 if base else 5.5,
                          zorder=2.6 if base else 3.2)
             any_hollow |= bool(hollow.any())
             ys.extend(med.tolist())
@@ -676,9 +690,10 @@ def plot_vs_seq_len(
                 ys.extend(ref.tolist())
                 if not any(lab == reference[1] for _, lab in extra):
                     extra.append((Line2D([], [], color=_REFERENCE_COLOR, ls=(0, (4, 3)), lw=1.6), reference[1]))
-        if hline is not None:
-            ax.axhline(hline[0], color="0.45", lw=1.0, ls="-.", zorder=1)
-            ys.append(hline[0])
+        y_line = _guide_value(hline[0], sub, shown_unit) if hline is not None else math.nan
+        if hline is not None and math.isfinite(y_line):
+            ax.axhline(y_line, color="0.45", lw=1.0, ls="-.", zorder=1)
+            ys.append(y_line)
             if not any(lab == hline[1] for _, lab in extra):
                 extra.append((Line2D([], [], color="0.45", ls="-.", lw=1.0), hline[1]))
         if logy:
@@ -688,7 +703,7 @@ def plot_vs_seq_len(
         if not ys:
             _no_values(ax)
         failed |= _draw_failures(ax, fails, styles)
-        _set_len_axis(ax, sub["seq_len"].tolist())
+        _set_len_axis(ax, sub["seq_len"].tolist(), xlabel)
         own = panel_ylabel(sub) if panel_ylabel is not None else None
         ax.set_ylabel(own or ylabel.format(unit=shown_unit.name))
         ax.set_title(_panel_title(df, facets, key, sub), fontsize=9)
@@ -696,9 +711,20 @@ def plot_vs_seq_len(
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=12)
-    _legend(fig, styles, sorted(drawn), failed, any_hollow, extra)
-    _footnote(fig, df, drawn, "no value" if no_value_label == NO_VALUE else no_value_label, note)
+    draw_legend(fig, styles, sorted(drawn), failed, any_hollow, extra)
+    draw_footnote(fig, df, drawn, "no value" if no_value_label == NO_VALUE else no_value_label, note)
     return fig
+
+
+def _guide_value(y: float | str, sub: pd.DataFrame, unit: Unit) -> float:
+    """A guide line's height in a panel: ``y`` itself, or the panel's median of the column ``y`` in ``unit``."""
+    if not isinstance(y, str):
+        return float(y)
+    if y not in sub.columns:
+        return math.nan
+    vals = pd.to_numeric(sub[y], errors="coerce")
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    return float(vals.median()) * unit.factor if len(vals) else math.nan
 
 
 def pareto_front(points: pd.DataFrame, x: str, y: str, rel_tol: float = 0.0, floor: float = 0.0) -> pd.DataFrame:
@@ -773,7 +799,7 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
         ncols = max(1, min(per_facet, max_lengths))
         nrows = max(1, math.ceil(len(panels) / ncols))
         cells = list(range(len(panels)))
-    fig, axes = _new_figure(nrows, ncols, w=3.5, h=3.1)
+    fig, axes = new_figure(nrows, ncols, w=3.5, h=3.1)
     frontier_handle = None
     any_hollow = reference_drawn = False
     for ax in axes:
@@ -784,10 +810,10 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
         good = good_all.loc[good_all.index.intersection(sub.index)]
         t = good["time_ms_median"].astype(float) * unit.factor
         err = good[error].astype(float)
-        hollow = _contended(good)
+        hollow = contended_mask(good)
         for v, idx in good.groupby("variant", sort=False).groups.items():
             st = styles.get(v, Style("0.5", "o", label=v))
-            _draw_points(ax, t[idx], err[idx], hollow[idx], st, 7, zorder=4)
+            draw_points(ax, t[idx], err[idx], hollow[idx], st, 7, zorder=4)
         any_hollow |= bool(hollow.any())
         # the textbook error in the same dtype is the round-off yardstick where the panel's errors are against the
         # pattern itself; on sparse patterns they are against dense attention (what the pattern drops) instead
@@ -811,7 +837,7 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
             ax.set_xscale("log")
             lo, hi = t.min() / 1.6, t.max() * 1.6
             ax.set_xlim(lo, hi)
-            _log_ticks(ax.xaxis, lo, hi)
+            log_ticks(ax.xaxis, lo, hi)
         ax.set_yscale("log")
         bad = sub[(sub["status"] != "ok") & ~sub["status"].isin(NOT_DRAWN_STATUSES)]
         room = 0.1 if len(bad) else 0.0
@@ -836,8 +862,8 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
     if reference_drawn:
         extra.append((Line2D([], [], color=_REFERENCE_COLOR, ls=(0, (4, 3)), lw=1.2),
                       "textbook attention,\nsame dtype"))
-    _legend(fig, styles, sorted(drawn), set(), any_hollow, extra)
-    _footnote(fig, frame, drawn, "no time and error")
+    draw_legend(fig, styles, sorted(drawn), set(), any_hollow, extra)
+    draw_footnote(fig, frame, drawn, "no time and error")
     return fig
 
 
@@ -845,13 +871,13 @@ def _speedup(df: pd.DataFrame) -> pd.Series:
     return df["speedup_vs_full"] if "speedup_vs_full" in df.columns else pd.Series(np.nan, index=df.index)
 
 
-def _time_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def time_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     return plot_vs_seq_len(frame, "time_ms_median", "median time ({unit})",
                            "Median time per call vs sequence length (log-log; lower is better)", facets=facets,
                            styles=styles, unit=time_unit, hollow_contended=True)
 
 
-def _memory_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def memory_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     return plot_vs_seq_len(frame, "peak_mem_bytes", "peak memory above inputs ({unit})",
                            "Peak memory vs sequence length (log-log; lower is better)", facets=facets, styles=styles,
                            unit=bytes_unit)
@@ -866,7 +892,7 @@ def _textbook_reference(frame: pd.DataFrame) -> pd.Series:
     return ref.where(ref > 0)
 
 
-def _error_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def error_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     return plot_vs_seq_len(frame.assign(_textbook=_textbook_reference(frame)), "err_metric",
                            "relative L2 error vs float64",
                            "Error against exact float64 attention (lower is better; sparse patterns and "
@@ -876,20 +902,20 @@ def _error_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Styl
                            or sub["status"].ne("ok").all() else "relative L2 error vs dense float64")
 
 
-def _speedup_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def speedup_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     return plot_vs_seq_len(frame, _speedup, "speedup over full (×, log)",
                            "Speedup over full on the same inputs (above 1: faster than full)", facets=facets,
                            styles=styles, hollow_contended=True, hline=(1.0, "as fast as full"),
                            no_value_label="no full to compare")
 
 
-def _throughput_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def throughput_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     return plot_vs_seq_len(frame, "tflops", "useful throughput ({unit})",
                            "Throughput vs sequence length (attended pairs only; higher is better)", facets=facets,
                            styles=styles, logy=False, unit=flops_unit, hollow_contended=True)
 
 
-def _pct_of_peak_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def pct_of_peak_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     exact = [v for v in variant_order(frame["variant"]) if not styles.get(v, Style("", "")).approx]
     left = [v for v in variant_order(frame["variant"]) if v not in exact]
     note = (f"Approximations not drawn ({', '.join(left)}): they skip the work their useful FLOPs count, so a share "
@@ -899,132 +925,8 @@ def _pct_of_peak_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str
                            facets=facets, styles=styles, logy=False, hollow_contended=True, variants=exact, note=note)
 
 
-def _pareto_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
+def accuracy_vs_cost_figure(frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
     return plot_pareto(frame, facets=facets, styles=styles)
-
-
-#: The report's figures, the most expensive first (so parallel workers finish together): name -> function of
-#: ``(frame, facets, styles)``. Add a figure here (and, when it is conditional, in :func:`figure_names`).
-FIGURE_MAKERS: dict[str, Callable[[pd.DataFrame, list[str], dict[str, Style]], Figure]] = {
-    "accuracy_vs_cost": _pareto_figure,
-    "time": _time_figure,
-    "memory": _memory_figure,
-    "error": _error_figure,
-    "speedup": _speedup_figure,
-    "throughput": _throughput_figure,
-    "pct_of_peak": _pct_of_peak_figure,
-    "pad_or_pack": pad_or_pack_figure,  # variable-length batches only (harness/varlen_report.py)
-    **{name: (lambda frame, facets, styles, _n=name: roofline_plots.make_figure(
-        _n, frame, {v: st.color for v, st in styles.items()})) for name in roofline_plots.FIGURES},
-}
-FIGURES: tuple[str, ...] = tuple(FIGURE_MAKERS)
-#: Columns the figures read (besides facets and panel titles).
-_PLOTTED = ("run", "variant", "status", "seq_len", "time_ms_median", "peak_mem_bytes", "err_metric", "err_rel_l2",
-            "approx_err_rel_l2",
-            "textbook_err_rel_l2", "speedup_vs_full", "tflops", "pct_of_peak", "contended", "exact",
-            CASE_KEY, *VARLEN_COLUMNS, *CASE_COLUMNS) + roofline_plots.COLUMNS
-
-
-def figure_names(frame: pd.DataFrame) -> list[str]:
-    """The figures a report of ``frame`` has: all of :data:`FIGURES`, ``pct_of_peak`` only where recorded, the decode
-    and roofline figures (:mod:`harness.roofline_plots`) only where there is data for them."""
-    has_peak = "pct_of_peak" in frame.columns and frame["pct_of_peak"].notna().any()
-    extra = set(roofline_plots.figure_names(frame))
-    return [n for n in FIGURES if (n != "pct_of_peak" or has_peak)
-            and (n not in roofline_plots.FIGURES or n in extra) and (n != "pad_or_pack" or has_varlen(frame))]
-
-
-def _slim(frame: pd.DataFrame, facets: list[str]) -> pd.DataFrame:
-    """Only the columns the figures read: every filter copies the frame, and a run's rows are wide."""
-    return frame[[c for c in frame.columns if c in _PLOTTED or c in facets or c in FACET_CANDIDATES]]
-
-
-def make_figure(name: str, frame: pd.DataFrame, facets: list[str], styles: dict[str, Style]) -> Figure:
-    """One report figure by name (see :data:`FIGURES`)."""
-    if name not in FIGURE_MAKERS:
-        raise ValueError(f"figure {name!r} is not a report figure (allowed: {', '.join(FIGURES)})")
-    return FIGURE_MAKERS[name](frame, facets, styles)
-
-
-def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[str, Figure]:
-    """All report figures for ``frame`` (normalized rows, with ``speedup_vs_full`` from the summary).
-
-    Args:
-        frame: rows of all runs; a ``speedup_vs_full`` column is used for the speedup figure when present.
-        facets: facet columns (default: :func:`facet_columns`).
-
-    Returns:
-        figure name -> figure: ``time``, ``memory``, ``error``, ``speedup``, ``throughput``, ``accuracy_vs_cost``
-        and, when any row has ``pct_of_peak``, ``pct_of_peak``.
-    """
-    facets = facet_columns(frame) if facets is None else facets
-    styles = variant_styles(frame)
-    slim = _slim(frame, facets)
-    return {name: make_figure(name, slim, facets, styles) for name in figure_names(frame)}
-
-
-_job: tuple | None = None  # what a forked worker of write_figures draws from
-
-
-def _write_one(name: str, job: tuple | None = None) -> tuple[str, list[Path]]:
-    frame, facets, styles, out_dir, formats = job if job is not None else _job  # type: ignore[misc]
-    fig = make_figure(name, frame, facets, styles)
-    try:
-        return name, save_figure(fig, out_dir, name, formats)
-    finally:
-        fig.clear()
-
-
-def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | None = None,
-                  formats: tuple[str, ...] = ("png",), workers: int | None = None) -> dict[str, list[Path]]:
-    """Build and save every report figure, in parallel processes where the machine has more than one core.
-
-    Each worker builds and writes whole figures (drawing a figure is single-threaded matplotlib work, most of a
-    report's time). Workers are forked, or spawned when torch is loaded in this process (a process forked after
-    OpenMP started may hang); one worker, or a failure to start them, means the figures are written here.
-
-    Args:
-        frame: normalized rows, with ``speedup_vs_full`` (see :func:`harness.report.with_baseline_ratios`).
-        out_dir: the folder of the image files (created).
-        facets: facet columns (default: :func:`facet_columns`).
-        formats: image formats (``png``, ``svg``).
-        workers: processes (default: the CPU cores available, at most 4).
-
-    Returns:
-        figure name -> the files written, in :data:`FIGURES` order.
-    """
-    import os
-    import sys
-
-    global _job
-    facets = facet_columns(frame) if facets is None else facets
-    names = figure_names(frame)
-    job = (_slim(frame, facets), facets, variant_styles(frame), Path(out_dir), tuple(formats))
-    if workers is None:
-        avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = min(avail, 4)
-    workers = max(1, min(workers, len(names)))
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    done: dict[str, list[Path]] = {}
-    if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        spawn = "torch" in sys.modules or sys.platform != "linux"
-        ctx = mp.get_context("spawn" if spawn else "fork")
-        _job = job
-        try:
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_write_one, n, job if spawn else None) for n in names]
-                done = dict(f.result() for f in futures)
-        except (OSError, RuntimeError):  # no processes here (a sandbox, a broken pool): draw them here
-            done = {}
-        finally:
-            _job = None
-    for name in names:
-        if name not in done:
-            done[name] = _write_one(name, job)[1]
-    return {name: done[name] for name in names}
 
 
 def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: tuple[str, ...] = _FORMATS) -> list[Path]:

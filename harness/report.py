@@ -26,15 +26,14 @@ import numpy as np
 import pandas as pd
 
 from harness.columns import CASE_COLUMNS, CASE_KEY, PUBLIC_COLUMNS
+from harness.figures import figure_names, write_figures
 from harness.plots import (
     NO_VALUE,
     approximate_variants,
     facet_columns,
     facet_panels,
     facet_sort_key,
-    figure_names,
     variant_order,
-    write_figures,
 )
 from harness.results_io import RunData, latest_run, read_runs, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
@@ -67,8 +66,17 @@ _PLOT_CAPTIONS = {
                         "round-off, count as equal).",
     "throughput": "Useful FLOPs (attended pairs only) per second.",
     "pct_of_peak": "Throughput as a percentage of the device's measured matmul peak.",
+    "decode_time": "Rows with fewer queries than keys (decode): median time against the context length (keys in "
+                   "the cache), a panel per parameter that varies among them.",
+    "decode_gbps": "The same rows' achieved bandwidth: the least bytes a kernel must move (each tensor once; of K "
+                   "and V the keys some query attends) over the median time; dash-dot: the device's measured copy "
+                   "ceiling.",
+    "roofline": "Achieved useful FLOP/s of the exact variants against arithmetic intensity (useful FLOP per byte "
+                "moved), under the measured copy and matmul ceilings, which meet at the ridge point. "
+                "Approximations are left out: their useful FLOPs are exact attention's, so they would sit above "
+                "the ceiling.",
 }
-#: The order report.md shows the plots in (plots not listed follow, in :data:`harness.plots.FIGURES` order).
+#: The order report.md shows the plots in (plots not listed follow, in :data:`harness.figures.FIGURES` order).
 PLOT_READING_ORDER: tuple[str, ...] = ("time", "speedup", "memory", "error", "accuracy_vs_cost", "throughput",
                                        "pct_of_peak")
 

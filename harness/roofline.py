@@ -6,7 +6,8 @@ says which by comparing its arithmetic intensity with the device's ridge point:
 - ``bytes_moved``: the least traffic any kernel needs, each tensor read or written once: forward reads q, k and
   v and writes the output; backward reads q, k, v, the output and its gradient and writes dq, dk and dv;
   ``fwd_bwd`` both. In the inputs' dtype; with grouped heads k and v have ``kv_heads`` heads, so GQA's saving
-  shows here.
+  shows here. Of k and v only the keys some query attends count (:func:`keys_read`): a sliding-window decode
+  query needs its last ``w`` keys, not the whole cache, and a kernel that reads the rest does extra work.
 - ``achieved_gbps``: ``bytes_moved / time``; ``pct_of_copy_ceiling``: against the measured copy bandwidth of the
   device (``copy_ceiling_gbps``, read + write, :mod:`harness.ceilings`).
 - ``arith_intensity``: the row's useful FLOPs (:func:`harness.flops.attention_flops`) per byte moved;
@@ -25,6 +26,24 @@ ROOFLINE_COLUMNS: tuple[str, ...] = ("bytes_moved", "achieved_gbps", "pct_of_cop
                                      "ridge_intensity", "bound")
 
 
+def keys_read(case: Case) -> int:
+    """The keys (per batch row and key/value head) that at least one query of ``case`` attends.
+
+    All of them for full and causal patterns; for a sliding window, the span its queries reach (``q_len + w - 1``
+    keys at most: a decode query's last ``w``); for a block layout, the key blocks of the layout's rows that hold
+    queries. Variable-length batches count every key (each document's queries reach its keys).
+    """
+    pattern, n, q = case.pattern, case.seq_len, case.q_len
+    if pattern.has_documents:
+        return n
+    if pattern.kind in ("block_sparse", "block_sparse_causal"):
+        layout = pattern.block_layout(n)
+        cols = layout[(n - q) // pattern.block:].any(dim=0).tolist()
+        return sum(min(pattern.block, n - j * pattern.block) for j, used in enumerate(cols) if used)
+    lo, hi = pattern.key_bounds(0, q, n, q)
+    return max(0, hi - lo)
+
+
 def bytes_moved(case: Case) -> float:
     """The least bytes a kernel computing ``case`` reads and writes (each tensor once).
 
@@ -36,7 +55,7 @@ def bytes_moved(case: Case) -> float:
     """
     elem = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}[case.dtype]
     q = case.batch * case.heads * case.q_len * case.head_dim  # q, the output and its gradient
-    kv = case.batch * case.kv_heads * case.seq_len * case.head_dim  # k and v each
+    kv = case.batch * case.kv_heads * keys_read(case) * case.head_dim  # k and v each
     fwd = 2 * q + 2 * kv  # read q, k, v; write out
     bwd = 3 * q + 2 * kv + q + 2 * kv  # read q, out, dout, k, v; write dq, dk, dv
     return float(elem * {"fwd": fwd, "bwd": bwd, "fwd_bwd": fwd + bwd}[case.mode])

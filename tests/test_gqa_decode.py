@@ -183,39 +183,94 @@ def _decode_frame():
 
     rows = []
     for n in (1024, 2048, 4096):
-        for variant, gbps, status in (("full", 4.0, "ok"), ("split_kv", 8.0, "ok"), ("block_sparse", math.nan,
-                                                                                    "unsupported")):
+        for variant, gbps, status, exact in (("full", 4.0, "ok", True), ("split_kv", 8.0, "ok", True),
+                                             ("block_sparse", math.nan, "unsupported", True),
+                                             ("linear", 14.0, "ok", False)):
             case = Case(batch=1, heads=8, kv_heads=2, seq_len=n, q_len=1, head_dim=64, pattern=Pattern("causal"))
-            flops = attention_flops(case)
+            # linear's useful FLOPs are exact attention's: far above the roof at decode's intensity
+            flops = attention_flops(case) * (40.0 if variant == "linear" else 1.0)
             t = bytes_moved(case) / (gbps * 1e9) * 1e3 if status == "ok" else math.nan
             fig = roofline_figures(case, flops, t, 0.1, 16.0)
-            rows.append(dict(run_id="r", variant=variant, status=status, device="cpu", dtype="float32", batch=1,
-                             heads=8, kv_heads=2, seq_len=n, q_len=1, head_dim=64, pattern="causal", mode="fwd",
-                             seed=0, threads=1, model="", time_ms_median=t, tflops=flops / (t * 1e-3) / 1e12,
-                             matmul_ceiling_tflops=0.1, copy_ceiling_gbps=16.0, **fig))
+            rows.append(dict(run_id="r", variant=variant, status=status, device="cpu", device_name="cpu-x",
+                             dtype="float32", batch=1, heads=8, kv_heads=2, seq_len=n, q_len=1, head_dim=64,
+                             pattern="causal", mode="fwd", seed=0, threads=1, model="", exact=exact,
+                             contended=variant == "split_kv" and n == 2048, time_ms_median=t,
+                             tflops=flops / (t * 1e-3) / 1e12, matmul_ceiling_tflops=0.1, copy_ceiling_gbps=16.0,
+                             err_rel_l2=0.7 if not exact else 1e-7, **fig))
     rows.append({**rows[0], "q_len": 1024, "seq_len": 1024, "variant": "chunked"})  # a square row: no decode
     return pd.DataFrame(rows)
 
 
-def test_decode_and_roofline_figures_are_drawn_from_the_rows():
-    from harness import plots, roofline_plots
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def test_decode_figures_draw_the_decode_rows_in_the_report_style():
+    from harness import figures, plots, roofline_plots
 
     frame = _decode_frame()
     assert roofline_plots.figure_names(frame) == ["decode_time", "decode_gbps", "roofline"]
-    assert set(roofline_plots.FIGURES) <= set(plots.figure_names(frame))
-    assert len(roofline_plots.decode_rows(frame)) == 9
-    colors = plots.variant_colors(frame["variant"])
-    gbps = roofline_plots.make_figure("decode_gbps", frame, colors)
+    assert set(roofline_plots.FIGURES) <= set(figures.figure_names(frame))
+    assert len(roofline_plots.decode_rows(frame)) == 12
+    styles = plots.variant_styles(frame)
+    gbps = roofline_plots.FIGURE_MAKERS["decode_gbps"](frame, [], styles)
     ax = gbps.axes[0]
-    lines = {tuple(ln.get_ydata()) for ln in ax.get_lines()}
-    assert (8.0, 8.0, 8.0) in {tuple(round(y, 6) for y in ln) for ln in lines}  # split_kv's line
-    assert any(set(ln.get_ydata()) == {16.0} for ln in ax.get_lines())  # the copy ceiling, dashed
-    roof = roofline_plots.make_figure("roofline", frame, colors)
+    assert ax.get_ylabel() == "achieved bandwidth (GB/s, log)" and ax.get_xlabel().startswith("context length")
+    split = [ln for ln in ax.get_lines() if ln.get_label() == "split_kv"]
+    assert [round(y, 6) for y in split[0].get_ydata()] == [8.0, 8.0, 8.0]
+    assert split[0].get_color() == styles["split_kv"].color
+    points = [ln for ln in ax.get_lines() if ln.get_gid() in (plots.POINTS_GID, plots.HOLLOW_GID)
+              and ln.get_color() == styles["split_kv"].color]
+    assert {ln.get_marker() for ln in points} == {styles["split_kv"].marker}
+    assert sum(len(ln.get_xdata()) for ln in points if ln.get_gid() == plots.HOLLOW_GID) == 1  # contended: hollow
+    assert any(set(ln.get_ydata()) == {16.0} for ln in ax.get_lines())  # the measured copy ceiling
+    legend = _legend_texts(gbps)
+    assert "linear (approx., err 0.7)" in legend and not any(t.startswith("block_sparse") for t in legend)
+    assert "block_sparse (unsupported 3)" in gbps.get_supxlabel()  # said once, not drawn
+    assert "B1 H8 KV2 Q1 D64" in gbps.get_suptitle() and "1 thread" in gbps.get_suptitle()
+    time = roofline_plots.FIGURE_MAKERS["decode_time"](frame, [], styles)
+    assert time.axes[0].get_ylabel() == "median time (µs, log)"  # 0.26 ms to 1 ms: in µs
+
+
+def test_roofline_leaves_approximations_out_and_never_draws_a_point_above_the_ceiling():
+    from harness import plots, roofline_plots
+
+    frame = _decode_frame()
+    styles = plots.variant_styles(frame)
+    roof = roofline_plots.FIGURE_MAKERS["roofline"](frame, [], styles)
     ax = roof.axes[0]
-    assert sum(len(c.get_offsets()) for c in ax.collections) == 7  # every ok row, the square one included
+    assert ax.get_ylabel() == "achieved GFLOP/s (useful, log)"  # 0.1 TFLOP/s ceiling: a CPU's unit
+    points = [ln for ln in ax.get_lines() if ln.get_gid() in (plots.POINTS_GID, plots.HOLLOW_GID)]
+    assert sum(len(ln.get_xdata()) for ln in points) == 7  # full's 3 + split_kv's 3 + the square row; no linear
+    assert {ln.get_color() for ln in points} == {styles[v].color for v in ("full", "split_kv", "chunked")}
     ceiling = max(ax.get_lines(), key=lambda ln: len(ln.get_xdata()))
-    assert max(ceiling.get_ydata()) == pytest.approx(0.1)  # the matmul roof
-    with pytest.raises(ValueError, match="not a decode or roofline figure"):
-        roofline_plots.make_figure("nope", frame, colors)
+    assert max(ceiling.get_ydata()) == pytest.approx(100.0)  # the matmul roof, in GFLOP/s
+    for ln in points:
+        for x, y in zip(ln.get_xdata(), ln.get_ydata()):
+            assert y <= min(x * 16.0, 100.0) * 1.001, (ln.get_color(), x, y)
+    assert "Approximations not drawn (linear)" in roof.get_supxlabel()
+    legend = _legend_texts(roof)
+    assert not any(t.startswith("linear") for t in legend) and "full (baseline)" in legend
+    title = ax.get_title()
+    assert title.startswith("cpu-x (cpu), float32, 1 thread") and "copy 16 GB/s, matmul 100 GFLOP/s" in title
+    with pytest.raises(ValueError, match="not a report figure"):
+        from harness.figures import make_figure
+
+        make_figure("nope", frame, [], styles)
     square_only = frame[frame["q_len"] == frame["seq_len"]]
     assert roofline_plots.figure_names(square_only) == ["roofline"]
+
+
+def test_a_window_or_block_layout_counts_only_the_keys_its_queries_reach():
+    from harness.pattern import make_pattern
+    from harness.roofline import keys_read
+
+    window = make_pattern("window", window=128)
+    blocks = make_pattern("block_sparse_causal", block=64, local=1, stride=0, n_global=1)
+    assert keys_read(Case(seq_len=1024, q_len=1, pattern=Pattern("causal"))) == 1024
+    assert keys_read(Case(seq_len=1024, q_len=1, pattern=window)) == 128  # a decode query's last w keys
+    assert keys_read(Case(seq_len=1024, q_len=4, pattern=window)) == 131
+    assert keys_read(Case(seq_len=1024, pattern=window)) == 1024  # prefill reaches every key
+    assert keys_read(Case(seq_len=1024, q_len=1, pattern=blocks)) == 3 * 64  # its block, a neighbour, a global
+    decode = Case(batch=2, heads=8, kv_heads=2, seq_len=1024, q_len=1, head_dim=16, pattern=window)
+    assert bytes_moved(decode) == 4 * (2 * 2 * 8 * 1 * 16 + 2 * 2 * 2 * 128 * 16)

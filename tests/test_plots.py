@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.figures import make_figures
 from harness.plots import (
     HOLLOW_GID,
     POINTS_GID,
     approximate_variants,
+    bandwidth_unit,
     bytes_unit,
     facet_panels,
     flops_unit,
-    make_figures,
     pareto_front,
     plot_pareto,
     plot_vs_seq_len,
@@ -53,6 +54,8 @@ def test_units_follow_the_data():
     assert time_unit([3.0, 400.0]).name == "ms" and time_unit([2e3, 9e3]).name == "s"
     assert bytes_unit([5e5]).name == "KiB" and bytes_unit([5e7]).name == "MiB" and bytes_unit([3e9]).name == "GiB"
     assert flops_unit([0.02, 0.3]).name == "GFLOP/s" and flops_unit([0.02, 600.0]).name == "TFLOP/s"
+    assert bandwidth_unit([16.9, 40.0]).name == "GB/s" and bandwidth_unit([900.0, 3020.0]).name == "TB/s"
+    assert bandwidth_unit([3020.0]).factor == 1e-3
 
 
 def test_cpu_throughput_reads_in_gflops_and_gpu_in_tflops():

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.figures import make_figures
 from harness.plots import (
     FAILURE_GID,
     STATUS_MARKERS,
     facet_columns,
-    make_figures,
     pareto_front,
     plot_pareto,
     plot_vs_seq_len,
@@ -383,7 +383,7 @@ def test_plots_are_png_only_unless_svg_is_asked(tmp_path):
 
 
 def test_parallel_figures_equal_serial_ones(tmp_path, frame):
-    from harness.plots import figure_names, write_figures
+    from harness.figures import figure_names, write_figures
 
     serial = write_figures(frame, tmp_path / "one", workers=1)
     parallel = write_figures(frame, tmp_path / "two", workers=2)
