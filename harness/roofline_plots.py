@@ -160,7 +160,8 @@ def decode_gbps_figure(frame: pd.DataFrame, facets: list[str] | None = None,
         u = bandwidth_unit(ceiling)
         label += f"\n({float(ceiling.iloc[0]) * u.factor:.3g} {u.name}, read + write)"
     return _decode_figure(frame, styles or {}, "achieved_gbps", "achieved bandwidth ({unit}, log)",
-                          "achieved bandwidth (bytes moved / time) vs context length (higher is better)", bandwidth_unit,
+                          "achieved bandwidth (bytes moved / time) vs context length (higher is better)",
+                          bandwidth_unit,
                           hline=("copy_ceiling_gbps", label))
 
 
