@@ -56,8 +56,9 @@ DEFAULT_REL_CI = 0.02
 MIN_TARGET_SAMPLES = 10
 #: Rounds the budget is split into: each round gives a callable ``budget_s / TARGET_ROUNDS`` of timed time.
 TARGET_ROUNDS = 8
-#: Fewest rounds when several callables are timed together (paired ratios need two or more).
-MIN_PAIRED_ROUNDS = 2
+#: Fewest rounds when several callables are timed together: a paired ratio's 95% sign-test interval needs 6 pairs
+#: (with 2 to 5 the interval is only the range of as many per-round ratios, with a lower coverage).
+MIN_PAIRED_ROUNDS = 6
 #: Why sampling stopped.
 STOP_REASONS: tuple[str, ...] = ("target", "time_limit", "max_runs")
 #: The L2 flush buffer is at least this many times the device's L2 size.
