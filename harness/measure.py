@@ -448,7 +448,7 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
     for e in rounds:
         e.sampler = _sampler(e, case, cfg, nthreads)
     rule = StopRule(budget_s=cfg.budget_s, rel_ci=cfg.rel_ci, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
-                    min_rounds=max(cfg.min_runs, MIN_PAIRED_ROUNDS) if len(rounds) > 1 else cfg.min_runs)
+                    min_rounds=cfg.min_runs, target_rounds=MIN_PAIRED_ROUNDS if len(rounds) > 1 else 1)
 
     def after_batch(i: int) -> None:
         if guard is not None:

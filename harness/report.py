@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import math
 import sys
 import textwrap
@@ -540,6 +541,36 @@ def contention_line(frame: pd.DataFrame) -> str:
             "scaling table, and `attnbench compare` calls them unsure.")
 
 
+def _sample_seconds(frame: pd.DataFrame) -> float:
+    """Timed seconds: the sum of every row's kept and dropped samples (0 when the samples were not kept)."""
+    total = 0.0
+    for col in ("time_samples_ms", "time_samples_dropped_ms"):
+        if col not in frame.columns:
+            continue
+        for x in frame[col].dropna():
+            vals = x if isinstance(x, list | tuple) else json.loads(x) if isinstance(x, str) and x.strip() else []
+            total += sum(float(v) for v in vals)
+    return total / 1e3
+
+
+def truth_line(frame: pd.DataFrame) -> str:
+    """One line: what the truth cost (float64 baseline and same-dtype yardstick), per case and in all, beside the
+    timed seconds; '' when the rows do not record it (``baseline_ms``)."""
+    if "baseline_ms" not in frame.columns:
+        return ""
+    per_case = pd.to_numeric(frame["baseline_ms"], errors="coerce").groupby(frame[CASE_KEY]).max().dropna()
+    if per_case.empty:
+        return ""
+    total = float(per_case.sum()) / 1e3
+    worst = frame.loc[frame[CASE_KEY] == per_case.idxmax()].iloc[0]
+    label = f"N={int(worst['seq_len'])} {worst.get('pattern_label', '')} {worst.get('mode', '')}".strip()
+    timed = _sample_seconds(frame)
+    timed_txt = f"; the timed samples took {timed:.1f} s" if timed > 0 else ""
+    return (f"> Truth: the float64 baseline and the same-dtype yardstick took {total:.1f} s for {len(per_case)} "
+            f"case(s) (most: {per_case.max() / 1e3:.2f} s, {md_text(label)}){timed_txt}. Per case: the "
+            "`baseline_ms` column.")
+
+
 def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, scaling: pd.DataFrame,
                      facets: list[str], plot_files: dict[str, list[Path]], out: Path) -> str:
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -570,6 +601,9 @@ def _report_markdown(data: RunData, frame: pd.DataFrame, summary: pd.DataFrame, 
     if BASELINE not in set(frame["variant"]):
         lines += [f"> No `{BASELINE}` rows: speedups and memory ratios need `{BASELINE}` on the same inputs.", ""]
     lines += [contention_line(frame), ""]
+    truth = truth_line(frame)
+    if truth:
+        lines += [truth, ""]
     noisy = frame["noisy"].astype(str).str.lower().isin(("true", "1", "1.0")).sum()
     if noisy:
         lines += [f"> {noisy} row(s) are marked noisy (IQR above 10% of the median): read their times with care.",

@@ -56,8 +56,8 @@ DEFAULT_REL_CI = 0.02
 MIN_TARGET_SAMPLES = 10
 #: Rounds the budget is split into: each round gives a callable ``budget_s / TARGET_ROUNDS`` of timed time.
 TARGET_ROUNDS = 8
-#: Fewest rounds when several callables are timed together: a paired ratio's 95% sign-test interval needs 6 pairs
-#: (with 2 to 5 the interval is only the range of as many per-round ratios, with a lower coverage).
+#: Fewest rounds before the adaptive target may stop a callable timed with others: a paired ratio's 95% sign-test
+#: interval needs 6 pairs (with 2 to 5 it is only the range of as many per-round ratios, with a lower coverage).
 MIN_PAIRED_ROUNDS = 6
 #: Why sampling stopped.
 STOP_REASONS: tuple[str, ...] = ("target", "time_limit", "max_runs")
@@ -212,7 +212,10 @@ class StopRule:
         budget_s: time limit: timed seconds per measurement (the whole budget with ``rel_ci=None``).
         rel_ci: adaptive target (CI width of the median / median), or None for a fixed budget.
         min_runs / max_runs: bounds on the number of samples.
-        min_rounds: fewest rounds before stopping (paired ratios need several).
+        min_rounds: fewest rounds before stopping.
+        target_rounds: fewest rounds before the adaptive target may stop sampling (a paired ratio's 95% interval
+            needs :data:`MIN_PAIRED_ROUNDS`); the time limit still stops a slow callable after ``min_rounds``, so a
+            call longer than a sixth of the budget does not take six samples.
     """
 
     budget_s: float = 0.2
@@ -220,6 +223,7 @@ class StopRule:
     min_runs: int = 3
     max_runs: int = 1000
     min_rounds: int = 1
+    target_rounds: int = 1
 
     def __post_init__(self) -> None:
         _check_runs(self.min_runs, self.max_runs)
@@ -235,7 +239,7 @@ class StopRule:
             return "max_runs"
         if rounds < self.min_rounds or n < self.min_runs:
             return None
-        if self.rel_ci is not None:
+        if self.rel_ci is not None and rounds >= self.target_rounds:
             used, _ = sampler.split(self.min_runs)
             if len(used) >= MIN_TARGET_SAMPLES:
                 ci = _stats.median_ci(used)
