@@ -240,7 +240,7 @@ def phases_child(results_dir: str) -> None:
         if hasattr(ReferenceCache, attr):
             ph.wrap(ReferenceCache, attr, "baseline")
     ph.wrap(outcome.CaseInputs, "get", "inputs")
-    ph.wrap(report, "write_report", "report")
+    ph.wrap(report, "report_with_background_plots", "report")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = cli.main([f"results_dir={results_dir}", "run_name=default", "progress=off"])
     wall = time.perf_counter() - t0

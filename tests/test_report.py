@@ -408,3 +408,25 @@ def test_report_returns_before_the_plots_and_they_follow(tmp_path, capsys):
     for name in ("time", "memory", "error", "speedup", "throughput", "accuracy_vs_cost"):
         assert (out / "plots" / f"{name}.png").stat().st_size > 1000, name
     assert "plots: 6 file(s)" in (out / "plots" / "plots.log").read_text()
+
+
+# ------------------------------------------------------------------ truth line
+def test_truth_line_sums_each_case_once_and_names_the_costliest():
+    from harness.report import truth_line
+
+    rows = synthetic_rows(heads=(8,), patterns=("full",))
+    # the truth is computed once per case: every row of a case carries the same figure
+    rows["baseline_ms"] = rows["seq_len"].map({n: float(n) for n in LENGTHS})
+    rows["time_samples_ms"] = ["[1.5, 2.5]"] * len(rows)
+    frame = normalize(rows)
+    line = truth_line(frame)
+    total = sum(LENGTHS) / 1e3
+    assert f"took {total:.1f} s for {len(LENGTHS)} case(s)" in line
+    assert f"most: {max(LENGTHS) / 1e3:.2f} s, N={max(LENGTHS)} full fwd" in line
+    assert f"the timed samples took {4.0 * len(rows) / 1e3:.1f} s" in line
+
+
+def test_truth_line_absent_without_the_column():
+    from harness.report import truth_line
+
+    assert truth_line(normalize(synthetic_rows(heads=(8,), patterns=("full",)))) == ""
