@@ -43,6 +43,9 @@ from harness.inputs import Case
 from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
 from harness.scaling import BASELINE
+
+#: A case's truth (float64 baseline, yardstick) gets a console line when it took at least this long.
+TRUTH_LINE_MS = 1000.0
 from harness.store import RunStore, record_id, write_json_atomic
 from harness.varlen import doc_stats
 
@@ -482,7 +485,7 @@ def _measure_case(case: Case, todo: list[tuple[Any, str]], cache: CaseInputs, mc
         write.phase("computing the float64 baseline")
         ms, line = cache.refs.prepare_case(case, inputs, ready, mcfg.errors)
         write.baseline_ms = ms
-        if line:
+        if line and ms >= TRUTH_LINE_MS:  # a costly truth is worth a line; the rest is in baseline_ms and report.md
             write.prog.message(line)
         if math.isfinite(ms):
             write.result.measure_s += ms / 1e3

@@ -181,8 +181,12 @@ def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
     assert calls == {"inputs": 2, "ref": 2}
 
 
-def test_truth_cost_on_every_row_of_a_case_and_said_in_the_output(tmp_path, tvars):
-    """baseline_ms: the seconds the case's truth took, one figure on every row of the case; a line says it."""
+def test_truth_cost_on_every_row_of_a_case_and_said_in_the_output(tmp_path, tvars, monkeypatch):
+    """baseline_ms: the seconds the case's truth took, one figure on every row of the case; a line says it when
+    it took at least TRUTH_LINE_MS (0 here, so every case's line shows)."""
+    import harness.sweep as sweep_mod
+
+    monkeypatch.setattr(sweep_mod, "TRUTH_LINE_MS", 0.0)
     stream = io.StringIO()
     plan = _plan(tmp_path, seq_len=[8, 16], pattern="window", window=3, mode=["fwd", "fwd_bwd"],
                  variants=["full", "t_fwdonly", "chunked"])
@@ -201,6 +205,15 @@ def test_truth_cost_on_every_row_of_a_case_and_said_in_the_output(tmp_path, tvar
     assert "truth of cpu float32 B1 H1 N16 D4 window(w=3) fwd_bwd: " in text
     line = next(x for x in text.splitlines() if "N16 D4 window(w=3) fwd_bwd" in x and "truth of" in x)
     assert "textbook" not in line and "reference" in line
+
+
+def test_a_cheap_truth_gets_no_console_line(tmp_path, tvars):
+    """Truths under TRUTH_LINE_MS (1 s) stay out of the console: their cost is in baseline_ms and report.md."""
+    stream = io.StringIO()
+    plan = _plan(tmp_path, seq_len=[8], variants=["full"])
+    run_sweep(plan, cuda_available=False, progress=Progress(plan.n_items, "plain", stream=stream))
+    assert "truth of" not in stream.getvalue()
+    assert read_records(plan.run_dir)[0]["baseline_ms"] < 1000.0
 
 
 # ---------------------------------------------------------------------------------------------------- resume
