@@ -291,7 +291,8 @@ def _speed_text(row: pd.Series | dict) -> str:
     text = f"{row['variant']} {_fmt(row['time_ms_median'])} ms"
     sp = row.get("speedup_vs_full", math.nan)
     if row["variant"] != BASELINE and isinstance(sp, float | np.floating) and math.isfinite(sp):
-        text += f" ({float(sp):.2g}x {BASELINE})"
+        sp = float(sp)
+        text += (f" ({sp:.2g}x faster than {BASELINE})" if sp >= 1 else f" ({1 / sp:.2g}x slower than {BASELINE})")
     flag = row.get("contended")
     if isinstance(flag, bool | np.bool_) and bool(flag):
         text += f" {CONTENDED_MARK}"
@@ -329,7 +330,7 @@ def at_a_glance(summary: pd.DataFrame, facets: list[str], approx: set[str] | fro
             text = f"{lean['variant']} {_fmt(lean['peak_mem_bytes'] / 2**20)} MiB"
             ratio = lean.get("mem_ratio_vs_full", math.nan)
             if lean["variant"] != BASELINE and isinstance(ratio, float | np.floating) and math.isfinite(ratio):
-                text += f" ({float(ratio):.2g}x {BASELINE})"
+                text += f" ({float(ratio):.2g}x {BASELINE}'s)"
             rec["least memory (exact)"] = text
         apx = ok[(ok["seq_len"] == n) & ok["variant"].isin(approx)].sort_values("time_ms_median")
         if len(apx):

@@ -180,11 +180,12 @@ def test_pareto_plot_rings_the_faster_of_two_exact_kernels_only():
 # ------------------------------------------------------------------ report.md
 def test_at_a_glance_ranks_exact_variants_and_lists_approximations_apart():
     df = with_baseline_ratios(_rows({"full": (1.0, 3e-7, 1.0), "flash": (0.5, 3e-7, 1.0),
-                                     "linear": (0.1, 0.78, 1.0)}))
+                                     "linear": (0.1, 0.78, 1.0), "slowapx": (4.0, 0.5, 1.0)}))
     table = at_a_glance(summary_table(df), [], approximate_variants(df))
     row = table.iloc[0]
-    assert row["fastest exact"].startswith("flash 8 ms (2x full)")
-    assert row["approximations (error vs exact)"] == "linear 1.6 ms (10x full), err 0.78"
+    assert row["fastest exact"].startswith("flash 8 ms (2x faster than full)")
+    assert row["approximations (error vs exact)"] == ("linear 1.6 ms (10x faster than full), err 0.78; "
+                                                      "slowapx 64 ms (4x slower than full), err 0.5")
     assert "linear" not in row["fastest exact"] and "linear" not in row["least memory (exact)"]
 
 
