@@ -309,7 +309,7 @@ def _write_result(path: Path, payload: dict) -> None:
 def _preload(case: Case) -> None:
     """Import what a measurement imports lazily, so the case clock does not count module imports."""
     with contextlib.suppress(Exception):
-        import torch.profiler  # noqa: F401  (CPU peak memory)
+        import torch.autograd.profiler  # noqa: F401  (CPU peak memory)
         if case.device_type == "cpu":
             import torch.utils.benchmark  # noqa: F401  (CPU timing)
 

@@ -4,11 +4,12 @@
   inputs and everything else already allocated), run and synchronize, then ``max_memory_allocated`` minus that
   starting figure. Resolution: the allocator's block rounding (sizes are rounded up to multiples of 512 bytes);
   memory obtained outside PyTorch's allocator is not seen.
-- CPU: ``torch.profiler`` with ``profile_memory=True`` records every allocation and free made through
-  PyTorch's CPU allocator as a ``[memory]`` event with a signed byte count and a nanosecond timestamp. The events
-  are replayed in time order; the running sum starts at 0 (the state before the call) and its maximum is the
-  high-water mark above the start. Resolution: exact bytes per tensor allocation; memory that libraries take
-  for themselves (BLAS packing buffers, oneDNN scratchpads, the Python heap) is not seen.
+- CPU: the profiler (``torch.autograd.profiler.profile``, which ``torch.profiler`` drives) with
+  ``profile_memory=True`` records every allocation and free made through PyTorch's CPU allocator as a ``[memory]``
+  event with a signed byte count and a nanosecond timestamp. The events are replayed in time order; the running sum
+  starts at 0 (the state before the call) and its maximum is the high-water mark above the start. Resolution: exact
+  bytes per tensor allocation; memory that libraries take for themselves (BLAS packing buffers, oneDNN scratchpads,
+  the Python heap) is not seen.
 
 After the call its result is dropped (and ``cleanup`` runs, e.g. dropping the gradients of ``fwd_bwd``) while
 still measuring: what stays allocated is ``left_bytes``, memory the call leaves behind. On CPU the drop is marked
@@ -147,11 +148,13 @@ _DROP_MARK = "attnbench::drop_result"
 
 def _cpu_peak(fn: Callable[[], object], dev: torch.device, cleanup: Callable[[], object] | None,
               collect: bool) -> MemoryResult:
-    from torch.profiler import ProfilerActivity, profile, record_function
+    # torch.autograd.profiler.profile is the profiler torch.profiler.profile drives; used directly, because the
+    # latter's start looks up torch._inductor, whose first import took 1.2 s of the default run's first probe.
+    from torch.autograd.profiler import profile, record_function
 
     if collect:
         gc.collect()
-    with _without_profiler_chatter(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _without_profiler_chatter(), profile(use_cpu=True, profile_memory=True) as prof:
         result = fn()
         with record_function(_DROP_MARK):
             del result
@@ -166,27 +169,34 @@ def _cpu_peak(fn: Callable[[], object], dev: torch.device, cleanup: Callable[[],
     return MemoryResult(float(peak), CPU_METHOD, float(end), float(max(0, left)))
 
 
-def _mark_start(prof: torch.profiler.profile, name: str) -> int | None:
-    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
+def _kineto_results(prof: object) -> object | None:
+    """The raw kineto results of a finished ``torch.autograd.profiler.profile`` or ``torch.profiler.profile``."""
+    results = getattr(prof, "kineto_results", None)
+    return results if results is not None else getattr(getattr(prof, "profiler", None), "kineto_results", None)
+
+
+def _mark_start(prof: object, name: str) -> int | None:
+    results = _kineto_results(prof)
     if results is None:
         return None
     starts = [e.start_ns() for e in results.events() if e.name() == name]
     return min(starts) if starts else None
 
 
-def allocation_deltas(prof: torch.profiler.profile) -> list[tuple[int, int]]:
+def allocation_deltas(prof: object) -> list[tuple[int, int]]:
     """The CPU ``[memory]`` events of a finished profile as ``(timestamp_ns, signed_bytes)``, in time order.
 
     The raw kineto events are read because ``prof.events()`` (the per-operator view) drops allocation events
     that are not attached to an operator.
 
     Args:
-        prof: a ``torch.profiler.profile`` run with ``profile_memory=True``.
+        prof: a finished ``torch.autograd.profiler.profile`` or ``torch.profiler.profile`` run with
+            ``profile_memory=True``.
 
     Raises:
         RuntimeError: the profiler's raw events are not available in this torch build.
     """
-    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
+    results = _kineto_results(prof)
     if results is None:
         raise RuntimeError("torch.profiler gave no kineto results; CPU memory cannot be measured with this build")
     out = [(e.start_ns(), e.nbytes()) for e in results.events()

@@ -43,11 +43,11 @@ from harness.inputs import Case
 from harness.outcome import CaseInputs, declined
 from harness.progress import Progress, current
 from harness.scaling import BASELINE
+from harness.store import RunStore, record_id, write_json_atomic
+from harness.varlen import doc_stats
 
 #: A case's truth (float64 baseline, yardstick) gets a console line when it took at least this long.
 TRUTH_LINE_MS = 1000.0
-from harness.store import RunStore, record_id, write_json_atomic
-from harness.varlen import doc_stats
 
 
 @dataclass
