@@ -142,6 +142,24 @@ def test_adaptive_stops_at_the_target_when_samples_agree() -> None:
     assert r.rel_ci_width <= 0.02 and r.stop_reason == "target" and "adaptive" in r.method
 
 
+def test_paired_rounds_hold_the_target_back_until_six_rounds_but_not_the_time_limit() -> None:
+    """With ``target_rounds`` (6 for a paired case), steady samples reach the target only at round 6; a call longer
+    than a sixth of the budget still stops at the time limit after ``min_rounds``."""
+    from harness.timing import MIN_PAIRED_ROUNDS
+
+    assert MIN_PAIRED_ROUNDS == 6
+    clock = FakeClock()
+    a, b = _fake(clock, lambda: 1.0), _fake(clock, lambda: 1.0)
+    rule = StopRule(budget_s=0.2, rel_ci=0.02, min_runs=3, min_rounds=3, target_rounds=MIN_PAIRED_ROUNDS)
+    run_rounds([a, b], rule)
+    assert a.stop_reason == b.stop_reason == "target"
+    assert max(a.rounds_of) + 1 == MIN_PAIRED_ROUNDS == max(b.rounds_of) + 1
+    slow_clock = FakeClock()
+    slow, quick = _fake(slow_clock, lambda: 60.0), _fake(slow_clock, lambda: 1.0)  # 60 ms: > 0.2 s / 6
+    run_rounds([slow, quick], rule)
+    assert slow.stop_reason == "time_limit" and slow.n == 4 and max(slow.rounds_of) + 1 == 4
+
+
 def test_adaptive_stops_at_the_time_limit_when_samples_disagree() -> None:
     seq = iter([1.0, 2.0] * 10000)
     s = _fake(FakeClock(), lambda: next(seq))
