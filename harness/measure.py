@@ -5,10 +5,11 @@ One variant (:func:`measure_variant`) or all the variants of a case together (:f
 
 1. **Setup**, per variant: ``prepare`` and the first call, timed together as ``setup_ms`` (compilation, mask or
    layout building, autotuning land here); the output contract (a tensor of the query's shape, dtype and device,
-   :mod:`harness.contract`); the error against the float64 baseline from that first output; ``warmup`` further
-   calls; peak memory in one separate, untimed call (:mod:`harness.memory`), with the memory the call leaves
-   behind. After the first call and after the memory probe the case's inputs are compared with a saved copy: a
-   variant that changed them in place gets an ``error`` row and the inputs are restored for the others.
+   :mod:`harness.contract`); the error against the float64 baseline from that first output; ``warmup`` further calls,
+   the last of them the peak-memory probe when memory is measured (one untimed call, :mod:`harness.memory`, with the
+   memory the call leaves behind). After the first call and after the memory probe the case's inputs are compared
+   with a saved copy: a variant that changed them in place gets an ``error`` row and the inputs are restored for the
+   others.
 2. **Timing** in interleaved rounds across the variants that got through setup (:func:`harness.timing.run_rounds`):
    each round gives every variant a slice of its budget, in a seeded order that changes from round to round;
    sampling stops at the adaptive target (``rel_ci``), the time limit (``budget_s``) or ``max_runs``. Samples
@@ -80,7 +81,8 @@ class MeasureConfig:
     Args:
         budget_s: time limit of one steady-state measurement: timed seconds per variant (with ``rel_ci=None``,
             the whole budget is spent).
-        warmup: calls after the setup call and before timing.
+        warmup: calls after the setup call and before timing; with ``memory`` the memory probe's call is the last
+            of them (``warmup=0`` still probes memory, in one more call).
         threads: CPU threads (None: torch's current count); set explicitly for the whole measurement and recorded.
         memory: measure peak memory (one extra, untimed call).
         errors: compare with the float64 baseline.
@@ -389,10 +391,11 @@ def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, r
             m.approx_err_rel_l2, m.approx_err_max_abs = dense.rel_l2, dense.max_abs
             m.extra["approx_err_rows"] = rows
     del out
-    for _ in range(cfg.warmup):
+    plain = cfg.warmup - 1 if cfg.memory and cfg.warmup > 0 else cfg.warmup  # the probe's call is a warm-up too
+    for _ in range(plain):
         call()
     _sync(case)
-    entry = _Entry(variant, m, call, getattr(call, "prepare_each", None), calls=1 + cfg.warmup)
+    entry = _Entry(variant, m, call, getattr(call, "prepare_each", None), calls=1 + plain)
     if cfg.memory:
         _clear_grads(call)
         prep = entry.prep
