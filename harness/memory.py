@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.gcpause import gc_paused
+
 CPU_METHOD = "cpu: torch.profiler [memory] events replayed in time order (bytes via the CPU allocator)"
 CUDA_METHOD = "cuda: max_memory_allocated - memory_allocated before the call (reset_peak_memory_stats)"
 
@@ -79,23 +81,12 @@ def measure_peak(fn: Callable[[], object], device: str | torch.device = "cpu",
     if dev.type not in ("cuda", "cpu"):
         raise ValueError(f"device={str(device)!r} is not supported for memory measurement (allowed: cpu, cuda)")
     measure = _cuda_peak if dev.type == "cuda" else _cpu_peak
-    with _gc_off():
+    with gc_paused():
         r = measure(fn, dev, cleanup, False)
     if r.left_bytes > 0:  # garbage awaiting collection, or a real leak: collect once and measure again
-        with _gc_off():
+        with gc_paused():
             r = measure(fn, dev, cleanup, True)
     return r
-
-
-@contextlib.contextmanager
-def _gc_off() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _cuda_peak(fn: Callable[[], object], dev: torch.device, cleanup: Callable[[], object] | None,

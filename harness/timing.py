@@ -36,7 +36,6 @@ A measurement whose IQR/median exceeds :data:`NOISY_IQR_RATIO` is flagged ``nois
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import random
 import time
@@ -47,6 +46,7 @@ import torch
 
 from harness import contention as _cont
 from harness import stats as _stats
+from harness.gcpause import gc_paused
 
 #: IQR/median above which a measurement is flagged noisy.
 NOISY_IQR_RATIO = 0.10
@@ -191,17 +191,6 @@ def torch_threads(threads: int | None) -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def _gc_off() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -379,7 +368,7 @@ class CpuSampler(Sampler):
         meter.refresh()
         spent = 0.0
         taken = 0
-        with _gc_off():
+        with gc_paused():
             while taken < max(1, max_n):
                 if setup is not None:
                     setup()
