@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import os
 import statistics
@@ -230,16 +229,9 @@ def part_repeat(tmp: Path, sweeps: int, threads: int, budget: float, rel_ci: flo
 
 
 # ---------------------------------------------------------------------------------------------------- adaptive
-def _timed_s(df) -> float:
-    total = 0.0
-    for col in ("time_samples_ms", "time_samples_dropped_ms"):
-        if col in df.columns:
-            for x in df[col].dropna():
-                total += sum(json.loads(x) if isinstance(x, str) else x)
-    return total / 1e3
-
-
 def part_adaptive(tmp: Path, threads: int) -> bool:
+    from harness.results_io import sampled_seconds
+
     cfg = {"variants": ["*"], "seq_len": [256, 512, 1024], "pattern": ["full", "causal"], "mode": ["fwd", "fwd_bwd"],
            "heads": 8, "head_dim": 64, "budget": 0.1, "threads": threads}
     print(f"\n== adaptive: the default sweep (quick preset's cases, every variant), fixed budget vs rel_ci=0.02 "
@@ -250,7 +242,7 @@ def part_adaptive(tmp: Path, threads: int) -> bool:
         ok = df[df.status == "ok"]
         width = ((ok.time_ms_ci_high - ok.time_ms_ci_low) / ok.time_ms_median)
         reasons = ok["stop_reason"].value_counts().to_dict()
-        out[label] = (_timed_s(ok), wall)
+        out[label] = (sampled_seconds(ok), wall)
         print(f"{label:<24} rows ok {len(ok):3d}  timed {out[label][0]:6.2f} s  wall {wall:6.1f} s  "
               f"stop reasons {reasons}  CI width/median: median {100 * width.median():.1f}%, "
               f"<= 2% in {int((width <= 0.02).sum())}/{len(ok)}  contended {int(ok['contended'].sum())}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
 import sys
 import textwrap
@@ -36,7 +35,7 @@ from harness.plots import (
     facet_sort_key,
     variant_order,
 )
-from harness.results_io import RunData, latest_run, read_runs, tidy
+from harness.results_io import RunData, latest_run, read_runs, sampled_seconds, tidy
 from harness.scaling import BASELINE, QUADRATIC_MEM_EXPONENT, scaling_table
 from harness.store import csv_text, write_atomic
 from harness.varlen_report import pad_or_pack_markdown
@@ -542,18 +541,6 @@ def contention_line(frame: pd.DataFrame) -> str:
             "scaling table, and `attnbench compare` calls them unsure.")
 
 
-def _sample_seconds(frame: pd.DataFrame) -> float:
-    """Timed seconds: the sum of every row's kept and dropped samples (0 when the samples were not kept)."""
-    total = 0.0
-    for col in ("time_samples_ms", "time_samples_dropped_ms"):
-        if col not in frame.columns:
-            continue
-        for x in frame[col].dropna():
-            vals = x if isinstance(x, list | tuple) else json.loads(x) if isinstance(x, str) and x.strip() else []
-            total += sum(float(v) for v in vals)
-    return total / 1e3
-
-
 def truth_line(frame: pd.DataFrame) -> str:
     """One line: what the truth cost (float64 baseline and same-dtype yardstick), per case and in all, beside the
     timed seconds; '' when the rows do not record it (``baseline_ms``)."""
@@ -565,7 +552,7 @@ def truth_line(frame: pd.DataFrame) -> str:
     total = float(per_case.sum()) / 1e3
     worst = frame.loc[frame[CASE_KEY] == per_case.idxmax()].iloc[0]
     label = f"N={int(worst['seq_len'])} {worst.get('pattern_label', '')} {worst.get('mode', '')}".strip()
-    timed = _sample_seconds(frame)
+    timed = sampled_seconds(frame)
     timed_txt = f"; the timed samples took {timed:.1f} s" if timed > 0 else ""
     return (f"> Truth: the float64 baseline and the same-dtype yardstick took {total:.1f} s for {len(per_case)} "
             f"case(s) (most: {per_case.max() / 1e3:.2f} s, {md_text(label)}){timed_txt}. Per case: the "

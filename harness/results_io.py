@@ -50,7 +50,7 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
 #: True/False columns (``True``, ``1``, ``yes`` read as True; blank as False).
 BOOL_COLUMNS: tuple[str, ...] = ("noisy", "contended")
 #: Columns holding a JSON list of numbers (a list in a record, a JSON string in a CSV); read as tuples of floats.
-SAMPLE_COLUMNS: tuple[str, ...] = ("time_samples_ms",)
+SAMPLE_COLUMNS: tuple[str, ...] = ("time_samples_ms", "time_samples_dropped_ms")
 #: Derived columns :func:`normalize` appends, in this order.
 DERIVED_COLUMNS: tuple[str, ...] = ("run", "pattern_label", CASE_KEY, "err_metric")
 RESULTS_FILE = CSV_NAME
@@ -386,6 +386,11 @@ def read_runs(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> RunData
     rest = [c for c in df.columns if c not in PUBLIC_COLUMNS and c not in DERIVED_COLUMNS]
     data.frame = df[list(PUBLIC_COLUMNS) + rest + list(DERIVED_COLUMNS)]
     return data
+
+
+def sampled_seconds(frame: pd.DataFrame) -> float:
+    """Timed seconds of the rows read: the sum of every kept and dropped sample (0 when no samples were kept)."""
+    return sum(sum(x) for col in SAMPLE_COLUMNS if col in frame.columns for x in frame[col].dropna()) / 1e3
 
 
 def load_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
