@@ -259,12 +259,23 @@ def phases_child(results_dir: str) -> None:
                                              and r["pct_of_peak"] == r["pct_of_peak"])}))
 
 
+def _wait_for_plots(plots: Path, limit_s: float = 120.0) -> None:
+    """Wait until the run's background plot process is done (its ``.pending`` marker gone), so that it neither
+    loads the machine under the next run nor loses its folder."""
+    from harness.report import PENDING_MARKER
+
+    t0 = time.perf_counter()
+    while (plots / PENDING_MARKER).exists() and time.perf_counter() - t0 < limit_s:
+        time.sleep(0.1)
+
+
 def bench_phases(repeats: int = 1) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for i in range(repeats):
         with tempfile.TemporaryDirectory() as d:
             out = subprocess.run([sys.executable, __file__, "--phases-child", d], cwd=ROOT, env=env, check=True,
                                  capture_output=True, text=True).stdout
+            _wait_for_plots(Path(d) / "default" / "report" / "plots")
         res = json.loads(out.strip().splitlines()[-1])
         ph, wall = res["phases"], res["wall"]
         ph["rest"] = wall - sum(ph.values())

@@ -15,10 +15,13 @@ class _Repeat(Variant):
         k = self.k
 
         def fn(q, kk, v):
-            out = None
-            for _ in range(k):
-                out = inner(q, kk, v)
-            return out
+            # Each repetition's output is dropped before the next one starts, as the harness drops a call's output
+            # before its next call: every repetition then meets the allocator and the caches as a lone call of
+            # ``full`` does, and the construction is k times one call of ``full``, not k calls with one more
+            # output held alive (which read 2.07x and 4.13x against ``full``).
+            for _ in range(k - 1):
+                inner(q, kk, v)
+            return inner(q, kk, v)
         return fn
 
 

@@ -4,8 +4,12 @@
 (``device_name``, ``torch_version``, ``harness_version``, ``git_commit``) come from :func:`row_env`. The
 slow parts (git, ``/proc/cpuinfo``) are computed once per process. :func:`collect_env_report` adds PyTorch's own
 environment report (``python -m torch.utils.collect_env``: OS, compilers, CUDA/cuDNN, drivers, CPU flags, pip
-packages); it runs tools such as ``lscpu``, ``nvidia-smi`` and ``pip``, so it takes 0.5 s to several seconds and
-the sweep captures it once per run directory, before the first measurement.
+packages); it runs tools such as ``lscpu``, ``nvidia-smi`` and ``pip``, so it takes 0.4 s to several seconds and
+the sweep captures it once per run directory, before the first measurement. :func:`collect_env_cached` keeps the
+last report on disk (``~/.cache/attnbench/collect_env.json``; ``ATTNBENCH_ENV_CACHE`` names another file, or
+``off``) and reuses it for a day while nothing it describes can have changed: same host and boot, interpreter,
+torch, ``PATH``, visible devices, and site-packages folders untouched since (installing or removing a package
+changes them).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from pathlib import Path
 
 #: Longest wait for ``torch.utils.collect_env`` (it shells out to nvidia-smi, pip, ...) before giving up.
 COLLECT_ENV_TIMEOUT_S = 60.0
+#: Environment variable naming the cache file of :func:`collect_env_cached` (``off``: no cache).
+ENV_CACHE_ENV = "ATTNBENCH_ENV_CACHE"
+#: Oldest cached report :func:`collect_env_cached` reuses.
+ENV_CACHE_MAX_AGE_S = 24 * 3600.0
 
 
 def cuda_available() -> bool:
@@ -159,3 +167,71 @@ def collect_env_report(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
     if worker.is_alive():
         return {"error": f"torch.utils.collect_env did not finish within {timeout_s:g} s", "seconds": seconds}
     return {**box, "seconds": seconds}
+
+
+def env_cache_path() -> Path | None:
+    """The file :func:`collect_env_cached` keeps its report in (None when ``ATTNBENCH_ENV_CACHE=off``)."""
+    value = os.environ.get(ENV_CACHE_ENV, "")
+    if value.lower() in ("off", "0", "no", "false"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnbench" / "collect_env.json"
+
+
+def env_cache_key() -> str:
+    """What a cached environment report must have been taken under to be reused (see the module's docstring)."""
+    import site
+
+    import torch
+
+    boot = ""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        pass
+    folders = [*site.getsitepackages(), site.getusersitepackages(), *sys.path]
+    stamps = []
+    for folder in dict.fromkeys(f for f in folders if f and ("site-packages" in f or "dist-packages" in f)):
+        try:
+            stamps.append(f"{folder}@{os.stat(folder).st_mtime_ns}")
+        except OSError:
+            continue
+    parts = [socket.gethostname(), boot, sys.executable, torch.__version__, os.environ.get("PATH", ""),
+             os.environ.get("CUDA_VISIBLE_DEVICES", "-"), *stamps]
+    return "|".join(parts)
+
+
+def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
+    """:func:`collect_env_report`, or the report a previous run took under the same :func:`env_cache_key` less
+    than :data:`ENV_CACHE_MAX_AGE_S` ago (then ``"cached_from"`` holds when it was taken and ``"seconds"`` what
+    reading it cost). Never raises."""
+    import json
+
+    t0 = time.perf_counter()
+    path = env_cache_path()
+    try:
+        key = env_cache_key() if path is not None else ""
+    except Exception:  # an odd platform: no cache, the report is still taken
+        path, key = None, ""
+    if path is not None and path.is_file():
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            taken = _dt.datetime.fromisoformat(doc["taken"])
+            age = (_dt.datetime.now(_dt.timezone.utc) - taken).total_seconds()
+            if doc.get("key") == key and isinstance(doc.get("text"), str) and 0 <= age <= ENV_CACHE_MAX_AGE_S:
+                return {"text": doc["text"], "seconds": round(time.perf_counter() - t0, 3),
+                        "cached_from": doc["taken"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    report = collect_env_report(timeout_s)
+    if path is not None and "text" in report:
+        from harness.store import write_atomic
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps({"key": key, "taken": now_iso(), "text": report["text"],
+                                           "seconds": report["seconds"]}))
+        except OSError:
+            pass
+    return report

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from harness import roofline_plots
 from harness.columns import CASE_COLUMNS, CASE_KEY
@@ -32,6 +32,9 @@ from harness.plots import (
     variant_styles,
 )
 from harness.varlen_report import VARLEN_COLUMNS, has_varlen, pad_or_pack_figure
+
+if TYPE_CHECKING:  # imported where a figure is drawn (harness.plots says why)
+    from matplotlib.figure import Figure
 
 #: The report's figures, the most expensive first (so parallel workers finish together): name -> function of
 #: ``(frame, facets, styles)``. Add a figure here (and, when it is conditional, in :func:`figure_names`).

@@ -31,16 +31,17 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, value_text
 from harness.scaling import BASELINE
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: report.md's tables need none of it
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 #: Marker of each failed status, with its legend text. ``unsupported`` is listed for completeness (the footnote
 #: and report.md name unsupported rows; they are not drawn).
@@ -378,6 +379,9 @@ def panel_grid(n: int, ncols_max: int = _MAX_COLS) -> tuple[int, int]:
 
 
 def new_figure(nrows: int, ncols: int, w: float = _PANEL_W, h: float = _PANEL_H) -> tuple[Figure, np.ndarray]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(w * ncols + 2.2, h * nrows + 0.9), layout="constrained")
     FigureCanvasAgg(fig)
     fig.get_layout_engine().set(h_pad=0.08, w_pad=0.06, hspace=0.06, wspace=0.04)
@@ -419,6 +423,8 @@ def status_label(status: str) -> str:
 def log_ticks(axis, lo: float, hi: float) -> None:
     """Readable ticks on a log axis spanning ``[lo, hi]``: powers of ten (at most ~6), or 1-2-5 steps when the
     range is under two decades; no minor tick labels (they crowd, and are slow to lay out)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
     if not (lo > 0 and hi > lo):
         return
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
@@ -456,6 +462,8 @@ def _tick_text(x: float, _pos=None) -> str:
 
 def _fit_ylim(ax, values: list[float], log: bool, bottom_frac: float, floor: float | None = None) -> None:
     """Set y-limits so the data fill the panel above ``bottom_frac`` (the failure markers' room)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
+
     vals = np.asarray([v for v in values if np.isfinite(v) and (v > 0 or not log)], dtype=float)
     if floor is not None:
         vals = np.append(vals, floor)
@@ -546,6 +554,8 @@ def draw_legend(fig: Figure, styles: dict[str, Style], drawn: list[str], failed:
             extra: list[tuple[Line2D, str]] = ()) -> None:
     """The figure's legend: the variants drawn (colour, marker, line style), the guide lines, what a hollow
     marker means (only when one is drawn), and the failure markers drawn."""
+    from matplotlib.lines import Line2D
+
     handles, labels = [], []
     for v in variant_order(drawn):
         st = styles[v]
@@ -640,6 +650,8 @@ def plot_vs_seq_len(
     Returns:
         The figure (not saved); its legend lists the variants drawn and the failure markers drawn.
     """
+    from matplotlib.lines import Line2D
+
     facets = facet_columns(frame) if facets is None else facets
     styles = variant_styles(frame) if styles is None else styles
     variants = variant_order(frame["variant"]) if variants is None else variant_order(variants)
@@ -766,6 +778,8 @@ def plot_pareto(frame: pd.DataFrame, *, facets: list[str] | None = None, styles:
     Returns:
         The figure (not saved).
     """
+    from matplotlib.lines import Line2D
+
     facets = facet_columns(frame) if facets is None else facets
     styles = variant_styles(frame) if styles is None else styles
     panels = []

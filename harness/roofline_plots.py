@@ -22,11 +22,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from harness.columns import CASE_COLUMNS, case_text
 from harness.plots import (
@@ -46,6 +45,9 @@ from harness.plots import (
     time_unit,
     variant_order,
 )
+
+if TYPE_CHECKING:  # imported where a figure is drawn (harness.plots says why)
+    from matplotlib.figure import Figure
 
 #: Columns the figures read (besides the case parameters).
 COLUMNS: tuple[str, ...] = ("q_len", "kv_heads", "model", "achieved_gbps", "copy_ceiling_gbps", "arith_intensity",
@@ -205,6 +207,8 @@ def roofline_figure(frame: pd.DataFrame, facets: list[str] | None = None,
     Returns:
         The figure.
     """
+    from matplotlib.lines import Line2D
+
     styles = _styles_for(frame, styles or {})
     approx = [v for v in variant_order(frame["variant"]) if styles[v].approx]
     exact_rows = frame[~frame["variant"].isin(approx)]

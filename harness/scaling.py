@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS
+from harness.stats import t_quantile
 
 _DEFAULT_FROM = {p.name: p.default_from for p in CASE_PARAMS if p.default_from}
 
@@ -70,9 +71,7 @@ class Fit:
 
 
 def _t_quantile(df: int) -> float:
-    from scipy.special import stdtrit  # scipy.special imports in a fraction of scipy.stats' time
-
-    return float(stdtrit(df, 0.5 + CI_LEVEL / 2))
+    return t_quantile(0.5 + CI_LEVEL / 2, df)
 
 
 def fit_exponent(seq_len: list[float] | np.ndarray | pd.Series, values: list[float] | np.ndarray | pd.Series) -> Fit:

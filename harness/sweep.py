@@ -131,7 +131,7 @@ def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.
 def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> dict:
     """PyTorch's environment report for this run: the one already in ``run_dir/env.json`` when it was taken on
     this host with this torch (a resumed run, another job of a multirun), else a new one
-    (:func:`harness.env.collect_env_report`, 0.5 s to a few seconds).
+    (:func:`harness.env.collect_env_cached`: 0.4 s to a few seconds, or the machine's cached one).
 
     Args:
         run_dir: the run directory.
@@ -151,7 +151,7 @@ def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> 
             return report
     if prog is not None:
         prog.message(f"{run_dir.name}: recording the environment (torch.utils.collect_env, once per run)...")
-    return _env.collect_env_report()
+    return _env.collect_env_cached()
 
 
 def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,

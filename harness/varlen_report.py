@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 import textwrap
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from harness.columns import CASE_PARAMS, value_text
+
+if TYPE_CHECKING:  # imported where the figure is drawn (harness.plots says why)
+    from matplotlib.figure import Figure
 
 #: Columns the table and the figure read besides the case parameters.
 VARLEN_COLUMNS: tuple[str, ...] = ("lengths", "layout", "doc_count", "doc_len_mean", "doc_len_max", "doc_tokens",
@@ -184,6 +187,8 @@ def pad_or_pack_figure(frame: pd.DataFrame, facets: list[str] | None = None, sty
     Returns:
         The figure.
     """
+    from matplotlib.figure import Figure
+
     rows = varlen_rows(frame)
     rows = rows[_exact(rows) & (rows["status"] == "ok")]
     rows = rows.assign(_panel=_key(rows, _NOT_PANEL).values) if not rows.empty else rows.assign(_panel="")

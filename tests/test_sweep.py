@@ -301,6 +301,7 @@ def test_env_json_holds_torchs_collect_env_report_taken_once_per_run(tmp_path, m
 
     import harness.env as env_mod
 
+    monkeypatch.setenv(env_mod.ENV_CACHE_ENV, "off")
     plan = _plan(tmp_path, run_name="env", variants=["full"], mode="fwd")
     run_sweep(plan)
     doc = json.loads((plan.run_dir / "env.json").read_text())
@@ -309,6 +310,37 @@ def test_env_json_holds_torchs_collect_env_report_taken_once_per_run(tmp_path, m
     monkeypatch.setattr(env_mod, "collect_env_report", lambda *a, **k: pytest.fail("collected twice in one run"))
     run_sweep(_plan(tmp_path, run_name="env", variants=["full"], mode="fwd", seed=1))  # resume, another case
     assert json.loads((plan.run_dir / "env.json").read_text())["collect_env"] == report
+
+
+def test_collect_env_is_cached_per_machine_state_and_taken_again_when_it_changes(tmp_path, monkeypatch):
+    import json
+
+    import harness.env as env_mod
+
+    cache = tmp_path / "cache" / "collect_env.json"
+    monkeypatch.setenv(env_mod.ENV_CACHE_ENV, str(cache))
+    calls = []
+    real = env_mod.collect_env_report
+    monkeypatch.setattr(env_mod, "collect_env_report", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first_plan = _plan(tmp_path, run_name="first", variants=["full"], mode="fwd")
+    run_sweep(first_plan)
+    first = json.loads((first_plan.run_dir / "env.json").read_text())["collect_env"]
+    assert len(calls) == 1 and "cached_from" not in first and json.loads(cache.read_text())["text"] == first["text"]
+    second_plan = _plan(tmp_path, run_name="second", variants=["full"], mode="fwd")
+    run_sweep(second_plan)  # another run, same machine
+    second = json.loads((second_plan.run_dir / "env.json").read_text())["collect_env"]
+    assert len(calls) == 1 and second["text"] == first["text"] and second["cached_from"]
+    key = env_mod.env_cache_key()
+    monkeypatch.setattr(env_mod, "env_cache_key", lambda: key + "|a package installed since")
+    assert "cached_from" not in env_mod.collect_env_cached() and len(calls) == 2
+    doc = json.loads(cache.read_text())
+    doc["taken"] = "2020-01-01T00:00:00+00:00"  # older than a day: taken again
+    cache.write_text(json.dumps(doc))
+    assert "cached_from" not in env_mod.collect_env_cached() and len(calls) == 3
+    cache.write_text("{not json")  # a damaged cache is taken again, never an error
+    assert "cached_from" not in env_mod.collect_env_cached() and len(calls) == 4
+    monkeypatch.setenv(env_mod.ENV_CACHE_ENV, "off")
+    assert env_mod.env_cache_path() is None and "cached_from" not in env_mod.collect_env_cached() and len(calls) == 5
 
 
 def test_collect_env_report_gives_up_and_says_so(monkeypatch):
