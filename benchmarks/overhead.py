@@ -17,7 +17,9 @@ Cases are tiny so that the measured part is small and the overhead stands out; i
 Run from the repository root::
 
     PYTHONPATH=$PWD python benchmarks/overhead.py            # everything
-    PYTHONPATH=$PWD python benchmarks/overhead.py --phases   # only the phase split of the default run
+    PYTHONPATH=$PWD python benchmarks/overhead.py --phases [N]   # only the phase split of N default runs
+    PYTHONPATH=$PWD python benchmarks/overhead.py --phases-side-by-side [N]   # ... each beside one with
+                                                                              # ATTNBENCH_SYSTEM_MALLOC=1
 
 On a shared machine wall times swing with the load; the script also times a bare ``import torch`` side by side,
 because ``attnbench list`` cannot be faster than that.
@@ -250,7 +252,9 @@ def phases_child(results_dir: str) -> None:
     timed = [r for r in rows if r.get("n_runs")]
     samples_s = sum(sum(r.get("time_samples_ms") or []) + sum(r.get("time_samples_dropped_ms") or [])
                     for r in timed) / 1e3
+    env_doc = json.loads((Path(results_dir) / "default" / "env.json").read_text())
     print(json.dumps({"code": code, "wall": wall, "phases": ph.total, "rows": len(rows), "timed_rows": len(timed),
+                      "allocator": env_doc.get("allocator", "?"),
                       "budget": rows[0].get("budget_s") if rows else 0.0, "samples_s": samples_s,
                       "contended": sum(bool(r.get("contended")) for r in rows),
                       "stop": dict(Counter(r.get("stop_reason") for r in timed)),
@@ -269,9 +273,19 @@ def _wait_for_plots(plots: Path, limit_s: float = 120.0) -> None:
         time.sleep(0.1)
 
 
-def bench_phases(repeats: int = 1) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    for i in range(repeats):
+def bench_phases(repeats: int = 1, side_by_side: bool = False) -> None:
+    """The phase split of ``repeats`` default runs; ``side_by_side`` alternates them with runs that keep glibc's
+    own allocator settings (``ATTNBENCH_SYSTEM_MALLOC=1``, see :mod:`harness.allocator`)."""
+    from harness.allocator import SYSTEM_MALLOC_ENV
+
+    base = {k: v for k, v in os.environ.items() if k != SYSTEM_MALLOC_ENV}
+    plans = [(i, {}) for i in range(repeats)]
+    if side_by_side:
+        plans = [p for i in range(repeats) for p in ((i, {}), (i, {SYSTEM_MALLOC_ENV: "1"}))]
+    for i, extra in plans:
+        env = {**base, "PYTHONPATH": str(ROOT), **extra}
+        if side_by_side:
+            print(f"-- {'ATTNBENCH_SYSTEM_MALLOC=1 (glibc defaults)' if extra else 'as shipped (allocator pinned)'}")
         with tempfile.TemporaryDirectory() as d:
             out = subprocess.run([sys.executable, __file__, "--phases-child", d], cwd=ROOT, env=env, check=True,
                                  capture_output=True, text=True).stdout
@@ -281,7 +295,8 @@ def bench_phases(repeats: int = 1) -> None:
         ph["rest"] = wall - sum(ph.values())
         budgets = res["timed_rows"] * res["budget"]
         print(f"default run {i + 1}: wall {wall:.1f} s, {res['rows']} rows ({res['timed_rows']} timed, "
-              f"{res['contended']} contended), exit {res['code']}, load average {os.getloadavg()[0]:.1f}")
+              f"{res['contended']} contended), exit {res['code']}, load average {os.getloadavg()[0]:.1f}; "
+              f"allocator: {res['allocator']}")
         order = ["import", "inputs", "setup", "baseline", "memory probes", "timed runs", "ceilings", "report", "rest"]
         for name in order:
             v = ph.get(name, 0.0)
@@ -299,8 +314,8 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--phases-child":
         phases_child(sys.argv[2])
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "--phases":
-        bench_phases(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    if len(sys.argv) > 1 and sys.argv[1] in ("--phases", "--phases-side-by-side"):
+        bench_phases(int(sys.argv[2]) if len(sys.argv) > 2 else 1, side_by_side=sys.argv[1].endswith("side"))
         return
     import torch
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from harness import contention as _cont
+from harness.allocator import steady_malloc
 from harness.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
 from harness.contract import InputGuard, check_output
 from harness.errors import error_stats, ratio
@@ -609,6 +610,7 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
         ``(variant, measurement, seconds)`` for every variant, in the order of ``variants``.
     """
     cfg = cfg or MeasureConfig()
+    steady_malloc()  # once per process: a call's time must not depend on what was freed before it
     done: dict[int, tuple[Measurement, float]] = {}
 
     def emit(i: int, m: Measurement, seconds: float) -> None:

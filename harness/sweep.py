@@ -36,6 +36,7 @@ from typing import Any
 
 from harness import env as _env
 from harness import measure as _measure
+from harness.allocator import steady_malloc
 from harness.config import ConfigError, SweepPlan
 from harness.contention import default_threads
 from harness.inflight import InFlight, Suspect, Watchdog, leftovers
@@ -196,7 +197,8 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     env = _env.capture_env()
     env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
                "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
-               "threads": threads_why, "collect_env": collect_env_once(plan.run_dir, env, prog)}
+               "threads": threads_why, "allocator": steady_malloc(),
+               "collect_env": collect_env_once(plan.run_dir, env, prog)}
     if plan.skip_unsupported:  # what is skipped, one line per variant, for the report's "Not measured"
         from harness.declines import plan_declines
 
