@@ -257,6 +257,7 @@ def phases_child(results_dir: str) -> None:
                       "allocator": env_doc.get("allocator", "?"),
                       "budget": rows[0].get("budget_s") if rows else 0.0, "samples_s": samples_s,
                       "contended": sum(bool(r.get("contended")) for r in rows),
+                      "retried": sum(1 for r in timed if (r.get("retries") or 0) > 0),
                       "stop": dict(Counter(r.get("stop_reason") for r in timed)),
                       "pct_of_peak_cpu": sum(1 for r in timed if r.get("device") == "cpu"
                                              and isinstance(r.get("pct_of_peak"), float)
@@ -295,8 +296,8 @@ def bench_phases(repeats: int = 1, side_by_side: bool = False) -> None:
         ph["rest"] = wall - sum(ph.values())
         budgets = res["timed_rows"] * res["budget"]
         print(f"default run {i + 1}: wall {wall:.1f} s, {res['rows']} rows ({res['timed_rows']} timed, "
-              f"{res['contended']} contended), exit {res['code']}, load average {os.getloadavg()[0]:.1f}; "
-              f"allocator: {res['allocator']}")
+              f"{res['contended']} contended, {res.get('retried', 0)} timed again after contention), "
+              f"exit {res['code']}, load average {os.getloadavg()[0]:.1f}; allocator: {res['allocator']}")
         order = ["import", "inputs", "setup", "baseline", "memory probes", "timed runs", "ceilings", "report", "rest"]
         for name in order:
             v = ph.get(name, 0.0)

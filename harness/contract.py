@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -73,9 +75,32 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(view) if view is not None and not t.is_complex() else t
 
 
+@functools.lru_cache(maxsize=1)
+def _memcmp():
+    """The C library's ``memcmp`` (None where it cannot be loaded)."""
+    try:
+        fn = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError):
+        return None
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return fn
+
+
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether two tensors hold identical bits (shape and dtype included)."""
-    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(_bits(a), _bits(b)))
+    """Whether two tensors hold identical bits (shape and dtype included).
+
+    Contiguous CPU tensors are compared with ``memcmp`` (3-4x faster than ``torch.equal``, which the input guard
+    runs after every batch of every variant); others with ``torch.equal`` of their integer views.
+    """
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    cmp = _memcmp()
+    if (cmp is not None and a.device.type == "cpu" and b.device.type == "cpu" and a.layout == torch.strided
+            and b.layout == torch.strided and not a.is_nested and not b.is_nested and a.is_contiguous()
+            and b.is_contiguous()):
+        nbytes = a.numel() * a.element_size()
+        return nbytes == 0 or cmp(a.data_ptr(), b.data_ptr(), nbytes) == 0
+    return bool(torch.equal(_bits(a), _bits(b)))
 
 
 class InputGuard:
