@@ -19,6 +19,13 @@ The time label of a matched case, with ``m`` the ``median`` rule's threshold (de
 - otherwise (older runs): the noise is the sum of both rows' IQRs. ``slower`` / ``faster`` when the change is
   beyond the noise and beyond ``m``; ``same`` when change and noise together stay within ``m``; else ``unsure``.
 
+A ``slower`` or ``faster`` case must also stand out from the comparison's own run-to-run scatter: with at least
+:data:`MIN_SCATTER_CASES` timed cases on both sides, their log ratios new/base spread around their median by
+``s = 1.4826 x MAD``; a case whose ratio lies within ``exp(+-SCATTER_Z x s)`` of 1 is ``unsure`` (within-run samples
+cannot see a state of the machine that lasted a whole run: two runs of unchanged code on the 2-core VM moved
+single cases by up to 13% with tight samples and nothing contended). A change shared by every case (the median
+moves, the spread stays small) is still seen; a lone case that moved more than the others did is too.
+
 ``--fail median:5%`` fails exactly on ``slower`` cases at that threshold: a change both larger than 5% and
 significant. ``--fail min:PCT%`` fails when the minimum grew beyond the threshold and the summed IQRs (never on a
 contended or noisy row); ``--fail mem:PCT%`` when peak memory grew beyond the threshold (memory has no spread). A
@@ -62,6 +69,10 @@ N_RESAMPLES = 4000
 #: Fewest samples on each side for the sample test (fewer: the recorded interval or the IQR rule decides).
 MIN_SAMPLES = 5
 _DEFAULT_MARGIN = 0.05
+#: Fewest timed cases on both sides before the run-to-run scatter is estimated (fewer: not used).
+MIN_SCATTER_CASES = 8
+#: How many robust standard deviations of the cases' changes a change must exceed to be a change.
+SCATTER_Z = 3.0
 _RULE = re.compile(r"^(?P<metric>[a-z_]+):(?P<pct>[0-9]*\.?[0-9]+)%$")
 _FIELDS = ("status", "reason", "time_ms_median", "time_ms_iqr", "time_ms_min", "peak_mem_bytes", "err_metric",
            "time_samples_ms", "time_ms_ci_low", "time_ms_ci_high", "contended", "noisy", "cpu_share")
@@ -207,6 +218,36 @@ def time_label(row: pd.Series, margin: float = _DEFAULT_MARGIN) -> tuple[str, st
     return "unsure", why, ratio, nan, nan
 
 
+def run_scatter(m: pd.DataFrame) -> tuple[float, int]:
+    """The run-to-run scatter of a comparison: ``(half_width, cases)``, ``half_width`` in log space
+    (``SCATTER_Z x 1.4826 x MAD`` of the log ratios of the cases timed ``ok`` on both sides and neither contended
+    nor noisy), NaN when fewer than :data:`MIN_SCATTER_CASES` cases qualify."""
+    need = ("status_base", "status_new", "time_ms_median_base", "time_ms_median_new")
+    if not all(c in m.columns for c in need):
+        return math.nan, 0
+    ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
+    for c in ("contended_base", "contended_new", "noisy_base", "noisy_new"):
+        if c in m.columns:
+            ok &= ~m[c].map(_flag)
+    tb = pd.to_numeric(m.loc[ok, "time_ms_median_base"], errors="coerce")
+    tn = pd.to_numeric(m.loc[ok, "time_ms_median_new"], errors="coerce")
+    x = np.log((tn / tb).to_numpy(dtype=float))
+    x = x[np.isfinite(x)]
+    if x.size < MIN_SCATTER_CASES:
+        return math.nan, int(x.size)
+    spread = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    return SCATTER_Z * spread, int(x.size)
+
+
+def _beyond_scatter(verdict: str, why: str, ratio: float, scatter: tuple[float, int]) -> tuple[str, str]:
+    """A ``slower``/``faster`` verdict becomes ``unsure`` when its ratio lies within the run-to-run scatter."""
+    width, n = scatter
+    if verdict in ("slower", "faster") and math.isfinite(width) and ratio > 0 and abs(math.log(ratio)) <= width:
+        return "unsure", (f"{why}; within the run-to-run scatter of this comparison (x{math.exp(width):.3f}: "
+                          f"{SCATTER_Z:g} robust SDs of the changes of {n} cases)")
+    return verdict, why
+
+
 # ---------------------------------------------------------------------------------------------------- compare
 @dataclass
 class Comparison:
@@ -221,6 +262,7 @@ class Comparison:
         failures: human-readable lines, one per failed rule and row.
         rules: the rules applied.
         duplicates: number of rows dropped because a run repeated a (case, variant) (the latest kept).
+        scatter: :func:`run_scatter` of the matched rows: ``(half_width, cases)``.
     """
 
     matched: pd.DataFrame
@@ -229,6 +271,7 @@ class Comparison:
     failures: list[str] = field(default_factory=list)
     rules: list[FailRule] = field(default_factory=list)
     duplicates: int = 0
+    scatter: tuple[float, int] = (math.nan, 0)
 
     @property
     def failed(self) -> bool:
@@ -323,6 +366,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     m["err_change"] = m["err_metric_new"] / m["err_metric_base"] - 1.0
     failures: list[str] = []
     out: list[tuple] = []
+    scatter = run_scatter(m)
     for _, row in m.iterrows():
         label = _label(row)
         ok_b, ok_n = row["status_base"] == "ok", row["status_new"] == "ok"
@@ -335,16 +379,17 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
             verdict, why = "fixed", f"{row['status_base']} -> ok"
         elif ok_b and ok_n:
             verdict, why, ratio, lo, hi = time_label(row, margin)
-            failures.extend(_rule_failures(row, rules, label, verdict, why, margin))
+            verdict, why = _beyond_scatter(verdict, why, ratio, scatter)
+            failures.extend(_rule_failures(row, rules, label, verdict, why, margin, scatter))
         out.append((verdict, why, ratio, lo, hi))
     m["verdict"], m["why"], m["ratio"], m["ratio_low"], m["ratio_high"] = (
         zip(*out) if out else ([], [], [], [], []))
     return Comparison(matched=m, only_base=only_base, only_new=only_new, failures=failures, rules=rules,
-                      duplicates=nb + nn)
+                      duplicates=nb + nn, scatter=scatter)
 
 
 def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: str, why: str,
-                   margin: float) -> list[str]:
+                   margin: float, scatter: tuple[float, int] = (math.nan, 0)) -> list[str]:
     """The failure lines of one matched ``ok`` row under each rule."""
     lines = []
     disturbed = any(_flag(row.get(f"{k}_{s}")) for k in ("contended", "noisy") for s in ("base", "new"))
@@ -352,7 +397,11 @@ def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: s
         col, noise_col = FAIL_METRICS[rule.metric]
         base_v, new_v = float(row[f"{col}_base"]), float(row[f"{col}_new"])
         if rule.metric == "median":
-            at = verdict if rule.threshold == margin else time_label(row, rule.threshold)[0]
+            if rule.threshold == margin:
+                at = verdict
+            else:
+                lab, _, r, _, _ = time_label(row, rule.threshold)
+                at = _beyond_scatter(lab, "", r, scatter)[0]
             if at == "slower":
                 lines.append(f"{label}: median {base_v:.4g} -> {new_v:.4g} ms ({new_v / base_v - 1:+.1%}, "
                              f"threshold {rule}; {why})")
@@ -407,6 +456,10 @@ def format_summary(c: Comparison) -> str:
              f"contended rows (not judged): {cb} in BASE, {cn} in NEW"]
     if len(c.only_base) or len(c.only_new):
         lines.append(f"not comparable: {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW")
+    width, n = c.scatter
+    if math.isfinite(width):
+        lines.append(f"run-to-run scatter: changes of the {n} cases timed on both sides spread x{math.exp(width):.3f}"
+                     f" ({SCATTER_Z:g} robust SDs); a change within it is unsure")
     if c.duplicates:
         lines.append(f"note: {c.duplicates} repeated row(s) within a run were dropped (latest kept)")
     rules = ", ".join(str(r) for r in c.rules) or "none"
