@@ -17,13 +17,17 @@ The rules (constants below):
   :data:`DISTURBED_WAIT_FRACTION` of the sample's wall time. Where the kernel gives no schedstat (not Linux, or a
   kernel without ``CONFIG_SCHED_INFO``), a sample is disturbed when the process was involuntarily switched out
   during it (``ru_nivcsw`` from ``getrusage``): coarser, it sees that a preemption happened, not how long it took.
-- A *measurement* is **contended** when more than :data:`CONTENDED_FRACTION` of its samples were disturbed, or, on
-  CUDA, when the SM clock ran below :data:`GPU_SLOW_CLOCK_FRACTION` of its maximum (NVBench's throttling rule) or
-  other processes used the same GPU.
+- A *measurement* is **contended** when more than :data:`CONTENDED_FRACTION` of its samples were disturbed, or
+  when other processes kept busy, on average over its batches, at least :func:`others_limit` cores (half of the
+  cores it left free, and at least half a core: ``others_cores``, from ``/proc/stat``'s busy time minus this
+  process's CPU time), or, on CUDA, when the SM clock ran below :data:`GPU_SLOW_CLOCK_FRACTION` of its maximum
+  (NVBench's throttling rule) or other processes used the same GPU.
 
-What this cannot see: slowdowns that take no run-queue time from this process, such as another process's use of
-memory bandwidth and shared caches, a hyper-thread sibling, or a lower CPU frequency (thermal or power limits).
-Those need a calibration against a quiet run of the same machine; see ``docs/measurement.md``.
+The second rule is for what takes no run-queue time from this process: a process busy on the other cores
+shares the last-level cache, the memory bandwidth and perhaps this core's hyper-thread sibling. With one thread
+on the 2-core VM, a busy loop on the other core moved single cases by 10-30% with no sample disturbed. What no
+rule here sees is a slower core with nothing else running on the machine (a busy host under a virtual machine, a
+lower clock); see ``docs/measurement.md``.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ CONTENDED_FRACTION = 0.25
 GPU_SLOW_CLOCK_FRACTION = 0.75
 #: After waiting in vain for a quiet machine, retries only look (without waiting) for this many seconds.
 BUSY_MEMORY_S = 30.0
+#: Other processes busy on this share of the cores a measurement leaves free (at least half a core) make it
+#: contended (see :func:`others_limit`).
+OTHERS_FRACTION = 0.5
 _TASKS = "/proc/self/task"
+try:
+    _CLK_TCK = float(os.sysconf("SC_CLK_TCK"))
+except (AttributeError, ValueError, OSError):
+    _CLK_TCK = 100.0
 
 # NVML clock-event ("throttle") reason bits, from nvml.h; the idle bit is left out (a GPU between kernels).
 _NVML_REASONS: dict[int, str] = {
@@ -144,6 +155,27 @@ def runnable_now() -> int | None:
     return None
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has been busy since boot (``/proc/stat``: user, nice, system, irq, softirq
+    and steal, over every core); None where unknown."""
+    try:
+        with open("/proc/stat", "rb") as fh:
+            fields = fh.readline().split()
+        if fields[0] != b"cpu":
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+        return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def others_limit(threads: int, allowed: int | None = None) -> float:
+    """Cores other processes may keep busy during a measurement with ``threads`` threads before it is contended:
+    :data:`OTHERS_FRACTION` of the cores it leaves free, and at least half a core."""
+    allowed = allowed_cores() if allowed is None else allowed
+    return max(0.5, OTHERS_FRACTION * max(0, allowed - threads))
+
+
 def allowed_cores() -> int:
     """How many CPU cores this process may run on (its affinity mask; all cores where that is unknown)."""
     try:
@@ -220,7 +252,8 @@ def machine_quiet(threads: int, allowed: int | None = None,
     if busy is None:
         def busy() -> float:
             return busy_elsewhere(load=lambda: math.nan)
-    return busy() + threads <= allowed
+    elsewhere = busy()
+    return elsewhere + threads <= allowed and elsewhere < others_limit(threads, allowed)
 
 
 def wait_for_quiet(threads: int, timeout_s: float, poll_s: float = 0.1,
@@ -340,6 +373,8 @@ class Contention:
         load_before, load_after: the 1-minute load average when timing began and ended.
         gpu: the GPU's state during timing (:func:`gpu_state`), empty on CPU or without NVML.
         detector: ``runq_wait`` (schedstat) or ``nivcsw`` (involuntary switches only).
+        others_cores: cores other processes kept busy, on average, while the batches ran (NaN where unknown).
+        others_limit: the most :attr:`others_cores` may be before the measurement is contended.
     """
 
     samples: int = 0
@@ -350,6 +385,8 @@ class Contention:
     load_after: float = math.nan
     gpu: dict[str, Any] = field(default_factory=dict)
     detector: str = ""
+    others_cores: float = math.nan
+    others_limit: float = math.inf
 
     @property
     def disturbed_fraction(self) -> float:
@@ -363,8 +400,12 @@ class Contention:
         return slow or int(g.get("gpu_other_processes", 0) or 0) > 0
 
     @property
+    def others_busy(self) -> bool:
+        return self.others_cores >= self.others_limit  # False for NaN
+
+    @property
     def contended(self) -> bool:
-        return self.disturbed_fraction > CONTENDED_FRACTION or self.gpu_contended
+        return self.disturbed_fraction > CONTENDED_FRACTION or self.others_busy or self.gpu_contended
 
     def note(self) -> str:
         """One sentence for the row's ``reason`` when contended ('' otherwise)."""
@@ -375,6 +416,9 @@ class Contention:
             how = "waited on a run queue" if self.detector == "runq_wait" else "were preempted"
             parts.append(f"{self.disturbed} of {self.samples} samples {how} (cpu_share {self.cpu_share:.2f}, "
                          f"load {self.load_before:.1f} -> {self.load_after:.1f})")
+        if self.others_busy:
+            parts.append(f"other processes kept {self.others_cores:.1f} cores busy beside it (limit "
+                         f"{self.others_limit:g}: they share caches, memory bandwidth, maybe this core)")
         g = self.gpu
         if g.get("gpu_other_processes"):
             parts.append(f"{g['gpu_other_processes']} other process(es) on the GPU")
@@ -388,11 +432,12 @@ class Contention:
         GPU's, when measured."""
         return {"cpu_share": self.cpu_share, "runq_wait_share": self.runq_wait_share,
                 "load_before": self.load_before, "load_after": self.load_after,
-                "disturbed_samples": self.disturbed, **self.gpu}
+                "disturbed_samples": self.disturbed, "others_cores": self.others_cores, **self.gpu}
 
 
 def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = math.nan,
-              load_after: float = math.nan, gpu: dict[str, Any] | None = None) -> Contention:
+              load_after: float = math.nan, gpu: dict[str, Any] | None = None, others_s: float = math.nan,
+              others_wall_s: float = 0.0, others_limit_cores: float | None = None) -> Contention:
     """Sum the per-sample usage of one measurement into a :class:`Contention`.
 
     Args:
@@ -400,6 +445,9 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
         threads: the threads the measurement asked for.
         load_before, load_after: load averages around it.
         gpu: the GPU state (CUDA).
+        others_s, others_wall_s: CPU seconds other processes used while the batches ran, and those batches' wall
+            seconds (see :class:`OthersMeter`).
+        others_limit_cores: :func:`others_limit` (default: for ``threads`` on this machine).
     """
     wall = sum(u.wall_s for u in usages)
     cpu = sum(u.cpu_s for u in usages)
@@ -411,7 +459,47 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
         cpu_share=cpu / denom if denom > 0 else math.nan,
         runq_wait_share=(sum(w for w in waits if w is not None) / denom) if known and denom > 0 else math.nan,
         load_before=load_before, load_after=load_after, gpu=dict(gpu or {}),
-        detector="runq_wait" if known else ("nivcsw" if usages else ""))
+        detector="runq_wait" if known else ("nivcsw" if usages else ""),
+        others_cores=others_s / others_wall_s if others_wall_s > 0 and math.isfinite(others_s) else math.nan,
+        others_limit=others_limit(threads) if others_limit_cores is None else others_limit_cores)
+
+
+class OthersMeter:
+    """CPU time other processes used while batches ran: the machine's busy time (:func:`machine_busy_s`) minus
+    this process's CPU time, summed over batches (``/proc/stat`` counts in ticks of 10 ms: a batch's figure is
+    coarse, their sum over a measurement is not).
+
+    Args:
+        busy: the machine's busy seconds (default :func:`machine_busy_s`; tests pass fakes).
+        own: this process's CPU seconds.
+        wall: a wall clock.
+    """
+
+    def __init__(self, busy: Callable[[], float | None] = machine_busy_s, own: Callable[[], float] = time.process_time,
+                 wall: Callable[[], float] = time.perf_counter) -> None:
+        self._busy, self._own, self._wall = busy, own, wall
+        self.others_s, self.wall_s = 0.0, 0.0
+        self.known = True
+        self._start: tuple | None = None
+
+    def start(self) -> None:
+        self._start = (self._busy(), self._own(), self._wall())
+
+    def stop(self) -> None:
+        if self._start is None:
+            return
+        b0, c0, w0 = self._start
+        b1, c1, w1 = self._busy(), self._own(), self._wall()
+        self._start = None
+        if b0 is None or b1 is None:
+            self.known = False
+            return
+        self.others_s += max(0.0, (b1 - b0) - (c1 - c0))
+        self.wall_s += max(0.0, w1 - w0)
+
+    @property
+    def total_s(self) -> float:
+        return self.others_s if self.known else math.nan
 
 
 # ---------------------------------------------------------------------------------------------------- GPU (NVML)

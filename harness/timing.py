@@ -275,6 +275,11 @@ class Sampler:
         self.stop_reason = ""
         self.load_before = _cont.load_average()
         self.load_after = math.nan
+        self.others = self._new_others()
+
+    def _new_others(self) -> _cont.OthersMeter | None:
+        """What reads other processes' CPU time around each batch (None: not read; CPU samplers read it)."""
+        return None
 
     @property
     def n(self) -> int:
@@ -330,7 +335,10 @@ class Sampler:
         return {r: _stats.median(v) for r, v in by_round.items()}
 
     def contention(self) -> _cont.Contention:
-        return _cont.summarize(self.usages, self.threads, self.load_before, self.load_after, self.gpu)
+        others = self.others
+        return _cont.summarize(self.usages, self.threads, self.load_before, self.load_after, self.gpu,
+                               others_s=others.total_s if others is not None else math.nan,
+                               others_wall_s=others.wall_s if others is not None else 0.0)
 
     def result(self, rule: StopRule, rounds: int = 0, retries: int = 0, note: str = "") -> TimingResult:
         """The :class:`TimingResult` of the samples taken (needs at least one)."""
@@ -355,19 +363,27 @@ class CpuSampler(Sampler):
     """
 
     def __init__(self, call: Callable[[], object], threads: int, setup: Callable[[], object] | None = None,
-                 meter: _cont.UsageMeter | None = None, clock: Callable[[], float] = time.perf_counter) -> None:
+                 meter: _cont.UsageMeter | None = None, clock: Callable[[], float] = time.perf_counter,
+                 others: Callable[[], _cont.OthersMeter] | None = None) -> None:
         self.call, self.setup = call, setup
+        self._others_factory = others or _cont.OthersMeter
         self.meter = meter or _cont.UsageMeter()
         self.clock = clock
         extra = ", untimed setup before each call" if setup is not None else ""
         self.method = f"cpu: perf_counter per call, {threads} threads{extra}"
         super().__init__(threads)
 
+    def _new_others(self) -> _cont.OthersMeter | None:
+        return self._others_factory()
+
     def take(self, slice_s: float, max_n: int, round_index: int) -> None:
         call, setup, clock, meter = self.call, self.setup, self.clock, self.meter
         meter.refresh()
         spent = 0.0
         taken = 0
+        others = self.others
+        if others is not None:
+            others.start()
         with gc_paused():
             while taken < max(1, max_n):
                 if setup is not None:
@@ -384,6 +400,8 @@ class CpuSampler(Sampler):
                 taken += 1
                 if spent >= slice_s:
                     break
+        if others is not None:
+            others.stop()
         self.load_after = _cont.load_average()
 
 

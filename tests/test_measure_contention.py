@@ -84,7 +84,8 @@ def test_summary_shares_and_the_contended_threshold() -> None:
     assert c2.contended
     assert c2.note().startswith("contended: 2 of 4 samples waited on a run queue (cpu_share")
     cols = c2.columns()
-    assert set(cols) == {"cpu_share", "runq_wait_share", "load_before", "load_after", "disturbed_samples"}
+    assert set(cols) == {"cpu_share", "runq_wait_share", "load_before", "load_after", "disturbed_samples",
+                         "others_cores"}
     unknown = C.summarize([C.SampleUsage(0.01, 0.01, None, 1)], threads=1)
     assert unknown.detector == "nivcsw" and math.isnan(unknown.runq_wait_share) and unknown.contended
 
@@ -185,7 +186,10 @@ def test_default_threads_never_exceed_the_free_cores() -> None:
     # busy = the larger of the load average and the runnable count, each minus this process
     assert C.busy_elsewhere(reads=3, runnable=lambda: 4, load=lambda: 1.5, sleep=lambda s: None) == 3.0
     assert C.busy_elsewhere(reads=3, runnable=lambda: None, load=lambda: 2.5, sleep=lambda s: None) == 1.5
-    assert C.machine_quiet(1, allowed=2, busy=lambda: 1.0) and not C.machine_quiet(2, allowed=2, busy=lambda: 1.0)
+    assert not C.machine_quiet(2, allowed=2, busy=lambda: 1.0)  # no core for the second thread
+    # the core left free is busy: not quiet for the shared caches and memory either (see OthersMeter)
+    assert not C.machine_quiet(1, allowed=2, busy=lambda: 1.0) and C.machine_quiet(1, allowed=2, busy=lambda: 0.2)
+    assert C.machine_quiet(1, allowed=4, busy=lambda: 1.0)  # 3 cores left free, one of them busy
 
 
 def test_threads_beyond_the_machine_are_refused_before_any_work(tmp_path) -> None:
@@ -277,3 +281,48 @@ def test_a_busy_process_on_the_same_core_is_seen() -> None:
     assert detector == "runq_wait"
     assert disturbed > samples * C.CONTENDED_FRACTION, out
     assert share > 0.2, out
+
+
+# ----------------------------------------------------------------------------------------- other processes
+def test_other_processes_busy_beside_the_measurement_make_it_contended() -> None:
+    """With one thread on the 2-core VM, a busy loop on the other core moved cases by 10-30% and no sample
+    waited: the rows are contended because other processes kept the free core busy."""
+    quiet = [C.SampleUsage(0.010, 0.010, 0.0, 0)] * 8
+    hog = C.summarize(quiet, threads=1, others_s=0.098, others_wall_s=0.1, others_limit_cores=0.5)
+    assert hog.others_cores == pytest.approx(0.98) and hog.contended and hog.disturbed == 0
+    assert "other processes kept 1.0 cores busy beside it (limit 0.5" in hog.note()
+    calm = C.summarize(quiet, threads=1, others_s=0.01, others_wall_s=0.1, others_limit_cores=0.5)
+    assert not calm.contended and calm.note() == "" and calm.columns()["others_cores"] == pytest.approx(0.1)
+    unknown = C.summarize(quiet, threads=1)
+    assert math.isnan(unknown.others_cores) and not unknown.contended
+    assert C.others_limit(1, allowed=2) == 0.5 and C.others_limit(8, allowed=64) == 28.0
+    assert C.others_limit(2, allowed=2) == 0.5  # at least half a core
+
+
+def test_others_meter_subtracts_this_process_and_sums_batches() -> None:
+    busy, own, wall = iter([100.0, 100.3, 200.0, 200.1]), iter([5.0, 5.1, 6.0, 6.1]), iter([0.0, 0.2, 1.0, 1.1])
+    m = C.OthersMeter(busy=lambda: next(busy), own=lambda: next(own), wall=lambda: next(wall))
+    for _ in range(2):  # machine busy 0.3 s, this process 0.1 s, over 0.2 s; then 0.1 s, all of it this process
+        m.start()
+        m.stop()
+    assert m.total_s == pytest.approx(0.2) and m.wall_s == pytest.approx(0.3)
+    gone = C.OthersMeter(busy=lambda: None)
+    gone.start()
+    gone.stop()
+    assert math.isnan(gone.total_s)
+    assert C.machine_busy_s() is None or C.machine_busy_s() > 0
+
+
+def test_a_cpu_sampler_reads_other_processes_around_each_batch() -> None:
+    from harness.timing import CpuSampler
+
+    readings = iter([10.0, 10.05, 20.0, 20.05])  # the machine busy 50 ms in each batch...
+    own = iter([1.0, 1.0, 2.0, 2.0])  # ...none of it this process
+    walls = iter([0.0, 0.05, 1.0, 1.05])
+    meter = C.OthersMeter(busy=lambda: next(readings), own=lambda: next(own), wall=lambda: next(walls))
+    s = CpuSampler(lambda: None, threads=1, others=lambda: meter)
+    s.take(0.0, 1, 0)
+    s.take(0.0, 1, 1)
+    c = s.contention()
+    assert c.others_cores == pytest.approx(1.0) and c.others_limit == C.others_limit(1)
+    assert c.contended is (1.0 >= C.others_limit(1))
