@@ -69,7 +69,7 @@ def test_one_isolated_sweep_survives_every_fault_and_keeps_the_good_rows(tmp_pat
     assert f"case_timeout_s={TIMEOUT_S:g}" in by_variant["t_hang"]["reason"]
     assert "allocate" in by_variant["t_alloc"]["reason"]
     assert "boom from t_boom" in by_variant["t_boom"]["reason"]
-    assert by_variant["t_nanout"]["reason"] == "output contains NaN or Inf"
+    assert by_variant["t_nanout"]["reason"].startswith("output contains NaN or Inf")  # (+ "; contended: ..." if so)
     assert math.isnan(by_variant["t_nanout"]["err_rel_l2"])
     hang_ms = by_variant["t_hang"]["measure_wall_ms"]
     assert TIMEOUT_S * 1e3 <= hang_ms < (TIMEOUT_S + 5) * 1e3
