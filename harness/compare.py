@@ -26,6 +26,13 @@ cannot see a state of the machine that lasted a whole run: two runs of unchanged
 single cases by up to 13% with tight samples and nothing contended). A change shared by every case (the median
 moves, the spread stays small) is still seen; a lone case that moved more than the others did is too.
 
+And it must stand out from the other variants of its own case: the variants of a case are timed together, in
+interleaved rounds, so a state of the machine during that case moves them all alike (seen: all three variants of
+one case 30% faster in the second of two runs of unchanged code, while their paired ratios moved under 9%). A
+case whose change lies within ``1 + m`` of the median change of the other variants of its case is ``unsure``
+("moved with the other variants of its case"). Such a comparison cannot see a change every variant of a case
+shares (a slower machine, or code they all run): compare them side by side in one run instead.
+
 ``--fail median:5%`` fails exactly on ``slower`` cases at that threshold: a change both larger than 5% and
 significant. ``--fail min:PCT%`` fails when the minimum grew beyond the threshold and the summed IQRs (never on a
 contended or noisy row); ``--fail mem:PCT%`` when peak memory grew beyond the threshold (memory has no spread). A
@@ -239,12 +246,41 @@ def run_scatter(m: pd.DataFrame) -> tuple[float, int]:
     return SCATTER_Z * spread, int(x.size)
 
 
-def _beyond_scatter(verdict: str, why: str, ratio: float, scatter: tuple[float, int]) -> tuple[str, str]:
-    """A ``slower``/``faster`` verdict becomes ``unsure`` when its ratio lies within the run-to-run scatter."""
+def case_drifts(m: pd.DataFrame) -> list[float]:
+    """Per matched row: the median log ratio new/base of the *other* variants of its case that were timed ``ok``
+    on both sides and neither contended nor noisy (NaN when there is none)."""
+    if not len(m) or CASE_KEY not in m.columns:
+        return [math.nan] * len(m)
+    ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
+    for c in ("contended_base", "contended_new", "noisy_base", "noisy_new"):
+        if c in m.columns:
+            ok &= ~m[c].map(_flag)
+    tb = pd.to_numeric(m["time_ms_median_base"], errors="coerce")
+    tn = pd.to_numeric(m["time_ms_median_new"], errors="coerce")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log((tn / tb).to_numpy(dtype=float))
+    usable = ok.to_numpy() & np.isfinite(logs)
+    keys = m[CASE_KEY].astype(str).to_numpy()
+    out = []
+    for i in range(len(m)):
+        others = logs[(keys == keys[i]) & usable & (np.arange(len(m)) != i)]
+        out.append(float(np.median(others)) if others.size else math.nan)
+    return out
+
+
+def _beyond_scatter(verdict: str, why: str, ratio: float, scatter: tuple[float, int], drift: float = math.nan,
+                    margin: float = _DEFAULT_MARGIN) -> tuple[str, str]:
+    """A ``slower``/``faster`` verdict becomes ``unsure`` when its ratio lies within the run-to-run scatter, or
+    within ``1 + margin`` of the median change of the other variants of its case (``drift``, log space)."""
     width, n = scatter
     if verdict in ("slower", "faster") and math.isfinite(width) and ratio > 0 and abs(math.log(ratio)) <= width:
         return "unsure", (f"{why}; within the run-to-run scatter of this comparison (x{math.exp(width):.3f}: "
                           f"{SCATTER_Z:g} robust SDs of the changes of {n} cases)")
+    if (verdict in ("slower", "faster") and math.isfinite(drift) and ratio > 0
+            and abs(math.log(ratio) - drift) <= math.log1p(margin)):
+        return "unsure", (f"{why}; moved with the other variants of its case (their median change "
+                          f"x{math.exp(drift):.3f}): a state of the machine during that case, or a change they all "
+                          "share")
     return verdict, why
 
 
@@ -367,7 +403,8 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     failures: list[str] = []
     out: list[tuple] = []
     scatter = run_scatter(m)
-    for _, row in m.iterrows():
+    drifts = case_drifts(m)
+    for (_, row), drift in zip(m.iterrows(), drifts):
         label = _label(row)
         ok_b, ok_n = row["status_base"] == "ok", row["status_new"] == "ok"
         verdict, why, ratio, lo, hi = "failed both", f"{row['status_base']} -> {row['status_new']}", *(math.nan,) * 3
@@ -379,8 +416,8 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
             verdict, why = "fixed", f"{row['status_base']} -> ok"
         elif ok_b and ok_n:
             verdict, why, ratio, lo, hi = time_label(row, margin)
-            verdict, why = _beyond_scatter(verdict, why, ratio, scatter)
-            failures.extend(_rule_failures(row, rules, label, verdict, why, margin, scatter))
+            verdict, why = _beyond_scatter(verdict, why, ratio, scatter, drift, margin)
+            failures.extend(_rule_failures(row, rules, label, verdict, why, margin, scatter, drift))
         out.append((verdict, why, ratio, lo, hi))
     m["verdict"], m["why"], m["ratio"], m["ratio_low"], m["ratio_high"] = (
         zip(*out) if out else ([], [], [], [], []))
@@ -389,7 +426,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
 
 
 def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: str, why: str,
-                   margin: float, scatter: tuple[float, int] = (math.nan, 0)) -> list[str]:
+                   margin: float, scatter: tuple[float, int] = (math.nan, 0), drift: float = math.nan) -> list[str]:
     """The failure lines of one matched ``ok`` row under each rule."""
     lines = []
     disturbed = any(_flag(row.get(f"{k}_{s}")) for k in ("contended", "noisy") for s in ("base", "new"))
@@ -401,7 +438,7 @@ def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: s
                 at = verdict
             else:
                 lab, _, r, _, _ = time_label(row, rule.threshold)
-                at = _beyond_scatter(lab, "", r, scatter)[0]
+                at = _beyond_scatter(lab, "", r, scatter, drift, rule.threshold)[0]
             if at == "slower":
                 lines.append(f"{label}: median {base_v:.4g} -> {new_v:.4g} ms ({new_v / base_v - 1:+.1%}, "
                              f"threshold {rule}; {why})")
