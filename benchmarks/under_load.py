@@ -171,6 +171,9 @@ def part_hog(tmp: Path, threads: int) -> bool:
     c = compare_runs(str(tmp / "quiet"), str(tmp / "hogged"))
     counts = c.counts()
     print("attnbench compare quiet hogged:\n  " + format_summary(c).replace("\n", "\n  "))
+    for r in c.matched.itertuples():
+        if r.verdict in ("slower", "faster"):
+            print(f"  {r.verdict}: {r.variant} | {r.pattern_label} N{r.seq_len} {r.mode}: x{r.ratio:.3f} ({r.why})")
     calm = counts.get("slower", 0) == 0 and counts.get("faster", 0) == 0
     print(f"=> compare: {'PASS' if calm else 'FAIL'} (unchanged code: no case faster or slower; "
           f"exit {'1' if c.failed else '0'} with --fail median:5%)")

@@ -202,28 +202,43 @@ def env_cache_key() -> str:
     return "|".join(parts)
 
 
-def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
-    """:func:`collect_env_report`, or the report a previous run took under the same :func:`env_cache_key` less
-    than :data:`ENV_CACHE_MAX_AGE_S` ago (then ``"cached_from"`` holds when it was taken and ``"seconds"`` what
-    reading it cost). Never raises."""
+def _cache_key_and_path() -> tuple[Path | None, str]:
+    path = env_cache_path()
+    try:
+        return path, (env_cache_key() if path is not None else "")
+    except Exception:  # an odd platform: no cache, the report is still taken
+        return None, ""
+
+
+def cached_env_report() -> dict | None:
+    """The report a previous run took under the same :func:`env_cache_key` less than
+    :data:`ENV_CACHE_MAX_AGE_S` ago (``"cached_from"``: when it was taken; ``"seconds"``: what reading it cost), or
+    None. Never raises."""
     import json
 
     t0 = time.perf_counter()
-    path = env_cache_path()
+    path, key = _cache_key_and_path()
+    if path is None or not path.is_file():
+        return None
     try:
-        key = env_cache_key() if path is not None else ""
-    except Exception:  # an odd platform: no cache, the report is still taken
-        path, key = None, ""
-    if path is not None and path.is_file():
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            taken = _dt.datetime.fromisoformat(doc["taken"])
-            age = (_dt.datetime.now(_dt.timezone.utc) - taken).total_seconds()
-            if doc.get("key") == key and isinstance(doc.get("text"), str) and 0 <= age <= ENV_CACHE_MAX_AGE_S:
-                return {"text": doc["text"], "seconds": round(time.perf_counter() - t0, 3),
-                        "cached_from": doc["taken"]}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        taken = _dt.datetime.fromisoformat(doc["taken"])
+        age = (_dt.datetime.now(_dt.timezone.utc) - taken).total_seconds()
+        if doc.get("key") == key and isinstance(doc.get("text"), str) and 0 <= age <= ENV_CACHE_MAX_AGE_S:
+            return {"text": doc["text"], "seconds": round(time.perf_counter() - t0, 3), "cached_from": doc["taken"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
+    """:func:`cached_env_report`, else :func:`collect_env_report` (then kept in the cache). Never raises."""
+    import json
+
+    cached = cached_env_report()
+    if cached is not None:
+        return cached
+    path, key = _cache_key_and_path()
     report = collect_env_report(timeout_s)
     if path is not None and "text" in report:
         from harness.store import write_atomic

@@ -150,6 +150,9 @@ def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> 
         if (isinstance(report, dict) and "text" in report and old_env.get("hostname") == env["hostname"]
                 and old_env.get("torch_version") == env["torch_version"]):
             return report
+    cached = _env.cached_env_report()
+    if cached is not None:
+        return cached
     if prog is not None:
         prog.message(f"{run_dir.name}: recording the environment (torch.utils.collect_env, once per run)...")
     return _env.collect_env_cached()
