@@ -248,13 +248,11 @@ def run_scatter(m: pd.DataFrame) -> tuple[float, int]:
 
 def case_drifts(m: pd.DataFrame) -> list[float]:
     """Per matched row: the median log ratio new/base of the *other* variants of its case that were timed ``ok``
-    on both sides and neither contended nor noisy (NaN when there is none)."""
+    on both sides (NaN when there is none). Contended and noisy ones count: they are not judged themselves, but
+    they too say how the machine moved during that case."""
     if not len(m) or CASE_KEY not in m.columns:
         return [math.nan] * len(m)
     ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
-    for c in ("contended_base", "contended_new", "noisy_base", "noisy_new"):
-        if c in m.columns:
-            ok &= ~m[c].map(_flag)
     tb = pd.to_numeric(m["time_ms_median_base"], errors="coerce")
     tn = pd.to_numeric(m["time_ms_median_new"], errors="coerce")
     with np.errstate(divide="ignore", invalid="ignore"):
