@@ -9,14 +9,14 @@ timed 1.54x-2.45x ``full`` run once in plain loops; with both thresholds pinned,
 run (``attnbench``), ``full`` at N=1024 spends a large share of its time page-faulting its 32 MiB score buffers.
 
 :func:`steady_malloc` pins both thresholds once per process (``mallopt``: blocks under 64 MiB come from the heap,
-and up to 256 MiB of free heap is kept), so every call meets the same allocator whatever ran before it. Like a
+and up to 128 MiB of free heap is kept), so every call meets the same allocator whatever ran before it. Like a
 caching allocator (PyTorch's on CUDA; jemalloc or tcmalloc, often preloaded for CPU inference), this trades
 memory kept by the process for time; ``peak_mem_bytes`` counts tensor bytes, not the process's resident set, so
 it does not change. Larger blocks are mapped afresh, as glibc itself does from 32 MiB on: with 1 GiB for both
 thresholds, the long window sweep of ``docs/baseline.md`` (inputs of 128 MiB and more) peaked at 4.28 GiB of
-resident memory against 3.66 GiB with these. ``ATTNBENCH_SYSTEM_MALLOC=1`` leaves glibc's defaults (and
-``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` set in the environment are left as they are). The choice
-is recorded in ``env.json`` (``allocator``).
+resident memory, against 3.66-3.76 GiB with these and 3.54 GiB with glibc's own settings.
+``ATTNBENCH_SYSTEM_MALLOC=1`` leaves glibc's defaults (and ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``
+set in the environment are left as they are). The choice is recorded in ``env.json`` (``allocator``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SYSTEM_MALLOC_ENV = "ATTNBENCH_SYSTEM_MALLOC"
 #: Blocks smaller than this come from the heap (glibc's ``M_MMAP_THRESHOLD``).
 MMAP_THRESHOLD = 64 << 20
 #: Free bytes at the top of the heap kept before any is given back (glibc's ``M_TRIM_THRESHOLD``).
-TRIM_THRESHOLD = 256 << 20
+TRIM_THRESHOLD = 128 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 _ENV_TUNABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
@@ -42,7 +42,7 @@ def steady_malloc() -> str:
 
     Returns:
         What the process's allocator is, for ``env.json`` (e.g. ``glibc 2.36: mmap threshold pinned at 64 MiB and
-        trim threshold at 256 MiB by attnbench``). Never raises.
+        trim threshold at 128 MiB by attnbench``). Never raises.
     """
     global _state
     if _state is not None:

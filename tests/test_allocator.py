@@ -38,7 +38,7 @@ def _probe(**env) -> dict:
 @glibc
 def test_pinned_a_large_tensor_comes_from_the_heap_and_the_default_maps_it():
     pinned = _probe()
-    assert pinned["said"].endswith("mmap threshold pinned at 64 MiB and trim threshold at 256 MiB by attnbench")
+    assert pinned["said"].endswith("mmap threshold pinned at 64 MiB and trim threshold at 128 MiB by attnbench")
     assert pinned["mapped"] == 0
     system = _probe(**{allocator.SYSTEM_MALLOC_ENV: "1"})
     assert system["said"].endswith(f"its own settings ({allocator.SYSTEM_MALLOC_ENV}=1)")
