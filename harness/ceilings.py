@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -43,13 +42,9 @@ _memo: dict[tuple, float] = {}
 
 def cache_path() -> Path | None:
     """The on-disk cache of CPU ceilings (None when ``ATTNBENCH_CEILING_CACHE=off``)."""
-    value = os.environ.get(CACHE_ENV, "")
-    if value.lower() in ("off", "0", "no", "false"):
-        return None
-    if value:
-        return Path(value).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "attnbench" / "ceilings.json"
+    from harness.env import user_cache_file
+
+    return user_cache_file(CACHE_ENV, "ceilings.json")
 
 
 def _disk_key(kind: str, dtype: str, threads: int) -> str:

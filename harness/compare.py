@@ -225,20 +225,30 @@ def time_label(row: pd.Series, margin: float = _DEFAULT_MARGIN) -> tuple[str, st
     return "unsure", why, ratio, nan, nan
 
 
+def _log_changes(m: pd.DataFrame, quiet_only: bool) -> np.ndarray:
+    """Per matched row: ``log(time_ms_median_new / time_ms_median_base)`` where both sides are ``ok`` (and, with
+    ``quiet_only``, neither is contended nor noisy); NaN elsewhere."""
+    need = ("status_base", "status_new", "time_ms_median_base", "time_ms_median_new")
+    if not len(m) or not all(c in m.columns for c in need):
+        return np.full(len(m), np.nan)
+    ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
+    if quiet_only:
+        for c in ("contended_base", "contended_new", "noisy_base", "noisy_new"):
+            if c in m.columns:
+                ok &= ~m[c].map(_flag)
+    tb = pd.to_numeric(m["time_ms_median_base"], errors="coerce")
+    tn = pd.to_numeric(m["time_ms_median_new"], errors="coerce")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log((tn / tb).to_numpy(dtype=float))
+    logs[~ok.to_numpy(dtype=bool)] = np.nan
+    return logs
+
+
 def run_scatter(m: pd.DataFrame) -> tuple[float, int]:
     """The run-to-run scatter of a comparison: ``(half_width, cases)``, ``half_width`` in log space
     (``SCATTER_Z x 1.4826 x MAD`` of the log ratios of the cases timed ``ok`` on both sides and neither contended
     nor noisy), NaN when fewer than :data:`MIN_SCATTER_CASES` cases qualify."""
-    need = ("status_base", "status_new", "time_ms_median_base", "time_ms_median_new")
-    if not all(c in m.columns for c in need):
-        return math.nan, 0
-    ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
-    for c in ("contended_base", "contended_new", "noisy_base", "noisy_new"):
-        if c in m.columns:
-            ok &= ~m[c].map(_flag)
-    tb = pd.to_numeric(m.loc[ok, "time_ms_median_base"], errors="coerce")
-    tn = pd.to_numeric(m.loc[ok, "time_ms_median_new"], errors="coerce")
-    x = np.log((tn / tb).to_numpy(dtype=float))
+    x = _log_changes(m, quiet_only=True)
     x = x[np.isfinite(x)]
     if x.size < MIN_SCATTER_CASES:
         return math.nan, int(x.size)
@@ -252,12 +262,8 @@ def case_drifts(m: pd.DataFrame) -> list[float]:
     they too say how the machine moved during that case."""
     if not len(m) or CASE_KEY not in m.columns:
         return [math.nan] * len(m)
-    ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
-    tb = pd.to_numeric(m["time_ms_median_base"], errors="coerce")
-    tn = pd.to_numeric(m["time_ms_median_new"], errors="coerce")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log((tn / tb).to_numpy(dtype=float))
-    usable = ok.to_numpy() & np.isfinite(logs)
+    logs = _log_changes(m, quiet_only=False)
+    usable = np.isfinite(logs)
     keys = m[CASE_KEY].astype(str).to_numpy()
     out = []
     for i in range(len(m)):

@@ -169,14 +169,20 @@ def collect_env_report(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
     return {**box, "seconds": seconds}
 
 
-def env_cache_path() -> Path | None:
-    """The file :func:`collect_env_cached` keeps its report in (None when ``ATTNBENCH_ENV_CACHE=off``)."""
-    value = os.environ.get(ENV_CACHE_ENV, "")
+def user_cache_file(variable: str, name: str) -> Path | None:
+    """A cache file of attnbench's: the path the environment ``variable`` names, None when it says ``off``, else
+    ``$XDG_CACHE_HOME/attnbench/<name>`` (``~/.cache/attnbench/<name>``)."""
+    value = os.environ.get(variable, "")
     if value.lower() in ("off", "0", "no", "false"):
         return None
     if value:
         return Path(value).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnbench" / "collect_env.json"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnbench" / name
+
+
+def env_cache_path() -> Path | None:
+    """The file :func:`collect_env_cached` keeps its report in (None when ``ATTNBENCH_ENV_CACHE=off``)."""
+    return user_cache_file(ENV_CACHE_ENV, "collect_env.json")
 
 
 def env_cache_key() -> str:
