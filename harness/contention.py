@@ -33,6 +33,7 @@ lower clock); see ``docs/measurement.md``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import resource
@@ -155,17 +156,43 @@ def runnable_now() -> int | None:
     return None
 
 
-def machine_busy_s() -> float | None:
-    """CPU seconds the whole machine has been busy since boot (``/proc/stat``: user, nice, system, irq, softirq
-    and steal, over every core); None where unknown."""
+def _busy_ticks(fields: list[bytes]) -> int:
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def machine_busy_s(cpus: frozenset[int] | None = None) -> float | None:
+    """CPU seconds the machine's cores have been busy since boot (``/proc/stat``: user, nice, system, irq,
+    softirq and steal), summed over ``cpus`` (None: every core); None where unknown.
+
+    Args:
+        cpus: core numbers to count, e.g. this process's affinity mask (:func:`allowed_cpus`), so that work on
+            cores this process may not use (another container's, on a shared node) is not counted.
+    """
     try:
         with open("/proc/stat", "rb") as fh:
-            fields = fh.readline().split()
-        if fields[0] != b"cpu":
-            return None
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
-        return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+            if cpus is None:
+                fields = fh.readline().split()
+                return _busy_ticks(fields) / _CLK_TCK if fields[0] == b"cpu" else None
+            total, seen = 0, False
+            for line in fh:
+                if not line.startswith(b"cpu"):
+                    break
+                fields = line.split()
+                name = fields[0][3:]
+                if name.isdigit() and int(name) in cpus:
+                    total += _busy_ticks(fields)
+                    seen = True
+            return total / _CLK_TCK if seen else None
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def allowed_cpus() -> frozenset[int] | None:
+    """The cores of this process's affinity mask (None where the platform does not say)."""
+    try:
+        return frozenset(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
         return None
 
 
@@ -465,18 +492,22 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
 
 
 class OthersMeter:
-    """CPU time other processes used while batches ran: the machine's busy time (:func:`machine_busy_s`) minus
-    this process's CPU time, summed over batches (``/proc/stat`` counts in ticks of 10 ms: a batch's figure is
-    coarse, their sum over a measurement is not).
+    """CPU time other processes used while batches ran: the busy time of the cores this process may run on
+    (:func:`machine_busy_s` over :func:`allowed_cpus`) minus this process's CPU time, summed over batches
+    (``/proc/stat`` counts in ticks of 10 ms: a batch's figure is coarse, their sum over a measurement is not).
 
     Args:
-        busy: the machine's busy seconds (default :func:`machine_busy_s`; tests pass fakes).
+        busy: busy seconds of those cores (default :func:`machine_busy_s` of :func:`allowed_cpus`; tests pass
+            fakes).
         own: this process's CPU seconds.
         wall: a wall clock.
     """
 
-    def __init__(self, busy: Callable[[], float | None] = machine_busy_s, own: Callable[[], float] = time.process_time,
+    def __init__(self, busy: Callable[[], float | None] | None = None, own: Callable[[], float] = time.process_time,
                  wall: Callable[[], float] = time.perf_counter) -> None:
+        if busy is None:
+            cpus = allowed_cpus()
+            busy = functools.partial(machine_busy_s, cpus)
         self._busy, self._own, self._wall = busy, own, wall
         self.others_s, self.wall_s = 0.0, 0.0
         self.known = True

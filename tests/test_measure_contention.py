@@ -313,6 +313,18 @@ def test_others_meter_subtracts_this_process_and_sums_batches() -> None:
     assert C.machine_busy_s() is None or C.machine_busy_s() > 0
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc/stat only")
+def test_busy_time_counts_only_the_cores_this_process_may_use() -> None:
+    """On a shared node another container's cores must not count: the per-core lines of the affinity mask are
+    summed; all of them together give the machine's figure."""
+    every = frozenset(range(os.cpu_count() or 1))
+    assert abs(C.machine_busy_s(every) - C.machine_busy_s()) < 1.0  # read a moment apart
+    one = C.machine_busy_s(frozenset({0}))
+    assert one is not None and one <= C.machine_busy_s() + 1.0
+    assert C.machine_busy_s(frozenset({10**6})) is None  # no such core: unknown, never 0
+    assert C.allowed_cpus() is None or C.allowed_cpus() <= every
+
+
 def test_a_cpu_sampler_reads_other_processes_around_each_batch() -> None:
     from harness.timing import CpuSampler
 
