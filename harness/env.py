@@ -31,6 +31,8 @@ COLLECT_ENV_TIMEOUT_S = 60.0
 ENV_CACHE_ENV = "ATTNBENCH_ENV_CACHE"
 #: Oldest cached report :func:`collect_env_cached` reuses.
 ENV_CACHE_MAX_AGE_S = 24 * 3600.0
+#: Reports the cache keeps (one per :func:`env_cache_key`: interpreters, virtual environments), the newest.
+ENV_CACHE_ENTRIES = 8
 
 
 def cuda_available() -> bool:
@@ -216,23 +218,35 @@ def _cache_key_and_path() -> tuple[Path | None, str]:
         return None, ""
 
 
+def _cache_entries(path: Path) -> dict:
+    """The cache file's entries (key -> entry); empty when it is missing or damaged."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    entries = doc.get("entries") if isinstance(doc, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
 def cached_env_report() -> dict | None:
     """The report a previous run took under the same :func:`env_cache_key` less than
     :data:`ENV_CACHE_MAX_AGE_S` ago (``"cached_from"``: when it was taken; ``"seconds"``: what reading it cost), or
-    None. Never raises."""
-    import json
-
+    None. The cache keeps one entry per key (several interpreters or virtual environments on one machine), the
+    newest :data:`ENV_CACHE_ENTRIES`. Never raises."""
     t0 = time.perf_counter()
     path, key = _cache_key_and_path()
     if path is None or not path.is_file():
         return None
+    entry = _cache_entries(path).get(key)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        taken = _dt.datetime.fromisoformat(doc["taken"])
+        taken = _dt.datetime.fromisoformat(entry["taken"])
         age = (_dt.datetime.now(_dt.timezone.utc) - taken).total_seconds()
-        if doc.get("key") == key and isinstance(doc.get("text"), str) and 0 <= age <= ENV_CACHE_MAX_AGE_S:
-            return {"text": doc["text"], "seconds": round(time.perf_counter() - t0, 3), "cached_from": doc["taken"]}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        if isinstance(entry.get("text"), str) and 0 <= age <= ENV_CACHE_MAX_AGE_S:
+            return {"text": entry["text"], "seconds": round(time.perf_counter() - t0, 3),
+                    "cached_from": entry["taken"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     return None
 
@@ -249,10 +263,13 @@ def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
     if path is not None and "text" in report:
         from harness.store import write_atomic
 
+        entries = _cache_entries(path) if path.is_file() else {}
+        entries.pop(key, None)
+        entries[key] = {"taken": now_iso(), "text": report["text"], "seconds": report["seconds"]}
+        kept = dict(list(entries.items())[-ENV_CACHE_ENTRIES:])  # insertion order: the newest last
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps({"key": key, "taken": now_iso(), "text": report["text"],
-                                           "seconds": report["seconds"]}))
+            write_atomic(path, json.dumps({"entries": kept}))
         except OSError:
             pass
     return report

@@ -325,16 +325,20 @@ def test_collect_env_is_cached_per_machine_state_and_taken_again_when_it_changes
     first_plan = _plan(tmp_path, run_name="first", variants=["full"], mode="fwd")
     run_sweep(first_plan)
     first = json.loads((first_plan.run_dir / "env.json").read_text())["collect_env"]
-    assert len(calls) == 1 and "cached_from" not in first and json.loads(cache.read_text())["text"] == first["text"]
+    key = env_mod.env_cache_key()
+    entries = json.loads(cache.read_text())["entries"]
+    assert len(calls) == 1 and "cached_from" not in first and entries[key]["text"] == first["text"]
     second_plan = _plan(tmp_path, run_name="second", variants=["full"], mode="fwd")
     run_sweep(second_plan)  # another run, same machine
     second = json.loads((second_plan.run_dir / "env.json").read_text())["collect_env"]
     assert len(calls) == 1 and second["text"] == first["text"] and second["cached_from"]
-    key = env_mod.env_cache_key()
     monkeypatch.setattr(env_mod, "env_cache_key", lambda: key + "|a package installed since")
     assert "cached_from" not in env_mod.collect_env_cached() and len(calls) == 2
+    monkeypatch.setattr(env_mod, "env_cache_key", lambda: key)  # the first interpreter again: still kept
+    assert env_mod.collect_env_cached()["cached_from"] and len(calls) == 2
+    assert len(json.loads(cache.read_text())["entries"]) == 2
     doc = json.loads(cache.read_text())
-    doc["taken"] = "2020-01-01T00:00:00+00:00"  # older than a day: taken again
+    doc["entries"][key]["taken"] = "2020-01-01T00:00:00+00:00"  # older than a day: taken again
     cache.write_text(json.dumps(doc))
     assert "cached_from" not in env_mod.collect_env_cached() and len(calls) == 3
     cache.write_text("{not json")  # a damaged cache is taken again, never an error
@@ -374,3 +378,18 @@ def test_plain_progress_names_a_phase_only_when_it_lasts(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines == ["[0/2] cpu N8 full fwd | computing the float64 baseline...",
                      "[1/2] cpu N8 full fwd | full: ok 1 ms"]
+
+
+def test_collect_env_cache_keeps_the_newest_entries_only(tmp_path, monkeypatch):
+    import json
+
+    import harness.env as env_mod
+
+    cache = tmp_path / "collect_env.json"
+    monkeypatch.setenv(env_mod.ENV_CACHE_ENV, str(cache))
+    monkeypatch.setattr(env_mod, "collect_env_report", lambda *a, **k: {"text": "report", "seconds": 0.4})
+    for i in range(env_mod.ENV_CACHE_ENTRIES + 3):
+        monkeypatch.setattr(env_mod, "env_cache_key", lambda i=i: f"venv {i}")
+        env_mod.collect_env_cached()
+    kept = list(json.loads(cache.read_text())["entries"])
+    assert kept == [f"venv {i}" for i in range(3, env_mod.ENV_CACHE_ENTRIES + 3)]
