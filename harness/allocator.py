@@ -68,12 +68,13 @@ def steady_malloc() -> str:
     return _state
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                                "uordblks", "fordblks", "keepcost")]
+
+
 def heap_mapped_bytes() -> int | None:
     """Bytes glibc holds in ``mmap``-ed blocks now (``mallinfo2().hblkhd``); None where it cannot be read."""
-    class _MallInfo2(ctypes.Structure):
-        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                    "fsmblks", "uordblks", "fordblks", "keepcost")]
-
     try:
         fn = ctypes.CDLL(None).mallinfo2
     except (OSError, AttributeError):

@@ -272,7 +272,7 @@ def case_drifts(m: pd.DataFrame) -> list[float]:
     return out
 
 
-def _beyond_scatter(verdict: str, why: str, ratio: float, scatter: tuple[float, int], drift: float = math.nan,
+def _beyond_noise(verdict: str, why: str, ratio: float, scatter: tuple[float, int], drift: float = math.nan,
                     margin: float = _DEFAULT_MARGIN) -> tuple[str, str]:
     """A ``slower``/``faster`` verdict becomes ``unsure`` when its ratio lies within the run-to-run scatter, or
     within ``1 + margin`` of the median change of the other variants of its case (``drift``, log space)."""
@@ -420,7 +420,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
             verdict, why = "fixed", f"{row['status_base']} -> ok"
         elif ok_b and ok_n:
             verdict, why, ratio, lo, hi = time_label(row, margin)
-            verdict, why = _beyond_scatter(verdict, why, ratio, scatter, drift, margin)
+            verdict, why = _beyond_noise(verdict, why, ratio, scatter, drift, margin)
             failures.extend(_rule_failures(row, rules, label, verdict, why, margin, scatter, drift))
         out.append((verdict, why, ratio, lo, hi))
     m["verdict"], m["why"], m["ratio"], m["ratio_low"], m["ratio_high"] = (
@@ -442,7 +442,7 @@ def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: s
                 at = verdict
             else:
                 lab, _, r, _, _ = time_label(row, rule.threshold)
-                at = _beyond_scatter(lab, "", r, scatter, drift, rule.threshold)[0]
+                at = _beyond_noise(lab, "", r, scatter, drift, rule.threshold)[0]
             if at == "slower":
                 lines.append(f"{label}: median {base_v:.4g} -> {new_v:.4g} ms ({new_v / base_v - 1:+.1%}, "
                              f"threshold {rule}; {why})")

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: Longest wait for ``torch.utils.collect_env`` (it shells out to nvidia-smi, pip, ...) before giving up.
@@ -251,13 +252,22 @@ def cached_env_report() -> dict | None:
     return None
 
 
-def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S) -> dict:
-    """:func:`cached_env_report`, else :func:`collect_env_report` (then kept in the cache). Never raises."""
+def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S,
+                       on_collect: Callable[[], object] | None = None) -> dict:
+    """:func:`cached_env_report`, else :func:`collect_env_report` (then kept in the cache). Never raises.
+
+    Args:
+        timeout_s: as in :func:`collect_env_report`.
+        on_collect: called just before a new report is taken (not when the cache answers), e.g. to say it takes
+            a while.
+    """
     import json
 
     cached = cached_env_report()
     if cached is not None:
         return cached
+    if on_collect is not None:
+        on_collect()
     path, key = _cache_key_and_path()
     report = collect_env_report(timeout_s)
     if path is not None and "text" in report:

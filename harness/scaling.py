@@ -16,6 +16,7 @@ The crossover is the smallest seq_len at which the variant's median time is belo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -70,6 +71,7 @@ class Fit:
         return False
 
 
+@functools.lru_cache(maxsize=64)
 def _t_quantile(df: int) -> float:
     return t_quantile(0.5 + CI_LEVEL / 2, df)
 

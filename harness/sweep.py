@@ -150,12 +150,9 @@ def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> 
         if (isinstance(report, dict) and "text" in report and old_env.get("hostname") == env["hostname"]
                 and old_env.get("torch_version") == env["torch_version"]):
             return report
-    cached = _env.cached_env_report()
-    if cached is not None:
-        return cached
-    if prog is not None:
-        prog.message(f"{run_dir.name}: recording the environment (torch.utils.collect_env, once per run)...")
-    return _env.collect_env_cached()
+    say = None if prog is None else (lambda: prog.message(
+        f"{run_dir.name}: recording the environment (torch.utils.collect_env, once per run)..."))
+    return _env.collect_env_cached(on_collect=say)
 
 
 def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = None,

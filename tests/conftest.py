@@ -17,20 +17,41 @@ def _seed():
     torch.manual_seed(0)
 
 
-def _background_plotters() -> list[int]:
-    """Pids of this process's children drawing a report's plots (``attnbench report --plots-only``)."""
+def _children() -> list[int]:
+    """This process's child pids: ``/proc/self/task/*/children`` (one small read per thread), else a scan of
+    ``/proc`` for processes whose parent is this one."""
+    tasks = Path("/proc/self/task")
+    files = list(tasks.glob("*/children")) if tasks.is_dir() else []
+    if files:
+        pids = []
+        for f in files:
+            try:
+                pids += [int(p) for p in f.read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return pids
     me, found = os.getpid(), []
     for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            cmd = (entry / "cmdline").read_bytes()
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
+                found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == me and b"--plots-only" in cmd:
-            found.append(int(entry.name))
+    return found
+
+
+def _background_plotters() -> list[int]:
+    """Pids of this process's children drawing a report's plots (``attnbench report --plots-only``)."""
+    found = []
+    for pid in _children():
+        try:
+            if b"--plots-only" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            continue
     return found
 
 
