@@ -17,15 +17,14 @@ Run from the repository root (``threads=1`` unless ``--threads``; say how loaded
     PYTHONPATH=$PWD python benchmarks/under_load.py [hog|repeat|adaptive|all] [--sweeps 10] [--threads 1]
 
 Why the allocator is pinned: "the same work repeated k times" is k times the time only when every repetition
-costs the same. With glibc's default, adaptive ``mmap`` threshold it does not: whether a 4 MiB score buffer comes
-back from the heap or is mapped (and page-faulted) afresh depends on what was freed before, so ``full`` run twice
-in a row timed 1.54x to 2.45x ``full`` once, and four times 2.52x to 4.21x, in plain interleaved
-``perf_counter`` loops outside the harness, on a quiet machine. With the threshold fixed
-(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``) the same loops read 1.993x-2.002x and 4.001x. The
-script therefore re-runs itself with those two variables set (``--system-malloc`` keeps glibc's defaults) and
-prints that outside-the-harness yardstick before the sweeps, so the harness is held against the construction's
-true ratio on the machine it runs on. The harness itself now pins the same two thresholds for every sweep
-(``harness/allocator.py``); the re-run covers the yardstick, which runs outside the harness.
+costs the same. With glibc's default, adaptive ``mmap`` threshold it does not: whether a score buffer comes back
+from the heap or is mapped (and page-faulted) afresh depends on what was freed before, so ``full`` run twice in a
+row timed 1.54x to 2.45x ``full`` once, and four times 2.52x to 4.21x, in plain interleaved ``perf_counter`` loops
+outside the harness, on a quiet machine. The harness pins the thresholds for every sweep
+(``harness/allocator.py``); the script pins them the same way at start-up (``--system-malloc`` keeps glibc's
+defaults, for the yardstick and, through ``ATTNBENCH_SYSTEM_MALLOC=1``, for the sweeps) and prints the
+outside-the-harness yardstick before the sweeps, so the harness is held against the construction's true ratio on
+the machine it runs on.
 """
 
 from __future__ import annotations
@@ -120,8 +119,9 @@ def _load() -> str:
 
 
 def _malloc() -> str:
-    pinned = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    return f"glibc mmap threshold pinned at {pinned} bytes" if pinned else "glibc defaults (adaptive mmap threshold)"
+    from harness.allocator import steady_malloc
+
+    return steady_malloc()  # only answers what was chosen at start-up
 
 
 def pd_timestamp(epoch: float):
@@ -315,9 +315,11 @@ def main() -> int:
     p.add_argument("--system-malloc", action="store_true",
                    help="keep glibc's adaptive mmap threshold (see the module docstring)")
     args = p.parse_args()
-    if not args.system_malloc and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)  # glibc reads them at start-up only
+    if args.system_malloc:
+        os.environ["ATTNBENCH_SYSTEM_MALLOC"] = "1"
+    from harness.allocator import steady_malloc
+
+    steady_malloc()  # the harness's thresholds from the start, for the yardstick outside the harness too
     import torch
 
     print(f"torch {torch.__version__}, threads={args.threads}, {_load()}, allocator: {_malloc()}")

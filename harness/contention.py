@@ -18,7 +18,7 @@ The rules (constants below):
   kernel without ``CONFIG_SCHED_INFO``), a sample is disturbed when the process was involuntarily switched out
   during it (``ru_nivcsw`` from ``getrusage``): coarser, it sees that a preemption happened, not how long it took.
 - A *measurement* is **contended** when more than :data:`CONTENDED_FRACTION` of its samples were disturbed, or
-  when other processes kept busy, on average over its batches, at least :func:`others_limit` cores (half of the
+  when other processes kept busy, on average over the span of its batches, at least :func:`others_limit` cores (half of the
   cores it left free, and at least half a core: ``others_cores``, from ``/proc/stat``'s busy time minus this
   process's CPU time), or, on CUDA, when the SM clock ran below :data:`GPU_SLOW_CLOCK_FRACTION` of its maximum
   (NVBench's throttling rule) or other processes used the same GPU.
@@ -445,7 +445,7 @@ class Contention:
                          f"load {self.load_before:.1f} -> {self.load_after:.1f})")
         if self.others_busy:
             parts.append(f"other processes kept {self.others_cores:.1f} cores busy beside it (limit "
-                         f"{self.others_limit:g}: they share caches, memory bandwidth, maybe this core)")
+                         f"{self.others_limit:.2g}: they share caches, memory bandwidth, maybe this core)")
         g = self.gpu
         if g.get("gpu_other_processes"):
             parts.append(f"{g['gpu_other_processes']} other process(es) on the GPU")
@@ -464,7 +464,8 @@ class Contention:
 
 def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = math.nan,
               load_after: float = math.nan, gpu: dict[str, Any] | None = None, others_s: float = math.nan,
-              others_wall_s: float = 0.0, others_limit_cores: float | None = None) -> Contention:
+              others_wall_s: float = 0.0, others_limit_cores: float | None = None,
+              others_margin_s: float = 0.0) -> Contention:
     """Sum the per-sample usage of one measurement into a :class:`Contention`.
 
     Args:
@@ -475,6 +476,9 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
         others_s, others_wall_s: CPU seconds other processes used while the batches ran, and those batches' wall
             seconds (see :class:`OthersMeter`).
         others_limit_cores: :func:`others_limit` (default: for ``threads`` on this machine).
+        others_margin_s: how far ``others_s`` may be off from the coarseness of its readings
+            (:attr:`OthersMeter.margin_s`): the limit is raised by it, so that a row is contended only when other
+            processes surely reached the limit.
     """
     wall = sum(u.wall_s for u in usages)
     cpu = sum(u.cpu_s for u in usages)
@@ -488,49 +492,74 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
         load_before=load_before, load_after=load_after, gpu=dict(gpu or {}),
         detector="runq_wait" if known else ("nivcsw" if usages else ""),
         others_cores=others_s / others_wall_s if others_wall_s > 0 and math.isfinite(others_s) else math.nan,
-        others_limit=others_limit(threads) if others_limit_cores is None else others_limit_cores)
+        others_limit=(others_limit(threads) if others_limit_cores is None else others_limit_cores)
+        + (others_margin_s / others_wall_s if others_wall_s > 0 else 0.0))
 
 
 class OthersMeter:
-    """CPU time other processes used while batches ran: the busy time of the cores this process may run on
-    (:func:`machine_busy_s` over :func:`allowed_cpus`) minus this process's CPU time, summed over batches
-    (``/proc/stat`` counts in ticks of 10 ms: a batch's figure is coarse, their sum over a measurement is not).
+    """CPU time other processes used while a measurement ran: the busy time of the cores this process may run on
+    (:func:`machine_busy_s` over :func:`allowed_cpus`) minus this process's CPU time, over the *span* of the
+    measurement, from the start of its first batch to the end of its last.
+
+    Why the span and not the sum of its batches: ``/proc/stat`` counts in ticks (10 ms), and a batch of a few
+    milliseconds reads 0 or 1 tick per core. Summed over 32 batches per variant those errors added up to a
+    standard deviation of about 0.4 cores (rows of an idle machine read 0.5-0.7 cores of "others" and were retried
+    as contended). Read at the two ends of the span, the error is at most one tick per core at each end, and
+    :attr:`margin_s` says how large. The batches of a case are interleaved with the other variants' (this
+    process's own CPU time there is subtracted too), so the span's average is the one its batches saw.
 
     Args:
         busy: busy seconds of those cores (default :func:`machine_busy_s` of :func:`allowed_cpus`; tests pass
             fakes).
         own: this process's CPU seconds.
         wall: a wall clock.
+        resolution_s: how coarse one core's busy reading is (default one ``/proc/stat`` tick).
+        cores: how many cores ``busy`` sums (default: the affinity mask's).
     """
 
     def __init__(self, busy: Callable[[], float | None] | None = None, own: Callable[[], float] = time.process_time,
-                 wall: Callable[[], float] = time.perf_counter) -> None:
+                 wall: Callable[[], float] = time.perf_counter, resolution_s: float | None = None,
+                 cores: int | None = None) -> None:
         if busy is None:
             cpus = allowed_cpus()
             busy = functools.partial(machine_busy_s, cpus)
+            if cores is None and cpus is not None:
+                cores = len(cpus)
         self._busy, self._own, self._wall = busy, own, wall
+        self.resolution_s = 1.0 / _CLK_TCK if resolution_s is None else resolution_s
+        self.cores = cores if cores is not None else (os.cpu_count() or 1)
         self.others_s, self.wall_s = 0.0, 0.0
         self.known = True
-        self._start: tuple | None = None
+        self._first: tuple | None = None
 
     def start(self) -> None:
-        self._start = (self._busy(), self._own(), self._wall())
+        """Called before each batch: the first call opens the span."""
+        if self._first is None and self.known:
+            self._first = (self._busy(), self._own(), self._wall())
+            if self._first[0] is None:
+                self.known = False
 
     def stop(self) -> None:
-        if self._start is None:
+        """Called after each batch: the span now ends here."""
+        if self._first is None or not self.known:
             return
-        b0, c0, w0 = self._start
+        b0, c0, w0 = self._first
         b1, c1, w1 = self._busy(), self._own(), self._wall()
-        self._start = None
-        if b0 is None or b1 is None:
+        if b1 is None:
             self.known = False
             return
-        self.others_s += max(0.0, (b1 - b0) - (c1 - c0))
-        self.wall_s += max(0.0, w1 - w0)
+        self.others_s = (b1 - b0) - (c1 - c0)
+        self.wall_s = max(0.0, w1 - w0)
 
     @property
     def total_s(self) -> float:
-        return self.others_s if self.known else math.nan
+        """Other processes' CPU seconds over the span (NaN where unknown; never below 0)."""
+        return max(0.0, self.others_s) if self.known else math.nan
+
+    @property
+    def margin_s(self) -> float:
+        """How far :attr:`total_s` may be off from the readings' coarseness: a tick per core at each end."""
+        return 2.0 * self.resolution_s * self.cores
 
 
 # ---------------------------------------------------------------------------------------------------- GPU (NVML)

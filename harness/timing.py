@@ -55,7 +55,7 @@ DEFAULT_REL_CI = 0.02
 #: Fewest samples before the adaptive target may stop sampling (NVBench's minimum).
 MIN_TARGET_SAMPLES = 10
 #: Rounds the budget is split into: each round gives a callable ``budget_s / TARGET_ROUNDS`` of timed time.
-TARGET_ROUNDS = 8
+TARGET_ROUNDS = 32
 #: Fewest rounds before the adaptive target may stop a callable timed with others: a paired ratio's 95% sign-test
 #: interval needs 6 pairs (with 2 to 5 it is only the range of as many per-round ratios, with a lower coverage).
 MIN_PAIRED_ROUNDS = 6
@@ -338,7 +338,8 @@ class Sampler:
         others = self.others
         return _cont.summarize(self.usages, self.threads, self.load_before, self.load_after, self.gpu,
                                others_s=others.total_s if others is not None else math.nan,
-                               others_wall_s=others.wall_s if others is not None else 0.0)
+                               others_wall_s=others.wall_s if others is not None else 0.0,
+                               others_margin_s=others.margin_s if others is not None else 0.0)
 
     def result(self, rule: StopRule, rounds: int = 0, retries: int = 0, note: str = "") -> TimingResult:
         """The :class:`TimingResult` of the samples taken (needs at least one)."""

@@ -299,18 +299,55 @@ def test_other_processes_busy_beside_the_measurement_make_it_contended() -> None
     assert C.others_limit(2, allowed=2) == 0.5  # at least half a core
 
 
-def test_others_meter_subtracts_this_process_and_sums_batches() -> None:
-    busy, own, wall = iter([100.0, 100.3, 200.0, 200.1]), iter([5.0, 5.1, 6.0, 6.1]), iter([0.0, 0.2, 1.0, 1.1])
-    m = C.OthersMeter(busy=lambda: next(busy), own=lambda: next(own), wall=lambda: next(wall))
-    for _ in range(2):  # machine busy 0.3 s, this process 0.1 s, over 0.2 s; then 0.1 s, all of it this process
-        m.start()
-        m.stop()
-    assert m.total_s == pytest.approx(0.2) and m.wall_s == pytest.approx(0.3)
+def test_others_meter_reads_the_span_of_the_batches_and_subtracts_this_process() -> None:
+    """The first batch opens the span, the last one closes it: the machine busy 0.5 s over 1.1 s, 0.2 s of it this
+    process (its CPU time between the batches counts as its own too)."""
+    busy, own, wall = iter([100.0, 100.3, 100.5]), iter([5.0, 5.1, 5.2]), iter([0.0, 0.2, 1.1])
+    m = C.OthersMeter(busy=lambda: next(busy), own=lambda: next(own), wall=lambda: next(wall), resolution_s=0.01,
+                      cores=2)
+    m.start()
+    m.stop()
+    m.start()  # the span is open: not read again
+    m.stop()
+    assert m.total_s == pytest.approx(0.3) and m.wall_s == pytest.approx(1.1)
+    assert m.margin_s == pytest.approx(0.04)  # one tick per core at each end
     gone = C.OthersMeter(busy=lambda: None)
     gone.start()
     gone.stop()
     assert math.isnan(gone.total_s)
     assert C.machine_busy_s() is None or C.machine_busy_s() > 0
+
+
+def test_coarse_readings_do_not_add_up_to_contention() -> None:
+    """Batches of 3 ms read 0 or 1 tick of busy time per core. Read per batch and summed over 32 batches, an idle
+    machine read 0.5-0.7 cores of "others" and its rows were retried as contended; the span reads it once."""
+    import random
+
+    rng = random.Random(0)
+    t, own = 0.0, 0.0
+
+    def busy() -> float:  # one core where only this process runs, counted in 10 ms ticks
+        return math.floor(own / 0.01) * 0.01  # the tick-sampled figure of this process's own CPU time
+
+    def clock() -> float:
+        return t
+
+    def cpu() -> float:
+        return own
+
+    m = C.OthersMeter(busy=busy, own=cpu, wall=clock, resolution_s=0.01, cores=1)
+    for _ in range(32):  # 32 batches of 3 ms of this process alone, 3 ms of another variant between them
+        m.start()
+        step = 0.003 + rng.uniform(0, 0.0005)
+        t, own = t + step, own + step
+        m.stop()
+        t, own = t + 0.003, own + 0.003
+    c = C.summarize([C.SampleUsage(0.003, 0.003, 0.0, 0)] * 32, threads=1, others_s=m.total_s,
+                    others_wall_s=m.wall_s, others_limit_cores=0.5, others_margin_s=m.margin_s)
+    assert c.others_cores < 0.1 and not c.contended
+    hog = C.summarize([C.SampleUsage(0.003, 0.003, 0.0, 0)] * 32, threads=1, others_s=0.19, others_wall_s=0.2,
+                      others_limit_cores=0.5, others_margin_s=0.02)
+    assert hog.contended and hog.others_limit == pytest.approx(0.6)  # the margin raises the limit: 0.95 >= 0.6
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc/stat only")
@@ -328,10 +365,11 @@ def test_busy_time_counts_only_the_cores_this_process_may_use() -> None:
 def test_a_cpu_sampler_reads_other_processes_around_each_batch() -> None:
     from harness.timing import CpuSampler
 
-    readings = iter([10.0, 10.05, 20.0, 20.05])  # the machine busy 50 ms in each batch...
-    own = iter([1.0, 1.0, 2.0, 2.0])  # ...none of it this process
-    walls = iter([0.0, 0.05, 1.0, 1.05])
-    meter = C.OthersMeter(busy=lambda: next(readings), own=lambda: next(own), wall=lambda: next(walls))
+    readings = iter([10.0, 10.05, 11.05])  # the machine busy 1.05 s over the span of the two batches...
+    own = iter([1.0, 1.0, 1.0])  # ...none of it this process
+    walls = iter([0.0, 0.05, 1.05])
+    meter = C.OthersMeter(busy=lambda: next(readings), own=lambda: next(own), wall=lambda: next(walls),
+                          resolution_s=0.0)
     s = CpuSampler(lambda: None, threads=1, others=lambda: meter)
     s.take(0.0, 1, 0)
     s.take(0.0, 1, 1)
