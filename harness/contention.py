@@ -18,9 +18,10 @@ The rules (constants below):
   kernel without ``CONFIG_SCHED_INFO``), a sample is disturbed when the process was involuntarily switched out
   during it (``ru_nivcsw`` from ``getrusage``): coarser, it sees that a preemption happened, not how long it took.
 - A *measurement* is **contended** when more than :data:`CONTENDED_FRACTION` of its samples were disturbed, or
-  when other processes kept busy, on average over the span of its batches, at least :func:`others_limit` cores (half of the
-  cores it left free, and at least half a core: ``others_cores``, from ``/proc/stat``'s busy time minus this
-  process's CPU time), or, on CUDA, when the SM clock ran below :data:`GPU_SLOW_CLOCK_FRACTION` of its maximum
+  when other processes kept busy, on average from its first batch to its last, at least :func:`others_limit`
+  cores (half of the cores it left free, and at least half a core: ``others_cores``, from ``/proc/stat``'s busy
+  time minus this process's CPU time; the limit is raised by the ticks' coarseness), or, on CUDA, when the SM
+  clock ran below :data:`GPU_SLOW_CLOCK_FRACTION` of its maximum
   (NVBench's throttling rule) or other processes used the same GPU.
 
 The second rule is for what takes no run-queue time from this process: a process busy on the other cores
