@@ -24,7 +24,9 @@ A ``slower`` or ``faster`` case must also stand out from the comparison's own ru
 ``s = 1.4826 x MAD``; a case whose ratio lies within ``exp(+-SCATTER_Z x s)`` of 1 is ``unsure`` (within-run samples
 cannot see a state of the machine that lasted a whole run: two runs of unchanged code on the 2-core VM moved
 single cases by up to 13% with tight samples and nothing contended). A change shared by every case (the median
-moves, the spread stays small) is still seen; a lone case that moved more than the others did is too.
+moves, the spread stays small) is still seen; a lone case that moved more than the others did is too. The quiet
+cases (neither side contended nor noisy) give the scatter; when fewer than :data:`MIN_SCATTER_CASES` of them are
+left, every case timed on both sides does (:func:`comparison_scatter`), and the summary says so.
 
 And it must stand out from the other variants of its own case: the variants of a case are timed together, in
 interleaved rounds, so a state of the machine during that case moves them all alike (seen: all three variants of
@@ -244,16 +246,33 @@ def _log_changes(m: pd.DataFrame, quiet_only: bool) -> np.ndarray:
     return logs
 
 
-def run_scatter(m: pd.DataFrame) -> tuple[float, int]:
+def run_scatter(m: pd.DataFrame, quiet_only: bool = True) -> tuple[float, int]:
     """The run-to-run scatter of a comparison: ``(half_width, cases)``, ``half_width`` in log space
-    (``SCATTER_Z x 1.4826 x MAD`` of the log ratios of the cases timed ``ok`` on both sides and neither contended
-    nor noisy), NaN when fewer than :data:`MIN_SCATTER_CASES` cases qualify."""
-    x = _log_changes(m, quiet_only=True)
+    (``SCATTER_Z x 1.4826 x MAD`` of the log ratios of the cases timed ``ok`` on both sides and, with
+    ``quiet_only``, neither contended nor noisy), NaN when fewer than :data:`MIN_SCATTER_CASES` cases qualify."""
+    x = _log_changes(m, quiet_only=quiet_only)
     x = x[np.isfinite(x)]
     if x.size < MIN_SCATTER_CASES:
         return math.nan, int(x.size)
     spread = 1.4826 * float(np.median(np.abs(x - np.median(x))))
     return SCATTER_Z * spread, int(x.size)
+
+
+def comparison_scatter(m: pd.DataFrame) -> tuple[float, int, bool]:
+    """:func:`run_scatter` of the quiet cases, or, when fewer than :data:`MIN_SCATTER_CASES` of them are left, of
+    every case timed on both sides, contended ones too: ``(half_width, cases, busy)``, ``busy`` saying which.
+
+    Why the fallback: with a busy-looping process beside the second of two runs of unchanged code, 15 of 18 rows
+    were contended, the three quiet cases left were too few for a scatter, and one of them, 9% faster alone in its
+    case, was called ``faster``. A comparison whose rows are mostly contended ran on a machine whose state moved;
+    the changes of all its rows are the honest measure of how much, and they only make the rule stricter."""
+    width, n = run_scatter(m)
+    if math.isfinite(width):
+        return width, n, False
+    width_all, n_all = run_scatter(m, quiet_only=False)
+    if math.isfinite(width_all) and n_all > n:
+        return width_all, n_all, True
+    return width, n, False
 
 
 def case_drifts(m: pd.DataFrame) -> list[float]:
@@ -302,7 +321,8 @@ class Comparison:
         failures: human-readable lines, one per failed rule and row.
         rules: the rules applied.
         duplicates: number of rows dropped because a run repeated a (case, variant) (the latest kept).
-        scatter: :func:`run_scatter` of the matched rows: ``(half_width, cases)``.
+        scatter: :func:`comparison_scatter` of the matched rows: ``(half_width, cases)``.
+        scatter_busy: whether the scatter came from every timed case, contended ones too (too few quiet ones).
     """
 
     matched: pd.DataFrame
@@ -312,6 +332,7 @@ class Comparison:
     rules: list[FailRule] = field(default_factory=list)
     duplicates: int = 0
     scatter: tuple[float, int] = (math.nan, 0)
+    scatter_busy: bool = False
 
     @property
     def failed(self) -> bool:
@@ -406,7 +427,8 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     m["err_change"] = m["err_metric_new"] / m["err_metric_base"] - 1.0
     failures: list[str] = []
     out: list[tuple] = []
-    scatter = run_scatter(m)
+    width, n_cases, scatter_busy = comparison_scatter(m)
+    scatter = (width, n_cases)
     drifts = case_drifts(m)
     for (_, row), drift in zip(m.iterrows(), drifts):
         label = _label(row)
@@ -426,7 +448,7 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     m["verdict"], m["why"], m["ratio"], m["ratio_low"], m["ratio_high"] = (
         zip(*out) if out else ([], [], [], [], []))
     return Comparison(matched=m, only_base=only_base, only_new=only_new, failures=failures, rules=rules,
-                      duplicates=nb + nn, scatter=scatter)
+                      duplicates=nb + nn, scatter=scatter, scatter_busy=scatter_busy)
 
 
 def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: str, why: str,
@@ -499,8 +521,9 @@ def format_summary(c: Comparison) -> str:
         lines.append(f"not comparable: {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW")
     width, n = c.scatter
     if math.isfinite(width):
-        lines.append(f"run-to-run scatter: changes of the {n} cases timed on both sides spread x{math.exp(width):.3f}"
-                     f" ({SCATTER_Z:g} robust SDs); a change within it is unsure")
+        which = " (contended ones too: too few quiet ones)" if c.scatter_busy else ""
+        lines.append(f"run-to-run scatter: changes of the {n} cases timed on both sides{which} spread "
+                     f"x{math.exp(width):.3f} ({SCATTER_Z:g} robust SDs); a change within it is unsure")
     if c.duplicates:
         lines.append(f"note: {c.duplicates} repeated row(s) within a run were dropped (latest kept)")
     rules = ", ".join(str(r) for r in c.rules) or "none"

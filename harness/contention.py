@@ -54,6 +54,9 @@ BUSY_MEMORY_S = 30.0
 #: Other processes busy on this share of the cores a measurement leaves free (at least half a core) make it
 #: contended (see :func:`others_limit`).
 OTHERS_FRACTION = 0.5
+#: The shortest stretch of a measurement whose own figure for other processes is judged too (a load that starts
+#: part-way through a case; see :meth:`OthersMeter.peak_cores`).
+OTHERS_WINDOW_S = 0.2
 _TASKS = "/proc/self/task"
 try:
     _CLK_TCK = float(os.sysconf("SC_CLK_TCK"))
@@ -403,6 +406,9 @@ class Contention:
         detector: ``runq_wait`` (schedstat) or ``nivcsw`` (involuntary switches only).
         others_cores: cores other processes kept busy, on average, while the batches ran (NaN where unknown).
         others_limit: the most :attr:`others_cores` may be before the measurement is contended.
+        others_peak: the most cores other processes surely kept busy over a stretch of at least
+            :data:`OTHERS_WINDOW_S` (:meth:`OthersMeter.peak_cores`; NaN where unknown). The measurement is
+            contended when it reaches :func:`others_limit` too.
     """
 
     samples: int = 0
@@ -415,6 +421,8 @@ class Contention:
     detector: str = ""
     others_cores: float = math.nan
     others_limit: float = math.inf
+    others_peak: float = math.nan
+    others_peak_limit: float = math.inf
 
     @property
     def disturbed_fraction(self) -> float:
@@ -429,7 +437,7 @@ class Contention:
 
     @property
     def others_busy(self) -> bool:
-        return self.others_cores >= self.others_limit  # False for NaN
+        return self.others_cores >= self.others_limit or self.others_peak >= self.others_peak_limit  # False for NaN
 
     @property
     def contended(self) -> bool:
@@ -445,8 +453,13 @@ class Contention:
             parts.append(f"{self.disturbed} of {self.samples} samples {how} (cpu_share {self.cpu_share:.2f}, "
                          f"load {self.load_before:.1f} -> {self.load_after:.1f})")
         if self.others_busy:
-            parts.append(f"other processes kept {self.others_cores:.1f} cores busy beside it (limit "
-                         f"{self.others_limit:.2g}: they share caches, memory bandwidth, maybe this core)")
+            if self.others_cores >= self.others_limit:
+                parts.append(f"other processes kept {self.others_cores:.1f} cores busy beside it (limit "
+                             f"{self.others_limit:.2g}: they share caches, memory bandwidth, maybe this core)")
+            else:
+                parts.append(f"other processes kept at least {self.others_peak:.1f} cores busy during part of it "
+                             f"({self.others_cores:.1f} on average; limit {self.others_peak_limit:.2g}: they share "
+                             "caches, memory bandwidth, maybe this core)")
         g = self.gpu
         if g.get("gpu_other_processes"):
             parts.append(f"{g['gpu_other_processes']} other process(es) on the GPU")
@@ -466,7 +479,7 @@ class Contention:
 def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = math.nan,
               load_after: float = math.nan, gpu: dict[str, Any] | None = None, others_s: float = math.nan,
               others_wall_s: float = 0.0, others_limit_cores: float | None = None,
-              others_margin_s: float = 0.0) -> Contention:
+              others_margin_s: float = 0.0, others_peak_cores: float = math.nan) -> Contention:
     """Sum the per-sample usage of one measurement into a :class:`Contention`.
 
     Args:
@@ -480,12 +493,14 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
         others_margin_s: how far ``others_s`` may be off from the coarseness of its readings
             (:attr:`OthersMeter.margin_s`): the limit is raised by it, so that a row is contended only when other
             processes surely reached the limit.
+        others_peak_cores: :meth:`OthersMeter.peak_cores` (its margin already taken off), judged against the limit.
     """
     wall = sum(u.wall_s for u in usages)
     cpu = sum(u.cpu_s for u in usages)
     waits = [u.wait_s for u in usages]
     known = bool(usages) and all(w is not None for w in waits)
     denom = wall * max(1, threads)
+    limit = others_limit(threads) if others_limit_cores is None else others_limit_cores
     return Contention(
         samples=len(usages), disturbed=sum(u.disturbed for u in usages),
         cpu_share=cpu / denom if denom > 0 else math.nan,
@@ -493,8 +508,8 @@ def summarize(usages: Sequence[SampleUsage], threads: int, load_before: float = 
         load_before=load_before, load_after=load_after, gpu=dict(gpu or {}),
         detector="runq_wait" if known else ("nivcsw" if usages else ""),
         others_cores=others_s / others_wall_s if others_wall_s > 0 and math.isfinite(others_s) else math.nan,
-        others_limit=(others_limit(threads) if others_limit_cores is None else others_limit_cores)
-        + (others_margin_s / others_wall_s if others_wall_s > 0 else 0.0))
+        others_limit=limit + (others_margin_s / others_wall_s if others_wall_s > 0 else 0.0),
+        others_peak=others_peak_cores, others_peak_limit=limit)
 
 
 class OthersMeter:
@@ -529,28 +544,40 @@ class OthersMeter:
         self._busy, self._own, self._wall = busy, own, wall
         self.resolution_s = 1.0 / _CLK_TCK if resolution_s is None else resolution_s
         self.cores = cores if cores is not None else (os.cpu_count() or 1)
-        self.others_s, self.wall_s = 0.0, 0.0
         self.known = True
-        self._first: tuple | None = None
+        #: ``(busy, own, wall)`` at the start of the first batch, then at the end of every batch.
+        self.readings: list[tuple[float, float, float]] = []
 
     def start(self) -> None:
         """Called before each batch: the first call opens the span."""
-        if self._first is None and self.known:
-            self._first = (self._busy(), self._own(), self._wall())
-            if self._first[0] is None:
-                self.known = False
+        if not self.readings and self.known:
+            self._read()
 
     def stop(self) -> None:
         """Called after each batch: the span now ends here."""
-        if self._first is None or not self.known:
-            return
-        b0, c0, w0 = self._first
-        b1, c1, w1 = self._busy(), self._own(), self._wall()
-        if b1 is None:
+        if self.readings and self.known:
+            self._read()
+
+    def _read(self) -> None:
+        b = self._busy()
+        if b is None:
             self.known = False
             return
-        self.others_s = (b1 - b0) - (c1 - c0)
-        self.wall_s = max(0.0, w1 - w0)
+        self.readings.append((b, self._own(), self._wall()))
+
+    def _between(self, i: int, j: int) -> tuple[float, float]:
+        (b0, c0, w0), (b1, c1, w1) = self.readings[i], self.readings[j]
+        return (b1 - b0) - (c1 - c0), max(0.0, w1 - w0)
+
+    @property
+    def others_s(self) -> float:
+        """Other processes' CPU seconds over the span as read (may dip below 0 by the readings' coarseness)."""
+        return self._between(0, -1)[0] if len(self.readings) > 1 else 0.0
+
+    @property
+    def wall_s(self) -> float:
+        """Wall seconds of the span."""
+        return self._between(0, -1)[1] if len(self.readings) > 1 else 0.0
 
     @property
     def total_s(self) -> float:
@@ -561,6 +588,30 @@ class OthersMeter:
     def margin_s(self) -> float:
         """How far :attr:`total_s` may be off from the readings' coarseness: a tick per core at each end."""
         return 2.0 * self.resolution_s * self.cores
+
+    def peak_cores(self, window_s: float = OTHERS_WINDOW_S) -> float:
+        """The most cores other processes surely kept busy over any stretch of at least ``window_s`` between two
+        readings: ``(their CPU seconds - margin_s) / wall seconds``, the largest over such stretches (NaN where
+        unknown or when the span is shorter than ``window_s``).
+
+        The span's average dilutes a load that starts part-way through a measurement: two rows of the case during
+        which a busy loop started read 1.18x and 1.35x and went unmarked, the span's average under the limit.
+        Subtracting the margin from every stretch keeps the ticks' coarseness from making a
+        short stretch look busy.
+        """
+        if not self.known or len(self.readings) < 2:
+            return math.nan
+        best = math.nan
+        n = len(self.readings)
+        for i in range(n - 1):
+            for j in range(n - 1, i, -1):
+                others, wall = self._between(i, j)
+                if wall < window_s:
+                    break
+                cores = (others - self.margin_s) / wall
+                if not cores <= best:
+                    best = cores
+        return max(0.0, best) if best == best else math.nan
 
 
 # ---------------------------------------------------------------------------------------------------- GPU (NVML)

@@ -339,7 +339,8 @@ class Sampler:
         return _cont.summarize(self.usages, self.threads, self.load_before, self.load_after, self.gpu,
                                others_s=others.total_s if others is not None else math.nan,
                                others_wall_s=others.wall_s if others is not None else 0.0,
-                               others_margin_s=others.margin_s if others is not None else 0.0)
+                               others_margin_s=others.margin_s if others is not None else 0.0,
+                               others_peak_cores=others.peak_cores() if others is not None else math.nan)
 
     def result(self, rule: StopRule, rounds: int = 0, retries: int = 0, note: str = "") -> TimingResult:
         """The :class:`TimingResult` of the samples taken (needs at least one)."""

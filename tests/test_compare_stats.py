@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.compare import compare_main, compare_runs, ratio_interval
+from harness.compare import compare_main, compare_runs, format_summary, ratio_interval
 from harness.report import scaling_markdown, write_report
 from harness.results_io import normalize, read_runs
 from harness.scaling import scaling_table
@@ -221,6 +221,27 @@ def test_a_case_that_moved_no_more_than_the_others_is_unsure_not_slower(tmp_path
     assert c.counts()["slower"] == 0 and c.counts()["faster"] == 0 and not c.failed
     width, n = c.scatter
     assert n == 12 and 1.12 < np.exp(width) < 1.3
+
+
+def test_when_most_rows_are_contended_their_changes_give_the_scatter(tmp_path):
+    """A busy loop beside the second run: most rows contended and moved 10-40%; the few quiet ones left are too few
+    for a scatter of their own, and one of them moved 9% alone in its case (seen: ``faster`` before this rule)."""
+    moves = dict(zip(_cases(), (1.25, 1.40, 1.10, 1.32, 1.18, 1.36, 1.22, 1.15, 1.0, 1.0, 0.91, 1.28)))
+    quiet = [k for k, f in moves.items() if f in (1.0, 0.91)]
+    base = _rows("a", 1, spread=0.005)
+    new = _rows("b", 2, factor=moves, spread=0.005)
+    for r in new:
+        r["contended"] = (r["variant"], r["seq_len"]) not in quiet
+    c = compare_runs(_run(tmp_path, "a", base), _run(tmp_path, "b", new), ["median:5%"])
+    lone = next(k for k, f in moves.items() if f == 0.91)
+    row = c.matched[(c.matched.variant == lone[0]) & (c.matched.seq_len == lone[1])].iloc[0]
+    assert row.verdict == "unsure" and "within the run-to-run scatter" in row.why
+    assert c.scatter_busy and c.scatter[1] == 12
+    assert "(contended ones too: too few quiet ones)" in format_summary(c)
+    assert c.counts()["faster"] == 0 and c.counts()["slower"] == 0
+    calm = compare_runs(_run(tmp_path, "c", _rows("c", 1, spread=0.005)),
+                        _run(tmp_path, "d", _rows("d", 2, spread=0.005)), ["median:5%"])
+    assert not calm.scatter_busy  # enough quiet cases: they alone give it
 
 
 def test_a_real_change_stands_out_from_the_scatter(tmp_path):

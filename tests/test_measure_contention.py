@@ -318,6 +318,48 @@ def test_others_meter_reads_the_span_of_the_batches_and_subtracts_this_process()
     assert C.machine_busy_s() is None or C.machine_busy_s() > 0
 
 
+def test_a_load_that_starts_part_way_through_is_seen_in_its_stretch() -> None:
+    """A busy loop on the other core during the last 0.3 s of a 1 s measurement: 0.3 cores over the span, under
+    the limit, but the stretch it ran in reads a core, so the row is contended and says so."""
+    t = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    m = C.OthersMeter(busy=lambda: t["busy"], own=lambda: t["own"], wall=lambda: t["wall"], resolution_s=0.01,
+                      cores=2)
+    for i in range(20):  # 20 batches of 50 ms; this process busy on one core throughout
+        m.start()
+        hog = 0.05 if i >= 14 else 0.0
+        t["wall"] += 0.05
+        t["own"] += 0.05
+        t["busy"] += 0.05 + hog
+        m.stop()
+    assert m.total_s == pytest.approx(0.3) and m.wall_s == pytest.approx(1.0)
+    assert m.peak_cores() == pytest.approx((0.3 - 0.04) / 0.3)  # the last 0.3 s: a core, less the ticks' margin
+    c = C.summarize([C.SampleUsage(0.05, 0.05, 0.0, 0)] * 20, threads=1, others_s=m.total_s, others_wall_s=m.wall_s,
+                    others_limit_cores=0.5, others_margin_s=m.margin_s, others_peak_cores=m.peak_cores())
+    assert c.others_cores == pytest.approx(0.3) and c.contended
+    assert "at least 0.9 cores busy during part of it (0.3 on average; limit 0.5" in c.note()
+    quiet = C.OthersMeter(busy=lambda: 0.0, own=lambda: 0.0, wall=lambda: 0.0)
+    quiet.start()
+    quiet.stop()
+    assert math.isnan(quiet.peak_cores())  # a span shorter than the window: not judged by stretches
+
+
+def test_a_short_burst_of_another_process_is_not_contention() -> None:
+    """50 ms of another process inside a 1 s measurement: within the ticks' margin over any 0.2 s stretch."""
+    t = {"wall": 0.0, "busy": 0.0, "own": 0.0}
+    m = C.OthersMeter(busy=lambda: t["busy"], own=lambda: t["own"], wall=lambda: t["wall"], resolution_s=0.01,
+                      cores=2)
+    for i in range(20):
+        m.start()
+        t["wall"] += 0.05
+        t["own"] += 0.05
+        t["busy"] += 0.05 + (0.05 if i == 7 else 0.0)
+        m.stop()
+    assert m.peak_cores() < 0.5
+    c = C.summarize([C.SampleUsage(0.05, 0.05, 0.0, 0)] * 20, threads=1, others_s=m.total_s, others_wall_s=m.wall_s,
+                    others_limit_cores=0.5, others_margin_s=m.margin_s, others_peak_cores=m.peak_cores())
+    assert not c.contended
+
+
 def test_coarse_readings_do_not_add_up_to_contention() -> None:
     """Batches of 3 ms read 0 or 1 tick of busy time per core. Read per batch and summed over 32 batches, an idle
     machine read 0.5-0.7 cores of "others" and its rows were retried as contended; the span reads it once."""
