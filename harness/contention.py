@@ -17,7 +17,8 @@ The rules (constants below):
   :data:`DISTURBED_WAIT_FRACTION` of the sample's wall time. Where the kernel gives no schedstat (not Linux, or a
   kernel without ``CONFIG_SCHED_INFO``), a sample is disturbed when the process was involuntarily switched out
   during it (``ru_nivcsw`` from ``getrusage``): coarser, it sees that a preemption happened, not how long it took.
-- A *measurement* is **contended** when more than :data:`CONTENDED_FRACTION` of its samples were disturbed, or
+- A *measurement* is **contended** when more than :data:`CONTENDED_FRACTION` of its samples were disturbed (and at
+  least :data:`MIN_DISTURBED`), or
   when other processes kept busy, on average from its first batch to its last, at least :func:`others_limit`
   cores (half of the cores it left free, and at least half a core: ``others_cores``, from ``/proc/stat``'s busy
   time minus this process's CPU time; the limit is raised by the ticks' coarseness), or, on CUDA, when the SM
@@ -45,8 +46,12 @@ from typing import Any
 
 #: A sample whose threads waited on a run queue longer than this fraction of its wall time is disturbed.
 DISTURBED_WAIT_FRACTION = 0.05
-#: A measurement with more than this fraction of disturbed samples is contended.
+#: A measurement with more than this fraction of disturbed samples is contended...
 CONTENDED_FRACTION = 0.25
+#: ...and at least this many: one waited-on sample is an event, not a state of the machine. In the default run
+#: (threads=2 on the 2 cores, nothing else running), rows of 3 samples had one sample wait in each of 3 runs;
+#: each time their whole case was timed again.
+MIN_DISTURBED = 2
 #: On CUDA, an SM clock below this fraction of its maximum during timing marks the measurement contended.
 GPU_SLOW_CLOCK_FRACTION = 0.75
 #: After waiting in vain for a quiet machine, retries only look (without waiting) for this many seconds.
@@ -441,14 +446,19 @@ class Contention:
 
     @property
     def contended(self) -> bool:
-        return self.disturbed_fraction > CONTENDED_FRACTION or self.others_busy or self.gpu_contended
+        return self.samples_waited or self.others_busy or self.gpu_contended
+
+    @property
+    def samples_waited(self) -> bool:
+        """More than :data:`CONTENDED_FRACTION` of the samples, and at least :data:`MIN_DISTURBED`, were disturbed."""
+        return self.disturbed_fraction > CONTENDED_FRACTION and self.disturbed >= MIN_DISTURBED
 
     def note(self) -> str:
         """One sentence for the row's ``reason`` when contended ('' otherwise)."""
         if not self.contended:
             return ""
         parts = []
-        if self.disturbed_fraction > CONTENDED_FRACTION:
+        if self.samples_waited:
             how = "waited on a run queue" if self.detector == "runq_wait" else "were preempted"
             parts.append(f"{self.disturbed} of {self.samples} samples {how} (cpu_share {self.cpu_share:.2f}, "
                          f"load {self.load_before:.1f} -> {self.load_after:.1f})")
