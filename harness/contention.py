@@ -409,7 +409,8 @@ class Contention:
         load_before, load_after: the 1-minute load average when timing began and ended.
         gpu: the GPU's state during timing (:func:`gpu_state`), empty on CPU or without NVML.
         detector: ``runq_wait`` (schedstat) or ``nivcsw`` (involuntary switches only).
-        others_cores: cores other processes kept busy, on average, while the batches ran (NaN where unknown).
+        others_cores: cores other processes kept busy, on average, from the first batch to the last (NaN where
+            unknown).
         others_limit: the most :attr:`others_cores` may be before the measurement is contended.
         others_peak: the most cores other processes surely kept busy over a stretch of at least
             :data:`OTHERS_WINDOW_S` (:meth:`OthersMeter.peak_cores`; NaN where unknown). The measurement is
