@@ -10,7 +10,7 @@ Samplers take samples in batches; a :class:`StopRule` decides after each batch w
 - **fixed budget** (``rel_ci=None``): sample until ``budget_s`` is spent, within ``[min_runs, max_runs]``.
 
 :func:`run_rounds` times several callables (the variants of one case) in *rounds*: each round gives every
-callable that still needs samples a slice of ``budget_s / TARGET_ROUNDS`` in a seeded random order, so a change
+callable that still needs samples a slice of the budget (:func:`round_slice`) in a seeded random order, so a change
 of the machine's speed during the case hits every callable alike, and per-round figures can be paired
 (:func:`harness.stats.paired_ratio`). A single callable is timed the same way (rounds of one).
 
@@ -54,8 +54,16 @@ NOISY_IQR_RATIO = 0.10
 DEFAULT_REL_CI = 0.02
 #: Fewest samples before the adaptive target may stop sampling (NVBench's minimum).
 MIN_TARGET_SAMPLES = 10
-#: Rounds the budget is split into: each round gives a callable ``budget_s / TARGET_ROUNDS`` of timed time.
+#: Rounds the budget is split into, at most: each round gives a callable a slice of the budget
+#: (:func:`round_slice`).
 TARGET_ROUNDS = 32
+#: A slice is no shorter than this, nor than ``budget_s / MIN_ROUNDS`` for a smaller budget: the first call of a
+#: batch follows another variant's calls and is slower (by 3-16%, median 7%, for calls of 1-3 ms at N=256-512 in the
+#: default sweep: the other variant's data took the caches), so a batch needs several calls for its median to be
+#: the steady state's. With slices of 3 ms (32 rounds of 0.1 s), half the samples of a 2 ms call were first calls.
+MIN_SLICE_S = 0.0125
+#: Rounds a small budget is split into (8 rounds of 12.5 ms at the default 0.1 s).
+MIN_ROUNDS = 8
 #: Fewest rounds before the adaptive target may stop a callable timed with others: a paired ratio's 95% sign-test
 #: interval needs 6 pairs (with 2 to 5 it is only the range of as many per-round ratios, with a lower coverage).
 MIN_PAIRED_ROUNDS = 6
@@ -475,12 +483,23 @@ def _default_gpu_probe(dev: torch.device) -> Callable[[], dict]:
     return lambda: _cont.gpu_state(index, uuid)
 
 
+def round_slice(budget_s: float) -> float:
+    """Timed seconds a callable gets per round: ``budget_s / TARGET_ROUNDS``, but at least :data:`MIN_SLICE_S` (or
+    ``budget_s / MIN_ROUNDS`` when that is less): 8 rounds at a budget of 0.1 s, 16 at 0.2 s, 32 from 0.4 s on.
+
+    Finer rounds pair more of the machine's drift: the exactly-k-times variants of ``benchmarks/repeat_variants.py``
+    read k with a standard deviation of 1.31%, 1.11% and 0.84% with 8, 16 and 32 rounds of 0.2 s (30 sweeps each,
+    alternated). Shorter slices make more samples first calls (see :data:`MIN_SLICE_S`).
+    """
+    return max(budget_s / TARGET_ROUNDS, min(MIN_SLICE_S, budget_s / MIN_ROUNDS))
+
+
 def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retries: int = 0,
                quiet: Callable[[], bool] | None = None, after_batch: Callable[[int], None] | None = None,
                on_error: Callable[[int], None] | None = None) -> tuple[int, str]:
     """Time several callables in interleaved rounds until each one's :class:`StopRule` says stop.
 
-    Each round gives every active sampler a slice of ``rule.budget_s / TARGET_ROUNDS`` timed seconds (at least one
+    Each round gives every active sampler a slice of :func:`round_slice` timed seconds (at least one
     sample; no more than what is left of its budget), in an order shuffled from round to round by a generator
     seeded with ``seed``. A call that raises stops its sampler (``sampler.error``); the others go on. When, at the
     end, any sampler's measurement is contended, every sampler that did not fail is timed again from scratch, at
@@ -503,7 +522,7 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
     while True:
         rng = random.Random(seed + 7919 * attempt)
         order = list(range(len(samplers)))
-        slice_s = rule.budget_s / TARGET_ROUNDS
+        slice_s = round_slice(rule.budget_s)
         rounds = 0
         while any(s.active for s in samplers):
             rng.shuffle(order)
@@ -618,7 +637,7 @@ def time_cuda(call: Callable[[], object], device: torch.device | str = "cuda", b
               max_runs: int = 1000, flush_l2: bool = True, rel_ci: float | None = None) -> TimingResult:
     """Time ``call`` on CUDA with events around each run and the L2 cache flushed before each run.
 
-    Runs are taken in batches (a short estimate first, then ``budget_s / TARGET_ROUNDS`` of GPU time per batch),
+    Runs are taken in batches (a short estimate first, then :func:`round_slice` of GPU time per batch),
     each enqueued back to back without host synchronization; ``setup`` (if any) and the flush are enqueued
     before each run's start event, so they are not timed.
 

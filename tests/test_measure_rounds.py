@@ -17,7 +17,7 @@ import pytest
 from harness import Case, ReferenceCache, get_variant, make_inputs
 from harness import stats as S
 from harness.measure import MeasureConfig, measure_case
-from harness.timing import MIN_TARGET_SAMPLES, TARGET_ROUNDS, CpuSampler, StopRule, run_rounds
+from harness.timing import MIN_TARGET_SAMPLES, TARGET_ROUNDS, CpuSampler, StopRule, round_slice, run_rounds
 from tests.test_measure import Repeat
 from tests.test_measure_contention import FakeClock, FakeMeter
 
@@ -64,22 +64,31 @@ def test_paired_ratio_is_the_median_of_round_ratios_with_its_sign_test_interval(
 # ----------------------------------------------------------------------------------------- rounds
 def test_rounds_interleave_in_a_seeded_order_that_changes() -> None:
     clock, log = FakeClock(), []
-    samplers = [_fake(clock, lambda: 1.0, log, n) for n in "abc"]
-    # a slice just under 1 ms: one call a round (the fake clock reads some 1 ms calls as 0.99999999 ms)
-    rule = StopRule(budget_s=0.00099 * TARGET_ROUNDS, rel_ci=None, min_runs=1, max_runs=1000)
+    samplers = [_fake(clock, lambda: 13.0, log, n) for n in "abc"]
+    # calls of 13 ms against slices of 12.5 ms: one call a round, 31 rounds of a 0.4 s budget
+    rule = StopRule(budget_s=0.4, rel_ci=None, min_runs=1, max_runs=1000)
+    assert round_slice(0.4) == pytest.approx(0.0125)
     run_rounds(samplers, rule, seed=3)
+    n_rounds = len(samplers[0].rounds_of)
+    assert n_rounds == 31 and [s.rounds_of for s in samplers] == [list(range(n_rounds))] * 3
     by_name = dict(zip("abc", samplers))
     seen: dict[str, int] = {}
-    rounds: list[list[str]] = [[] for _ in range(TARGET_ROUNDS)]
+    rounds: list[list[str]] = [[] for _ in range(n_rounds)]
     for name in log:  # the k-th call of a sampler was taken in round rounds_of[k]
         rounds[by_name[name].rounds_of[seen.setdefault(name, 0)]].append(name)
         seen[name] += 1
     assert all(sorted(r) == ["a", "b", "c"] for r in rounds)
     assert len({tuple(r) for r in rounds}) > 1  # not one fixed order
-    assert [s.rounds_of for s in samplers] == [list(range(TARGET_ROUNDS))] * 3
     log2: list = []
-    run_rounds([_fake(FakeClock(), lambda: 1.0, log2, n) for n in "abc"], rule, seed=3)
+    run_rounds([_fake(FakeClock(), lambda: 13.0, log2, n) for n in "abc"], rule, seed=3)
     assert log2 == log  # the same seed, the same order
+
+
+def test_the_slice_is_finer_with_a_larger_budget_but_never_a_few_calls() -> None:
+    """32 rounds pair the machine's drift best, but a slice of a few ms makes most samples first calls after
+    another variant's (slower): 8 rounds at the default 0.1 s, 16 at 0.2 s, 32 from 0.4 s on."""
+    assert [round(b / round_slice(b)) for b in (0.008, 0.1, 0.2, 0.4, 1.0)] == [8, 8, 16, 32, 32]
+    assert round_slice(1.0) == pytest.approx(1.0 / TARGET_ROUNDS)
 
 
 def test_paired_rounds_cancel_drift_that_hits_both_sides() -> None:
@@ -145,7 +154,7 @@ def test_adaptive_stops_at_the_target_when_samples_agree() -> None:
     run_rounds([s], rule)
     assert s.stop_reason == "target" and MIN_TARGET_SAMPLES <= s.n
     # as soon as a round's end finds MIN_TARGET_SAMPLES samples, long before the time limit
-    assert s.spent_s <= MIN_TARGET_SAMPLES * 0.001 + 0.2 / TARGET_ROUNDS + 1e-9 < 0.2 / 4
+    assert s.spent_s <= MIN_TARGET_SAMPLES * 0.001 + round_slice(0.2) + 1e-9 < 0.2 / 4
     r = s.result(rule)
     assert r.rel_ci_width <= 0.02 and r.stop_reason == "target" and "adaptive" in r.method
 
@@ -175,7 +184,7 @@ def test_adaptive_stops_at_the_time_limit_when_samples_disagree() -> None:
     run_rounds([s], rule)
     r = s.result(rule)
     assert s.stop_reason == "time_limit" and r.rel_ci_width > 0.02
-    assert 0.2 <= s.spent_s < 0.2 + 0.2 / TARGET_ROUNDS + 0.002  # the budget is the time limit
+    assert 0.2 <= s.spent_s < 0.2 + round_slice(0.2) + 0.002  # the budget is the time limit
 
 
 def test_max_runs_and_fixed_budget() -> None:
