@@ -54,15 +54,16 @@ NOISY_IQR_RATIO = 0.10
 DEFAULT_REL_CI = 0.02
 #: Fewest samples before the adaptive target may stop sampling (NVBench's minimum).
 MIN_TARGET_SAMPLES = 10
-#: Rounds the budget is split into, at most: each round gives a callable a slice of the budget
-#: (:func:`round_slice`).
-TARGET_ROUNDS = 32
-#: A slice is no shorter than this, nor than ``budget_s / MIN_ROUNDS`` for a smaller budget: the first call of a
-#: batch follows another variant's calls and is slower (by 3-16%, median 7%, for calls of 1-3 ms at N=256-512 in the
-#: default sweep: the other variant's data took the caches), so a batch needs several calls for its median to be
-#: the steady state's. With slices of 3 ms (32 rounds of 0.1 s), half the samples of a 2 ms call were first calls.
-MIN_SLICE_S = 0.0125
-#: Rounds a small budget is split into (8 rounds of 12.5 ms at the default 0.1 s).
+#: How long a round's slice is (timed seconds a callable gets per round, :func:`round_slice`). Shorter slices pair
+#: more of the machine's drift: the exactly-k-times variants of ``benchmarks/repeat_variants.py`` read k with a
+#: standard deviation of 1.31%, 1.11% and 0.84% with slices of 25, 12.5 and 6.25 ms (30 sweeps each, budget 0.2 s,
+#: alternated), and the error halves did not correlate within a sweep, so more pairs keep helping. But the first
+#: call of a batch follows another variant's calls and is slower (by 3-16%, median 7%, for calls of 1-3 ms at
+#: N=256-512 in the default sweep: the other variant's data took the caches), so a batch needs several calls for
+#: its median to be the steady state's: with slices of 3 ms, half the samples of a 2 ms call were first calls.
+SLICE_S = 0.0125
+#: Rounds a budget under ``MIN_ROUNDS x SLICE_S`` is split into (shorter slices, so that a small budget is still
+#: interleaved).
 MIN_ROUNDS = 8
 #: Fewest rounds before the adaptive target may stop a callable timed with others: a paired ratio's 95% sign-test
 #: interval needs 6 pairs (with 2 to 5 it is only the range of as many per-round ratios, with a lower coverage).
@@ -484,14 +485,9 @@ def _default_gpu_probe(dev: torch.device) -> Callable[[], dict]:
 
 
 def round_slice(budget_s: float) -> float:
-    """Timed seconds a callable gets per round: ``budget_s / TARGET_ROUNDS``, but at least :data:`MIN_SLICE_S` (or
-    ``budget_s / MIN_ROUNDS`` when that is less): 8 rounds at a budget of 0.1 s, 16 at 0.2 s, 32 from 0.4 s on.
-
-    Finer rounds pair more of the machine's drift: the exactly-k-times variants of ``benchmarks/repeat_variants.py``
-    read k with a standard deviation of 1.31%, 1.11% and 0.84% with 8, 16 and 32 rounds of 0.2 s (30 sweeps each,
-    alternated). Shorter slices make more samples first calls (see :data:`MIN_SLICE_S`).
-    """
-    return max(budget_s / TARGET_ROUNDS, min(MIN_SLICE_S, budget_s / MIN_ROUNDS))
+    """Timed seconds a callable gets per round: :data:`SLICE_S`, or ``budget_s / MIN_ROUNDS`` when that is less:
+    8 rounds at the default budget of 0.1 s, 16 at 0.2 s, 32 at 0.4 s, 80 at 1 s."""
+    return min(SLICE_S, budget_s / MIN_ROUNDS)
 
 
 def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retries: int = 0,

@@ -17,7 +17,7 @@ import pytest
 from harness import Case, ReferenceCache, get_variant, make_inputs
 from harness import stats as S
 from harness.measure import MeasureConfig, measure_case
-from harness.timing import MIN_TARGET_SAMPLES, TARGET_ROUNDS, CpuSampler, StopRule, round_slice, run_rounds
+from harness.timing import MIN_TARGET_SAMPLES, SLICE_S, CpuSampler, StopRule, round_slice, run_rounds
 from tests.test_measure import Repeat
 from tests.test_measure_contention import FakeClock, FakeMeter
 
@@ -84,11 +84,12 @@ def test_rounds_interleave_in_a_seeded_order_that_changes() -> None:
     assert log2 == log  # the same seed, the same order
 
 
-def test_the_slice_is_finer_with_a_larger_budget_but_never_a_few_calls() -> None:
-    """32 rounds pair the machine's drift best, but a slice of a few ms makes most samples first calls after
-    another variant's (slower): 8 rounds at the default 0.1 s, 16 at 0.2 s, 32 from 0.4 s on."""
-    assert [round(b / round_slice(b)) for b in (0.008, 0.1, 0.2, 0.4, 1.0)] == [8, 8, 16, 32, 32]
-    assert round_slice(1.0) == pytest.approx(1.0 / TARGET_ROUNDS)
+def test_a_larger_budget_gets_more_rounds_not_shorter_slices() -> None:
+    """More rounds pair more of the machine's drift, but a slice of a few ms makes most samples first calls after
+    another variant's (slower): slices of 12.5 ms, so 8 rounds at the default 0.1 s, 32 at 0.4 s, 80 at 1 s;
+    a smaller budget still gets 8 rounds."""
+    assert [round(b / round_slice(b)) for b in (0.008, 0.1, 0.2, 0.4, 1.0)] == [8, 8, 16, 32, 80]
+    assert round_slice(1.0) == SLICE_S == 0.0125
 
 
 def test_paired_rounds_cancel_drift_that_hits_both_sides() -> None:
