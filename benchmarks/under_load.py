@@ -78,14 +78,18 @@ def hog(after_s: float = 0.0, n: int = 1) -> Iterator[list[subprocess.Popen]]:
             p.wait()
 
 
+def _spec(tmp: Path, name: str, cfg: dict) -> dict:
+    """A sweep's configuration: ``cfg`` on CPU, quiet, into ``tmp/name``."""
+    return {"progress": "off", "results_dir": str(tmp), "run_name": name, "device": "cpu", **cfg}
+
+
 def sweep(tmp: Path, name: str, **cfg):
     """Run one sweep in this process; returns its rows (DataFrame) and wall seconds."""
     from harness import load_results
     from harness.config import plan_from_config
     from harness.sweep import run_sweep
 
-    base = {"progress": "off", "results_dir": str(tmp), "run_name": name, "device": "cpu"}
-    plan = plan_from_config({**base, **cfg}, cuda_available=False)
+    plan = plan_from_config(_spec(tmp, name, cfg), cuda_available=False)
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):
         run_sweep(plan)
@@ -106,9 +110,8 @@ def sweep_in_child(tmp: Path, name: str, **cfg):
     first case read 20-35% faster."""
     from harness import load_results
 
-    spec = {"progress": "off", "results_dir": str(tmp), "run_name": name, "device": "cpu", **cfg}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _CHILD_SWEEP, json.dumps(spec)], check=True, cwd=ROOT,
+    subprocess.run([sys.executable, "-c", _CHILD_SWEEP, json.dumps(_spec(tmp, name, cfg))], check=True, cwd=ROOT,
                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return load_results(tmp / name), time.perf_counter() - t0
 

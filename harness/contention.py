@@ -529,11 +529,11 @@ class OthersMeter:
     measurement, from the start of its first batch to the end of its last.
 
     Why the span and not the sum of its batches: ``/proc/stat`` counts in ticks (10 ms), and a batch of a few
-    milliseconds reads 0 or 1 tick per core. Summed over 32 batches per variant those errors added up to a
-    standard deviation of about 0.4 cores (rows of an idle machine read 0.5-0.7 cores of "others" and were retried
-    as contended). Read at the two ends of the span, the error is at most one tick per core at each end, and
-    :attr:`margin_s` says how large. The batches of a case are interleaved with the other variants' (this
-    process's own CPU time there is subtracted too), so the span's average is the one its batches saw.
+    milliseconds reads 0 or 1 tick per core. With batches of 3 ms, 32 per variant, those readings (each clipped
+    at 0) added up to 0.5-0.7 cores of "others" on an idle machine, and its rows were retried as contended. Read
+    at the two ends of the span, the error is at most one tick per core at each end, and :attr:`margin_s` says
+    how large. The batches of a case are interleaved with the other variants' (this process's own CPU time there
+    is subtracted too), so the span's average is the one its batches saw.
 
     Args:
         busy: busy seconds of those cores (default :func:`machine_busy_s` of :func:`allowed_cpus`; tests pass

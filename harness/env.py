@@ -237,7 +237,10 @@ def cached_env_report() -> dict | None:
     None. The cache keeps one entry per key (several interpreters or virtual environments on one machine), the
     newest :data:`ENV_CACHE_ENTRIES`. Never raises."""
     t0 = time.perf_counter()
-    path, key = _cache_key_and_path()
+    return _cached_entry(*_cache_key_and_path(), t0)
+
+
+def _cached_entry(path: Path | None, key: str, t0: float) -> dict | None:
     if path is None or not path.is_file():
         return None
     entry = _cache_entries(path).get(key)
@@ -263,12 +266,13 @@ def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S,
     """
     import json
 
-    cached = cached_env_report()
+    t0 = time.perf_counter()
+    path, key = _cache_key_and_path()  # the key is read once: a miss writes under the key it looked up
+    cached = _cached_entry(path, key, t0)
     if cached is not None:
         return cached
     if on_collect is not None:
         on_collect()
-    path, key = _cache_key_and_path()
     report = collect_env_report(timeout_s)
     if path is not None and "text" in report:
         from harness.store import write_atomic
