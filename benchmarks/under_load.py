@@ -7,7 +7,8 @@ Three parts, each printing its figures and a verdict:
   ``speedup_vs_full`` of both runs; the rows that changed by more than 10% and whether each was marked; then
   ``attnbench compare``'s summary of the two runs: unchanged code must show no case faster or slower.
 - ``repeat``: variants that are exactly 2x and 4x ``full`` by construction (``benchmarks/repeat_variants.py``) in
-  10 sweeps without and 10 with the hog; each sweep's ``1 / speedup_vs_full`` must read k within 3%.
+  10 sweeps without and 10 with the hog; each sweep's ``1 / speedup_vs_full`` must read k within 3%. Each row has a
+  time limit of 2 s (``--budget``); adaptive stopping ends it once its ratio's 95% interval is within 2%.
 - ``adaptive``: the default sweep (the ``quick`` preset's cases and every variant) with today's fixed budget
   (``rel_ci=0``) and with adaptive stopping (``rel_ci=0.02``), twice each in the order fixed, adaptive,
   adaptive, fixed: total timed seconds, wall time, and how many rows reached the target.
@@ -264,11 +265,12 @@ def part_repeat(tmp: Path, sweeps: int, threads: int, budget: float, rel_ci: flo
                     lo, hi = 1.0 / r["speedup_ci_high"], 1.0 / r["speedup_ci_low"]
                     hits[k] += abs(est / k - 1) <= 0.03
                     covered[k] += lo <= k <= hi
-                    got[k] = (est, lo, hi, r["contended"], r["time_ms_median"] / df.loc["full", "time_ms_median"])
+                    got[k] = (est, lo, hi, r["contended"], r["time_ms_median"] / df.loc["full", "time_ms_median"],
+                              int(r["speedup_pairs"]), r["stop_reason"])
                 cont = int(df["contended"].sum())
-                lines.append(f"  sweep {i + 1:2d}: k=2 reads {got[2][0]:.3f} [{got[2][1]:.3f}, {got[2][2]:.3f}] "
-                             f"(medians {got[2][4]:.3f}), k=4 reads {got[4][0]:.3f} [{got[4][1]:.3f}, {got[4][2]:.3f}]"
-                             f" (medians {got[4][4]:.3f}); {cont}/3 rows contended; {wall:.1f} s")
+                lines.append(f"  sweep {i + 1:2d}: " + ", ".join(
+                    f"k={k} reads {g[0]:.3f} [{g[1]:.3f}, {g[2]:.3f}] (medians {g[4]:.3f}; {g[5]} pairs, {g[6]})"
+                    for k, g in got.items()) + f"; {cont}/3 rows contended; {wall:.1f} s")
         print(f"{label} ({_load()}):")
         print("\n".join(lines))
         passed = hits[2] == sweeps and hits[4] == sweeps
@@ -325,8 +327,9 @@ def main() -> int:
     p.add_argument("part", nargs="?", default="all", choices=["hog", "repeat", "adaptive", "all"])
     p.add_argument("--sweeps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--budget", type=float, default=0.4,
-                   help="the repeat part's time limit per row (seconds; 0.4 s gives 32 rounds of 12.5 ms)")
+    p.add_argument("--budget", type=float, default=2.0,
+                   help="the repeat part's time limit per row (seconds; rounds of 12.5 ms; adaptive stopping ends "
+                        "a row earlier once its ratio's 95%% interval is within rel_ci)")
     p.add_argument("--rel-ci", type=float, default=None, help="the repeat part's rel_ci (default: the harness's)")
     p.add_argument("--system-malloc", action="store_true",
                    help="keep glibc's adaptive mmap threshold (see the module docstring)")

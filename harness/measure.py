@@ -56,6 +56,7 @@ from harness.timing import (
     Sampler,
     StopRule,
     TimingResult,
+    paired_figures,
     run_rounds,
     time_cpu_blocked,
     torch_threads,
@@ -427,8 +428,10 @@ def _sampler(entry: _Entry, case: Case, cfg: MeasureConfig, nthreads: int) -> Sa
 
 
 def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, guard: InputGuard | None,
-          seed: int, on_fail: Callable[[_Entry], None], leaks: LeakLedger | None) -> None:
-    """Phase 2: time the entries (interleaved rounds); failures go to ``on_fail`` at once."""
+          seed: int, on_fail: Callable[[_Entry], None], leaks: LeakLedger | None,
+          baseline: str | None = None) -> None:
+    """Phase 2: time the entries (interleaved rounds, the ``baseline`` variant's ratios paired); failures go to
+    ``on_fail`` at once."""
     rounds: list[_Entry] = []
     for e in entries:
         if case.device_type == "cpu" and e.prep is None and cfg.cpu_timer == "blocked_autorange":
@@ -472,8 +475,9 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
             return True  # the GPU's state is read again by the retry itself
         return _QUIET.ready(nthreads, cfg.quiet_wait_s)
 
+    base = next((i for i, e in enumerate(rounds) if e.variant.name == baseline), None)
     used, note = run_rounds([e.sampler for e in rounds], rule, seed=seed, retries=cfg.retries, quiet=quiet,
-                            after_batch=after_batch, on_error=failed)
+                            after_batch=after_batch, on_error=failed, baseline=base)
     for e in rounds:
         s = e.sampler
         assert s is not None
@@ -548,11 +552,8 @@ def _fill_timing(m: Measurement, t: TimingResult) -> None:
 
 
 def _pair(entries: list[_Entry], baseline: str, cfg: MeasureConfig) -> None:
-    """``speedup_vs_full`` (with its interval) from paired per-round figures, and ``mem_ratio_vs_full``.
-
-    Both sides of a ratio are taken on the same footing: when either had to use its disturbed samples (too few
-    undisturbed ones), both use all of theirs, so a ratio never sets a waited-on figure against a quiet one.
-    """
+    """``speedup_vs_full`` (with its interval) from paired per-round figures (:func:`paired_figures`: both sides
+    on the same footing), and ``mem_ratio_vs_full``."""
     base = next((e for e in entries if e.variant.name == baseline and e.m.status == "ok"), None)
     if base is None:
         return
@@ -564,14 +565,9 @@ def _pair(entries: list[_Entry], baseline: str, cfg: MeasureConfig) -> None:
         if e is base:
             m.extra.update(speedup_vs_full=1.0, speedup_ci_low=1.0, speedup_ci_high=1.0, speedup_pairs=0)
         else:
-            mine: dict[int, float] = {}
-            theirs: dict[int, float] = {}
-            if e.sampler is not None and bs is not None:
-                both = e.sampler.uses_all(cfg.min_runs) or bs.uses_all(cfg.min_runs)
-                mine = e.sampler.round_figures(cfg.min_runs, use_all=both or None)
-                theirs = bs.round_figures(cfg.min_runs, use_all=both or None)
-            common = sorted(set(mine) & set(theirs))
-            est = paired_ratio([theirs[r] for r in common], [mine[r] for r in common])
+            theirs, mine = (paired_figures(bs, e.sampler, cfg.min_runs)
+                            if e.sampler is not None and bs is not None else ([], []))
+            est = paired_ratio(theirs, mine)
             if est.pairs == 0:  # timed apart (blocked_autorange): the ratio of the medians, no interval
                 est = paired_ratio([base.m.time_ms_median], [m.time_ms_median])
                 est = type(est)(est.estimate, est.low, est.high, 0)
@@ -641,7 +637,7 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
 
         if entries and on_phase is not None:
             on_phase(f"timing {len(entries)} variant{'s' if len(entries) > 1 else ''} in rounds", None)
-        _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks)
+        _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks, baseline)
         ok = [e for e in entries if id(e) not in failed]
         for e in ok:
             _finish(e, case, cfg, leaks)

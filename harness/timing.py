@@ -7,6 +7,8 @@ Samplers take samples in batches; a :class:`StopRule` decides after each batch w
   (:func:`harness.stats.median_ci`) is narrower than ``rel_ci`` x median (``stop_reason="target"``), after at
   least :data:`MIN_TARGET_SAMPLES` samples, or when ``budget_s`` of timed time is spent (``"time_limit"``), or at
   ``max_runs`` samples (``"max_runs"``). NVBench and ``torch.utils.benchmark.adaptive_autorange`` stop this way.
+  Timed with a baseline (:func:`run_rounds`' ``baseline``), a callable's target also needs the 95% interval of
+  its paired ratio to the baseline within ``rel_ci``, and the baseline samples as long as any other callable does.
 - **fixed budget** (``rel_ci=None``): sample until ``budget_s`` is spent, within ``[min_runs, max_runs]``.
 
 :func:`run_rounds` times several callables (the variants of one case) in *rounds*: each round gives every
@@ -230,8 +232,12 @@ class StopRule:
         if self.rel_ci is not None and not (isinstance(self.rel_ci, int | float) and self.rel_ci > 0):
             raise ValueError(f"rel_ci={self.rel_ci!r} is out of range (allowed: None or a number > 0)")
 
-    def check(self, sampler: Sampler, rounds: int) -> str | None:
-        """``target``, ``time_limit`` or ``max_runs`` when ``sampler`` should stop, else None."""
+    def check(self, sampler: Sampler, rounds: int, needs_more: Callable[[], bool] | None = None) -> str | None:
+        """``target``, ``time_limit`` or ``max_runs`` when ``sampler`` should stop, else None.
+
+        ``needs_more`` (asked only when the sampler's own median is within the target) vetoes the target: a
+        callable whose ratio to a baseline is not yet as tight goes on until the time limit.
+        """
         n = sampler.n
         if n >= self.max_runs:
             return "max_runs"
@@ -242,7 +248,7 @@ class StopRule:
             if len(used) >= MIN_TARGET_SAMPLES:
                 ci = _stats.median_ci(used)
                 med = _stats.median(used)
-                if med > 0 and (ci.high - ci.low) / med <= self.rel_ci:
+                if med > 0 and (ci.high - ci.low) / med <= self.rel_ci and not (needs_more and needs_more()):
                     return "target"
         if sampler.spent_s >= self.budget_s:
             return "time_limit"
@@ -490,9 +496,30 @@ def round_slice(budget_s: float) -> float:
     return min(SLICE_S, budget_s / MIN_ROUNDS)
 
 
+def paired_figures(base: Sampler, other: Sampler, min_runs: int) -> tuple[list[float], list[float]]:
+    """Per-round figures of ``base`` and ``other`` in the rounds that measured both, on the same footing: when
+    either had to use its disturbed samples (too few undisturbed ones), both use all of theirs, so a ratio never
+    sets a waited-on figure against a quiet one."""
+    both = base.uses_all(min_runs) or other.uses_all(min_runs)
+    fb = base.round_figures(min_runs, use_all=both or None)
+    fo = other.round_figures(min_runs, use_all=both or None)
+    common = sorted(set(fb) & set(fo))
+    return [fb[r] for r in common], [fo[r] for r in common]
+
+
+def ratio_within(base: Sampler, other: Sampler, rule: StopRule) -> bool:
+    """Whether the paired ratio of ``other`` to ``base`` has a 95% interval (6 pairs or more) narrower than
+    ``rule.rel_ci`` x the ratio."""
+    b, o = paired_figures(base, other, rule.min_runs)
+    if len(b) < MIN_PAIRED_ROUNDS or rule.rel_ci is None:
+        return False
+    est = _stats.paired_ratio(b, o)
+    return est.estimate > 0 and (est.high - est.low) / est.estimate <= rule.rel_ci
+
+
 def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retries: int = 0,
                quiet: Callable[[], bool] | None = None, after_batch: Callable[[int], None] | None = None,
-               on_error: Callable[[int], None] | None = None) -> tuple[int, str]:
+               on_error: Callable[[int], None] | None = None, baseline: int | None = None) -> tuple[int, str]:
     """Time several callables in interleaved rounds until each one's :class:`StopRule` says stop.
 
     Each round gives every active sampler a slice of :func:`round_slice` timed seconds (at least one
@@ -510,6 +537,10 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
         after_batch: called with the sampler's index after each of its batches (e.g. to check its inputs); an
             exception it raises stops that sampler like a failed call.
         on_error: called with the sampler's index as soon as it failed (its row can be written at once).
+        baseline: the index of the sampler the others' ratios are taken against (None: no ratios). With an
+            adaptive rule, a target reached is then not enough: another sampler goes on until its paired ratio's
+            interval is within the target too (or the baseline has stopped), and the baseline goes on while any
+            other sampler still samples, so that the ratios have their pairs. The time limit is unchanged.
 
     Returns:
         ``(retries_used, note)``: the note says why a contended measurement was not retried ('' otherwise).
@@ -538,9 +569,10 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
                 if s.error is not None and on_error is not None:
                     on_error(i)
             rounds += 1
-            for s in samplers:
+            for i in _check_order(len(samplers), baseline):
+                s = samplers[i]
                 if s.active:
-                    why = rule.check(s, rounds)
+                    why = rule.check(s, rounds, _needs_more(samplers, i, baseline, rule))
                     if why:
                         s.stop_reason = why
         contended = [s for s in samplers if s.error is None and s.n and s.contention().contended]
@@ -555,6 +587,22 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
         for s in samplers:
             if s.error is None:
                 s.reset()
+
+
+def _check_order(n: int, baseline: int | None) -> list[int]:
+    """The samplers' indices with the baseline last (it may stop only when the others have)."""
+    return [i for i in range(n) if i != baseline] + ([baseline] if baseline is not None and 0 <= baseline < n else [])
+
+
+def _needs_more(samplers: Sequence[Sampler], i: int, baseline: int | None,
+                rule: StopRule) -> Callable[[], bool] | None:
+    """What vetoes sampler ``i``'s adaptive target for the sake of its ratio (None: nothing)."""
+    if baseline is None or not 0 <= baseline < len(samplers):
+        return None
+    base = samplers[baseline]
+    if i == baseline:
+        return lambda: any(s.active for j, s in enumerate(samplers) if j != baseline)
+    return lambda: base.active and not ratio_within(base, samplers[i], rule)
 
 
 def time_cpu_per_call(call: Callable[[], object], budget_s: float = 0.2, threads: int | None = None,

@@ -178,6 +178,53 @@ def test_paired_rounds_hold_the_target_back_until_six_rounds_but_not_the_time_li
     assert slow.stop_reason == "time_limit" and slow.n == 4 and max(slow.rounds_of) + 1 == 4
 
 
+def test_with_a_baseline_the_target_also_waits_for_the_ratios_interval() -> None:
+    """Every third round the baseline's calls are 30% slower (the machine slowed while it alone ran). Each
+    sampler's own median is tight by round 6, but the paired ratio's interval is not: with ``baseline`` the other
+    sampler goes on until the ratio's 95% interval is within the target, and the baseline goes on as long as it
+    does; without ``baseline`` both stop at round 6, with a ratio interval 30% wide."""
+    from harness.timing import MIN_PAIRED_ROUNDS, paired_figures, ratio_within
+
+    def run(baseline: int | None, budget_s: float = 1.0) -> tuple[CpuSampler, CpuSampler, StopRule]:
+        clock = FakeClock()
+        now = {"round": 0}
+
+        class RoundAware(CpuSampler):
+            def take(self, slice_s: float, max_n: int, round_index: int) -> None:
+                now["round"] = round_index
+                super().take(slice_s, max_n, round_index)
+
+        base_meter, other_meter = FakeMeter(clock, [0.0]), FakeMeter(clock, [0.0])
+        base = RoundAware(lambda: base_meter.advance((1.3 if now["round"] % 3 == 0 else 1.0) / 1e3), threads=1,
+                          meter=base_meter, clock=clock)
+        other = RoundAware(lambda: other_meter.advance(2.0 / 1e3), threads=1, meter=other_meter, clock=clock)
+        rule = StopRule(budget_s=budget_s, rel_ci=0.02, min_runs=3, min_rounds=3, target_rounds=MIN_PAIRED_ROUNDS)
+        run_rounds([base, other], rule, baseline=baseline)
+        return base, other, rule
+
+    def rounds(s: CpuSampler) -> int:
+        return max(s.rounds_of) + 1
+
+    def width(base: CpuSampler, other: CpuSampler, rule: StopRule) -> float:
+        r = S.paired_ratio(*paired_figures(base, other, rule.min_runs))
+        return (r.high - r.low) / r.estimate
+
+    base, other, rule = run(baseline=None)
+    assert base.stop_reason == other.stop_reason == "target"
+    assert rounds(base) == rounds(other) == MIN_PAIRED_ROUNDS
+    assert width(base, other, rule) == pytest.approx(0.3)  # the ratio's interval: 1/1.3 .. 1
+    base, other, rule = run(baseline=0)
+    assert other.stop_reason == "target" and base.stop_reason == "target"
+    assert rounds(other) == rounds(base) > 3 * MIN_PAIRED_ROUNDS  # it took many more rounds
+    assert ratio_within(base, other, rule) and width(base, other, rule) <= 0.02
+    assert base.result(rule).rel_ci_width <= 0.02 and other.result(rule).rel_ci_width <= 0.02
+    # the time limit is unchanged: with too little budget for the pairs, the other stops at the time limit (and
+    # the baseline, its own median tight, with it)
+    base, other, rule = run(baseline=0, budget_s=0.1)
+    assert other.stop_reason == "time_limit" and width(base, other, rule) > 0.02
+    assert other.spent_s < 0.1 + round_slice(0.1) + 0.003 and rounds(base) <= rounds(other) + 1
+
+
 def test_adaptive_stops_at_the_time_limit_when_samples_disagree() -> None:
     seq = iter([1.0, 2.0] * 10000)
     s = _fake(FakeClock(), lambda: next(seq))
