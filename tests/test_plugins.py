@@ -395,9 +395,15 @@ def test_template_variant_is_short_and_loads_from_its_file(fresh_registry):
 
 
 def _pip_can_target_other_pythons() -> bool:
+    """Whether this interpreter's pip is 22.3 or newer. Read from its metadata, never by importing pip: an imported
+    pip turns setuptools' distutils shim off for the rest of the process, and a later import of
+    ``torch.utils.benchmark`` (the ``blocked_autorange`` timer) then failed on setuptools' assertion about
+    ``distutils/core.py`` in whichever test came next."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        from pip import __version__ as pip_version
-    except ImportError:
+        pip_version = version("pip")
+    except PackageNotFoundError:
         return False
     return tuple(int(x) for x in pip_version.split(".")[:2]) >= (22, 3)
 
