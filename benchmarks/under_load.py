@@ -9,10 +9,10 @@ Three parts, each printing its figures and a verdict:
 - ``repeat``: variants that are exactly 2x and 4x ``full`` by construction (``benchmarks/repeat_variants.py``) in
   10 sweeps without and 10 with the hog; each sweep's ``1 / speedup_vs_full`` must read k within 3%. Each row has a
   time limit of 2 s (``--budget``); adaptive stopping ends it once its ratio's 95% interval is within 2%.
-- ``adaptive``: the default sweep's cases (the ``quick`` preset's, every variant) with today's fixed budget
-  (``rel_ci=0``) and with adaptive stopping (``rel_ci=0.02``), each case swept twice each way in the order fixed,
-  adaptive, adaptive, fixed: total timed seconds, wall time, how many rows reached the target, and whether adaptive
-  took significantly more timed time.
+- ``adaptive``: the default sweep's cases and variants (the default preset's, read from ``configs/``) with its
+  fixed budget (``rel_ci=0``) and with adaptive stopping (``rel_ci=0.02``), each case swept twice each way in the
+  order fixed, adaptive, adaptive, fixed (every other case: the reverse): total timed seconds, wall time, how many
+  rows reached the target, and whether adaptive took significantly more timed time.
 
 Run from the repository root (``threads=1`` unless ``--threads``; say how loaded the machine was)::
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -288,28 +289,36 @@ def part_repeat(tmp: Path, sweeps: int, threads: int, budget: float, rel_ci: flo
 
 # ---------------------------------------------------------------------------------------------------- adaptive
 def part_adaptive(tmp: Path, threads: int) -> bool:
-    """Fixed budget and adaptive stopping on the default sweep's cases, each case swept on its own four times in
-    the order fixed, adaptive, adaptive, fixed (ABBA), so that the host's drift, which moves a whole sweep's timed
-    seconds by 2-3% over a few minutes on this VM, weighs on both sides alike within seconds; after a short warm-up
-    sweep, so that the process's cold start weighs on neither. Whole sweeps in ABBA order had read 99-102%: the
-    machine slowed or sped up between them. The verdict is a test, not a coin flip: adaptive passes unless its
+    """Fixed budget and adaptive stopping on the default sweep's cases, each case swept on its own four times,
+    in the order fixed, adaptive, adaptive, fixed (ABBA) for every other case and BAAB for the rest, so that the
+    host's drift, which moves a whole sweep's timed seconds by 2-3% over a few minutes on this VM, weighs on both
+    sides alike within seconds; after a short warm-up sweep, so that the process's cold start weighs on neither.
+    Whole sweeps in ABBA order had read 99-102%: the machine slowed or sped up between them. Neither side always
+    has the middle places of a case (ABBA for every case read adaptive 100.8% and 101.2% of fixed, BAAB for every
+    case 98.9%). The verdict is a test, not a coin flip: adaptive passes unless its
     timed seconds are significantly more than the fixed budget's (the 95% t-interval of the per-case paired
     differences lies above 0)."""
+    from configs import default_preset, preset_values
     from harness.results_io import sampled_seconds
     from harness.stats import t_quantile
 
-    base = {"variants": ["*"], "heads": 8, "head_dim": 64, "budget": 0.1, "threads": threads}
-    cases = [(n, p, m) for n in (256, 512, 1024) for p in ("full", "causal") for m in ("fwd", "fwd_bwd")]
-    print(f"\n== adaptive: the default sweep's cases (quick preset, every variant), fixed budget vs rel_ci=0.02, "
-          f"each case swept in the order fixed, adaptive, adaptive, fixed ({_load()})")
-    sweep(tmp, "ad-warm", rel_ci=0.0, **{**base, "seq_len": [256, 512, 1024], "pattern": ["full", "causal"],
-                                         "mode": ["fwd", "fwd_bwd"], "budget": 0.01})
+    name = default_preset()
+    keys, _ = preset_values(name)
+    base = {**{k: v for k, v in keys.items() if k != "device"}, "threads": threads}
+    axes = [k for k in ("seq_len", "pattern", "mode") if isinstance(base.get(k), list)]
+    cases = [dict(zip(axes, values)) for values in itertools.product(*(base[a] for a in axes))]
+    print(f"\n== adaptive: the default sweep's {len(cases)} cases (preset {name}: {', '.join(axes)}; variants "
+          f"{base.get('variants')}), budget {base.get('budget')} s fixed vs rel_ci=0.02, each case swept in the order "
+          f"fixed, adaptive, adaptive, fixed or (every other case) the reverse ({_load()})")
+    sweep(tmp, "ad-warm", rel_ci=0.0, **{**base, "budget": 0.01})
     tot = {"fixed": [0.0, 0.0, 0, 0, 0], "adaptive": [0.0, 0.0, 0, 0, 0]}  # timed, wall, rows, samples, at target
     diffs = []
-    for j, (n, p, m) in enumerate(cases):
+    for j, case in enumerate(cases):
         got = {"fixed": 0.0, "adaptive": 0.0}
-        for i, (label, rel_ci) in enumerate((("fixed", 0.0), ("adaptive", 0.02), ("adaptive", 0.02), ("fixed", 0.0))):
-            df, wall = sweep(tmp, f"ad-{j}-{i}", rel_ci=rel_ci, seq_len=n, pattern=p, mode=m, **base)
+        fixed, adaptive = ("fixed", 0.0), ("adaptive", 0.02)
+        order = (fixed, adaptive, adaptive, fixed) if j % 2 == 0 else (adaptive, fixed, fixed, adaptive)
+        for i, (label, rel_ci) in enumerate(order):
+            df, wall = sweep(tmp, f"ad-{j}-{i}", rel_ci=rel_ci, **{**base, **case})
             ok = df[df.status == "ok"]
             timed = sampled_seconds(ok)
             got[label] += timed
@@ -320,7 +329,8 @@ def part_adaptive(tmp: Path, threads: int) -> bool:
             t[3] += int(ok["n_runs"].sum())
             t[4] += int((ok["stop_reason"] == "target").sum())
         diffs.append((got["adaptive"] - got["fixed"]) / 2)
-        print(f"  {p:<6} N={n:<5} {m:<8}: timed fixed {got['fixed'] / 2:6.3f} s, adaptive {got['adaptive'] / 2:6.3f} s "
+        where = " ".join(f"{v}" for v in case.values())
+        print(f"  {where:<28}: timed fixed {got['fixed'] / 2:6.3f} s, adaptive {got['adaptive'] / 2:6.3f} s "
               f"(mean of two each)")
     for label, (timed, wall, rows, samples, target) in tot.items():
         print(f"{label:<9}: two sweeps of each case: rows ok {rows}, timed {timed:6.2f} s, wall {wall:6.1f} s, "

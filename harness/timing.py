@@ -510,8 +510,10 @@ def paired_figures(base: Sampler, other: Sampler, min_runs: int) -> tuple[list[f
 def ratio_within(base: Sampler, other: Sampler, rule: StopRule) -> bool:
     """Whether the paired ratio of ``other`` to ``base`` has a 95% interval (6 pairs or more) narrower than
     ``rule.rel_ci`` x the ratio."""
+    if rule.rel_ci is None:
+        return False
     b, o = paired_figures(base, other, rule.min_runs)
-    if len(b) < MIN_PAIRED_ROUNDS or rule.rel_ci is None:
+    if len(b) < MIN_PAIRED_ROUNDS:
         return False
     est = _stats.paired_ratio(b, o)
     return est.estimate > 0 and (est.high - est.low) / est.estimate <= rule.rel_ci
@@ -545,6 +547,9 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
     Returns:
         ``(retries_used, note)``: the note says why a contended measurement was not retried ('' otherwise).
     """
+    if baseline is not None and not 0 <= baseline < len(samplers):
+        raise ValueError(f"baseline={baseline!r} is out of range (allowed: None or a sampler's index, 0 to "
+                         f"{len(samplers) - 1})")
     attempt = 0
     while True:
         rng = random.Random(seed + 7919 * attempt)
@@ -591,13 +596,13 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
 
 def _check_order(n: int, baseline: int | None) -> list[int]:
     """The samplers' indices with the baseline last (it may stop only when the others have)."""
-    return [i for i in range(n) if i != baseline] + ([baseline] if baseline is not None and 0 <= baseline < n else [])
+    return [i for i in range(n) if i != baseline] + ([] if baseline is None else [baseline])
 
 
 def _needs_more(samplers: Sequence[Sampler], i: int, baseline: int | None,
                 rule: StopRule) -> Callable[[], bool] | None:
     """What vetoes sampler ``i``'s adaptive target for the sake of its ratio (None: nothing)."""
-    if baseline is None or not 0 <= baseline < len(samplers):
+    if baseline is None:
         return None
     base = samplers[baseline]
     if i == baseline:

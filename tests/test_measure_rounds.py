@@ -223,6 +223,8 @@ def test_with_a_baseline_the_target_also_waits_for_the_ratios_interval() -> None
     base, other, rule = run(baseline=0, budget_s=0.1)
     assert other.stop_reason == "time_limit" and width(base, other, rule) > 0.02
     assert other.spent_s < 0.1 + round_slice(0.1) + 0.003 and rounds(base) <= rounds(other) + 1
+    with pytest.raises(ValueError, match=r"baseline=2 is out of range \(allowed: None or a sampler's index, 0 to 1\)"):
+        run_rounds([base, other], rule, baseline=2)
 
 
 def test_adaptive_stops_at_the_time_limit_when_samples_disagree() -> None:
