@@ -22,7 +22,8 @@ import sys
 import torch
 import torch.utils.benchmark as tb
 
-from harness import Case, Pattern, get_variant, make_inputs
+from harness import Case, Pattern, get_variant
+from harness.inputs.make import make_inputs
 
 APPROX = ("linear", "performer", "nystrom")
 

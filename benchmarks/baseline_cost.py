@@ -38,7 +38,9 @@ DEFAULT_OLD = "127c0a8"
 _CHILD = r"""
 import json, resource, sys, time
 import torch
-from harness import Case, Pattern, ReferenceCache, make_inputs
+from harness import Case, Pattern
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
 
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(spec["threads"])
@@ -71,7 +73,8 @@ print("RESULT " + json.dumps(out))
 _SIZES_CHILD = r"""
 import json, resource, sys, time
 import torch
-from harness import Pattern, reference_attention
+from harness import Pattern
+from harness.core.reference import reference_attention
 
 spec = json.loads(sys.argv[1])
 torch.set_num_threads(spec["threads"])

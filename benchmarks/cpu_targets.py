@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import Case, Pattern, ReferenceCache, get_variant, make_inputs
-from harness.measure import MeasureConfig, Measurement, measure_variant
+from harness import Case, Pattern, get_variant
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure.runner import MeasureConfig, Measurement, measure_variant
 
 B, H, D = 1, 8, 64
 

@@ -5,7 +5,7 @@
 
 Llama-3.1-8B attention shapes (32 query heads, 8 key/value heads, head_dim 128), float32, one query per sequence
 (``q_len=1``) against a causal KV cache of 4k to 32k keys, batch 1 and 8, each case measured through the harness
-(``harness.measure.measure_case``: setup, errors against the float64 baseline, memory probe, interleaved timing
+(``harness.measure.runner.measure_case``: setup, errors against the float64 baseline, memory probe, interleaved timing
 rounds, the measured matmul and copy ceilings). Printed per case and variant: status, median time, relative L2
 error against the float64 baseline with the variant's own tolerance, achieved GB/s (``bytes_moved / time``), % of
 the measured copy ceiling, which ceiling binds, and peak memory above the inputs.
@@ -15,7 +15,7 @@ and with K and V expanded to all 32 heads by ``repeat_interleave`` before the ca
 support must do). The ratio native / expanded is printed (target: at most 1/4 for group size 4).
 
 With ``--wait-quiet S`` each case waits up to S seconds for the machine to leave this process's threads a core
-each (:func:`harness.contention.wait_for_quiet`); rows timed while other work took the cores still say so in
+each (:func:`harness.measure.contention.wait_for_quiet`); rows timed while other work took the cores still say so in
 their reason (``contended``).
 
 Targets (issue 15): every exact variant within its tolerance; the best variant at 32k, batch 8 reaching at least
@@ -30,10 +30,12 @@ import os
 
 import torch
 
-from harness import Case, Pattern, ReferenceCache, Variant, get_variant, make_inputs
-from harness.contention import wait_for_quiet
-from harness.measure import MeasureConfig, measure_case
-from harness.models import get_model
+from harness import Case, Pattern, Variant, get_variant
+from harness.core.models import get_model
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure.contention import wait_for_quiet
+from harness.measure.runner import MeasureConfig, measure_case
 
 VARIANTS = ("full", "causal", "chunked", "split_kv", "sdpa_flash", "flex")
 EXPANDED = ("full", "chunked")

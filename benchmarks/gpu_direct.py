@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from harness.pattern import Pattern
+from harness.core.pattern import Pattern
 
 #: Kernels this script can time directly; the names are the harness variants they correspond to.
 KERNELS: tuple[str, ...] = ("sdpa_cudnn", "sdpa_flash", "sdpa_efficient", "sdpa_math", "flex", "xformers")
@@ -214,9 +214,9 @@ def release(run: Callable | None) -> None:
 def time_harness(res: DirectResult) -> float:
     """The same case through the harness's ``measure_variant`` (errors off); its median in ms, NaN if not ok."""
     from harness import Case, get_variant
-    from harness.inputs import make_inputs
-    from harness.measure import MeasureConfig, measure_variant
-    from harness.reference import ReferenceCache
+    from harness.core.reference import ReferenceCache
+    from harness.inputs.make import make_inputs
+    from harness.measure.runner import MeasureConfig, measure_variant
 
     pattern = Pattern(res.pattern, window=res.window) if res.pattern.startswith("window") else Pattern(res.pattern)
     case = Case(batch=res.batch, heads=res.heads, seq_len=res.seq_len, head_dim=res.head_dim, dtype=res.dtype,
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-seq-lens", nargs="*", type=int, default=[1024, 4096, 16384, 65536])
     p.add_argument("--window-kernels", nargs="*", default=["flex", "sdpa_cudnn"],
                    help="kernels for the window cases; sdpa_* run full causal attention there, for comparison")
-    p.add_argument("--harness", action="store_true", help="also time each case through harness.measure")
+    p.add_argument("--harness", action="store_true", help="also time each case through harness.measure.runner")
     p.add_argument("--csv", default="", help="write the results to this CSV file")
     p.add_argument("--compare", default="", help="a sweep results.csv to check against --direct")
     p.add_argument("--direct", default="", help="the CSV written by an earlier --csv run (for --compare)")

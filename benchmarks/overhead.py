@@ -51,8 +51,8 @@ N_VARIANTS = 4
 def _register_bench_variants(n: int) -> list[str]:
     """``n`` copies of the built-in ``full`` variant under other names, so a case has several variants."""
     from harness import get_variant, register_variant
-    from harness.pattern import PATTERN_KINDS
-    from harness.variant import Variant
+    from harness.core.pattern import PATTERN_KINDS
+    from harness.core.variant import Variant
 
     names = []
     for i in range(n):
@@ -67,7 +67,7 @@ def _register_bench_variants(n: int) -> list[str]:
 
 
 def _measured_s(run_dir: Path) -> float:
-    from harness.store import RunStore
+    from harness.store.records import RunStore
 
     return sum(float(r.get("measure_wall_ms") or 0.0) for r in RunStore(run_dir).rows()) / 1e3
 
@@ -90,8 +90,8 @@ def _fit(label: str, small: tuple[int, float], big: tuple[int, float]) -> None:
 
 def _sweep_fn(tmp: Path, variants: list[str], seq_lens: list[int], name: str) -> tuple[int, float]:
     """Plain-function path: plan_from_config + run_sweep (what a Python user or a Hydra job calls)."""
-    from harness.config import plan_from_config
-    from harness.sweep import run_sweep
+    from harness.run.config import plan_from_config
+    from harness.run.sweep import run_sweep
 
     cfg = {**TINY, "seq_len": seq_lens, "mode": ["fwd", "fwd_bwd"], "variants": variants,
            "results_dir": str(tmp), "run_name": name}
@@ -106,12 +106,12 @@ _REPORT_S = [0.0]
 
 
 def _time_reports() -> None:
-    """Time ``harness.report.write_report`` (called by the CLI after a sweep) so it is shown on its own."""
+    """Time ``harness.report.build.write_report`` (called by the CLI after a sweep) so it is shown on its own."""
     import importlib.util
 
-    if importlib.util.find_spec("harness.report") is None:
+    if importlib.util.find_spec("harness.report.build") is None:
         return
-    import harness.report as rep
+    import harness.report.build as rep
 
     real = rep.write_report
 
@@ -130,7 +130,7 @@ def _sweep_cli(tmp: Path, variants: list[str], seq_lens: list[int], name: str, m
 
     The report written after the sweep (tables and plots) is timed apart and left out of the overhead.
     """
-    from harness import cli
+    from harness.cli import main as cli
 
     seq = ",".join(map(str, seq_lens))
     argv = ["sweep", *(["-m"] if multirun else []), f"results_dir={tmp}", f"run_name={name}", f"seq_len={seq}",
@@ -153,8 +153,8 @@ def bench_overhead(tmp: Path, variants: list[str]) -> None:
     print(f"run_sweep(), {len(variants)} variants per case:")
     _fit("run_sweep", _sweep_fn(tmp, variants, small, "fn-small"), _sweep_fn(tmp, variants, big, "fn-big"))
     t0 = time.perf_counter()
-    from harness.config import plan_from_config
-    from harness.sweep import run_sweep
+    from harness.run.config import plan_from_config
+    from harness.run.sweep import run_sweep
 
     plan = plan_from_config({**TINY, "seq_len": big, "mode": ["fwd", "fwd_bwd"], "variants": variants,
                              "results_dir": str(tmp), "run_name": "fn-big"}, cuda_available=False)
@@ -225,11 +225,11 @@ def phases_child(results_dir: str) -> None:
     t0 = time.perf_counter()
     import torch  # noqa: F401
 
-    import harness.cli as cli
-    import harness.measure as measure
-    import harness.outcome as outcome
-    import harness.report as report
-    from harness.reference import ReferenceCache
+    import harness.cli.main as cli
+    import harness.measure.runner as measure
+    import harness.report.build as report
+    import harness.run.outcome as outcome
+    from harness.core.reference import ReferenceCache
 
     ph = _Phases()
     ph.total["import"] = time.perf_counter() - t0
@@ -246,7 +246,7 @@ def phases_child(results_dir: str) -> None:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = cli.main([f"results_dir={results_dir}", "run_name=default", "progress=off"])
     wall = time.perf_counter() - t0
-    from harness.store import RunStore
+    from harness.store.records import RunStore
 
     rows = RunStore(Path(results_dir) / "default").rows()
     timed = [r for r in rows if r.get("n_runs")]
@@ -267,7 +267,7 @@ def phases_child(results_dir: str) -> None:
 def _wait_for_plots(plots: Path, limit_s: float = 120.0) -> None:
     """Wait until the run's background plot process is done (its ``.pending`` marker gone), so that it neither
     loads the machine under the next run nor loses its folder."""
-    from harness.report import PENDING_MARKER
+    from harness.report.build import PENDING_MARKER
 
     t0 = time.perf_counter()
     while (plots / PENDING_MARKER).exists() and time.perf_counter() - t0 < limit_s:
@@ -276,8 +276,8 @@ def _wait_for_plots(plots: Path, limit_s: float = 120.0) -> None:
 
 def bench_phases(repeats: int = 1, side_by_side: bool = False) -> None:
     """The phase split of ``repeats`` default runs; ``side_by_side`` alternates them with runs that keep glibc's
-    own allocator settings (``ATTNBENCH_SYSTEM_MALLOC=1``, see :mod:`harness.allocator`)."""
-    from harness.allocator import SYSTEM_MALLOC_ENV
+    own allocator settings (``ATTNBENCH_SYSTEM_MALLOC=1``, see :mod:`harness.measure.allocator`)."""
+    from harness.measure.allocator import SYSTEM_MALLOC_ENV
 
     base = {k: v for k, v in os.environ.items() if k != SYSTEM_MALLOC_ENV}
     plans = [(i, {}) for i in range(repeats)]
@@ -320,7 +320,7 @@ def main() -> None:
         return
     import torch
 
-    from harness.registry import list_variants
+    from harness.core.registry import list_variants
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")

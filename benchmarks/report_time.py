@@ -46,11 +46,11 @@ def phases(run: Path, out: Path) -> dict[str, float]:
     """Seconds per phase of this checkout's report of ``run`` (one process, imports first)."""
     sys.path.insert(0, str(ROOT))
     t0 = time.perf_counter()
-    from harness import report as rep
-    from harness.figures import write_figures
-    from harness.plots import facet_columns
-    from harness.results_io import read_runs
-    from harness.scaling import scaling_table
+    from harness.report import build as rep
+    from harness.report.figures import write_figures
+    from harness.report.plots import facet_columns
+    from harness.report.scaling import scaling_table
+    from harness.store.reader import read_runs
 
     t1 = time.perf_counter()
     data = read_runs(run)

@@ -3,7 +3,7 @@
 The parameters come from the registry, so a new variant (built-in or plugin) is benchmarked with no new code.
 Each benchmark's ``group`` is its case, so pytest-benchmark's table compares variants side by side, and its
 ``extra_info`` holds the case fields, FLOPs and the output's error against the float64 baseline, which
-:func:`harness.pytest_bench.load_pytest_benchmark_json` turns into rows of the public CSV.
+:func:`harness.store.pytest_bench.load_pytest_benchmark_json` turns into rows of the public CSV.
 
     pytest benchmarks --benchmark-only                       # time them
     pytest benchmarks --benchmark-only -k "[full-"           # one variant
@@ -22,11 +22,12 @@ import os
 import pytest
 import torch
 
-from harness import Case, Pattern, get_variant, list_variants, make_inputs
+from harness import Case, Pattern, get_variant, list_variants
 from harness import __version__ as harness_version
-from harness.errors import error_stats
-from harness.measure import attention_flops
-from harness.reference import reference_attention
+from harness.core.metrics import error_stats
+from harness.core.reference import reference_attention
+from harness.inputs.make import make_inputs
+from harness.measure.runner import attention_flops
 
 if os.environ.get("ATTNBENCH_BENCH_THREADS"):
     torch.set_num_threads(int(os.environ["ATTNBENCH_BENCH_THREADS"]))

@@ -35,10 +35,10 @@ import torch
 
 from benchmarks.gpu_direct import KERNELS, build_plan, compile_limit, failure, make_direct, release
 from harness import Case, Pattern, get_variant
-from harness.inputs import make_inputs
-from harness.measure import MeasureConfig, make_call, measure_variant
-from harness.reference import ReferenceCache
-from harness.timing import time_cpu_per_call, time_cuda
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure.runner import MeasureConfig, make_call, measure_variant
+from harness.measure.timing import time_cpu_per_call, time_cuda
 
 #: The four ways, in the order of the first round.
 WAYS: tuple[str, ...] = ("bench_direct", "bench_harness", "timer_direct", "sweep")

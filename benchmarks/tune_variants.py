@@ -21,12 +21,13 @@ import gc
 import torch
 from torch.utils.benchmark import Timer
 
-from harness import Case, Pattern, get_variant, make_inputs
-from harness.memory import measure_peak
+from harness import Case, Pattern, get_variant
+from harness.inputs.make import make_inputs
+from harness.measure.memory import measure_peak
 
 
 def peak_bytes(fn) -> int:
-    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (harness.memory's replay)."""
+    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (harness.measure.memory's replay)."""
     return int(measure_peak(fn, "cpu").peak_bytes)
 
 

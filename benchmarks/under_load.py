@@ -23,7 +23,7 @@ costs the same. With glibc's default, adaptive ``mmap`` threshold it does not: w
 from the heap or is mapped (and page-faulted) afresh depends on what was freed before, so ``full`` run twice in a
 row timed 1.54x to 2.45x ``full`` once, and four times 2.52x to 4.21x, in plain interleaved ``perf_counter`` loops
 outside the harness, on a quiet machine. The harness pins the thresholds for every sweep
-(``harness/allocator.py``); the script pins them the same way at start-up (``--system-malloc`` keeps glibc's
+(``harness/measure/allocator.py``); the script pins them the same way at start-up (``--system-malloc`` keeps glibc's
 defaults, for the yardstick and, through ``ATTNBENCH_SYSTEM_MALLOC=1``, for the sweeps) and prints the
 outside-the-harness yardstick before the sweeps, so the harness is held against the construction's true ratio on
 the machine it runs on.
@@ -88,9 +88,9 @@ def _spec(tmp: Path, name: str, cfg: dict) -> dict:
 
 def sweep(tmp: Path, name: str, **cfg):
     """Run one sweep in this process; returns its rows (DataFrame) and wall seconds."""
-    from harness import load_results
-    from harness.config import plan_from_config
-    from harness.sweep import run_sweep
+    from harness.report import load_results
+    from harness.run.config import plan_from_config
+    from harness.run.sweep import run_sweep
 
     plan = plan_from_config(_spec(tmp, name, cfg), cuda_available=False)
     t0 = time.perf_counter()
@@ -101,8 +101,8 @@ def sweep(tmp: Path, name: str, **cfg):
 
 _CHILD_SWEEP = """
 import json, sys
-from harness.config import plan_from_config
-from harness.sweep import run_sweep
+from harness.run.config import plan_from_config
+from harness.run.sweep import run_sweep
 run_sweep(plan_from_config(json.loads(sys.argv[1]), cuda_available=False))
 """
 
@@ -111,7 +111,7 @@ def sweep_in_child(tmp: Path, name: str, **cfg):
     """:func:`sweep` in a fresh process, as two ``attnbench sweep`` runs are (without the report): in one process
     the second sweep would start warm (OpenMP pool, heap, both cores awake) where the first started cold, and its
     first case read 20-35% faster."""
-    from harness import load_results
+    from harness.report import load_results
 
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", _CHILD_SWEEP, json.dumps(_spec(tmp, name, cfg))], check=True, cwd=ROOT,
@@ -125,7 +125,7 @@ def _load() -> str:
 
 
 def _malloc() -> str:
-    from harness.allocator import steady_malloc
+    from harness.measure.allocator import steady_malloc
 
     return steady_malloc()  # only answers what was chosen at start-up
 
@@ -194,7 +194,7 @@ def part_hog(tmp: Path, threads: int) -> bool:
     print(f"=> hog: {'PASS' if ok else 'FAIL'} (every change beyond 10% among rows measured under the hog is marked "
           "contended)")
     try:
-        from harness.compare import compare_runs, format_summary
+        from harness.report.compare import compare_runs, format_summary
     except ImportError:
         return ok
     c = compare_runs(str(tmp / "quiet"), str(tmp / "hogged"))
@@ -217,8 +217,8 @@ def yardstick(threads: int, rounds: int = 200) -> dict[int, float]:
 
     import torch
 
-    from harness.inputs import Case
-    from harness.registry import get_variant, load_variants_from
+    from harness.core.case import Case
+    from harness.core.registry import get_variant, load_variants_from
 
     load_variants_from(REPEATS)
     torch.set_num_threads(threads)
@@ -280,7 +280,7 @@ def part_repeat(tmp: Path, sweeps: int, threads: int, budget: float, rel_ci: flo
         print(f"=> {label}: k=2 within 3% in {hits[2]}/{sweeps}, k=4 within 3% in {hits[4]}/{sweeps} "
               f"[{'PASS' if passed else 'FAIL'}: target {sweeps}/{sweeps}]; the 95% interval holds k in "
               f"{covered[2]}/{sweeps} and {covered[4]}/{sweeps}")
-    from harness.registry import unregister_variant
+    from harness.core.registry import unregister_variant
 
     for name in ("repeat2_full", "repeat4_full"):  # not part of the default sweep timed next
         unregister_variant(name)
@@ -299,8 +299,8 @@ def part_adaptive(tmp: Path, threads: int) -> bool:
     timed seconds are significantly more than the fixed budget's (the 95% t-interval of the per-case paired
     differences lies above 0)."""
     from configs import default_preset, preset_values
-    from harness.results_io import sampled_seconds
-    from harness.stats import t_quantile
+    from harness.measure.stats import t_quantile
+    from harness.store.reader import sampled_seconds
 
     name = default_preset()
     keys, _ = preset_values(name)
@@ -361,7 +361,7 @@ def main() -> int:
     args = p.parse_args()
     if args.system_malloc:
         os.environ["ATTNBENCH_SYSTEM_MALLOC"] = "1"
-    from harness.allocator import steady_malloc
+    from harness.measure.allocator import steady_malloc
 
     steady_malloc()  # the harness's thresholds from the start, for the yardstick outside the harness too
     import torch

@@ -26,8 +26,10 @@ import sys
 
 import torch
 
-from harness import Case, Pattern, ReferenceCache, get_variant, make_inputs
-from harness.measure import MeasureConfig, Measurement, measure_case
+from harness import Case, Pattern, get_variant
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure.runner import MeasureConfig, Measurement, measure_case
 
 DEFAULT_LENGTHS = "lognormal/mean:512/max:4096/total:16384"
 DEFAULT_VARIANTS = ("chunked", "flex", "sdpa_flash", "sdpa_nested_math", "full")

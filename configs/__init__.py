@@ -2,7 +2,7 @@
 
 ``config.yaml`` is the primary config (schema + Hydra settings that keep every output inside the run
 directory); ``preset/*.yaml`` are named sweeps selected with ``preset=NAME`` (default ``quick``). The schema
-itself is :class:`harness.config.SweepConfig`; :func:`register` stores it as ``attnbench_schema`` (called by the
+itself is :class:`harness.run.config.SweepConfig`; :func:`register` stores it as ``attnbench_schema`` (called by the
 code that composes, not at import: ``attnbench sweep --help`` reads the presets without Hydra or torch).
 """
 
@@ -59,7 +59,7 @@ def register() -> None:
     """Store the sweep schema in Hydra's ConfigStore (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
-    from harness.config import SweepConfig
+    from harness.run.config import SweepConfig
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=SweepConfig)
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness.errors import error_stats
-from harness.inputs import Case, make_inputs
-from harness.pattern import Pattern
-from harness.reference import reference_attention
-from harness.registry import get_variant
-from harness.variant import Variant
-from harness.varlen import real_tokens
+from harness.core.case import Case
+from harness.core.metrics import error_stats
+from harness.core.pattern import Pattern
+from harness.core.reference import reference_attention
+from harness.core.registry import get_variant
+from harness.core.variant import Variant
+from harness.core.varlen import real_tokens
+from harness.inputs.make import make_inputs
 
 #: One pattern of each kind, small enough to have partial windows and blocks at the test sizes.
 CONFORMANCE_PATTERNS: tuple[Pattern, ...] = (

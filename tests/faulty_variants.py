@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from harness import Variant, get_variant, register_variant
-from harness.pattern import PATTERN_KINDS
+from harness.core.pattern import PATTERN_KINDS
 
 #: Bytes ``t_leak`` keeps per call.
 LEAK_BYTES = 4 * 2**20

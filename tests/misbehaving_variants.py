@@ -15,7 +15,7 @@ import time
 import torch
 
 from harness import Variant, get_variant, register_variant
-from harness.pattern import PATTERN_KINDS
+from harness.core.pattern import PATTERN_KINDS
 
 #: Bytes ``t_alloc`` may map beyond what the process has when it starts allocating.
 ALLOC_HEADROOM = 256 << 20

@@ -19,7 +19,7 @@ import time
 import torch
 
 from harness import Variant, get_variant, register_variant
-from harness.pattern import PATTERN_KINDS
+from harness.core.pattern import PATTERN_KINDS
 
 
 class _Base(Variant):
@@ -90,7 +90,7 @@ def write_variants(directory: Path) -> Path:
 @contextlib.contextmanager
 def loaded_test_variants(directory: Path) -> Iterator[Path]:
     """Register the test variants for the duration of the block (they are removed afterwards)."""
-    from harness.registry import load_variants_from, unregister_variant
+    from harness.core.registry import load_variants_from, unregister_variant
 
     path = write_variants(directory)
     load_variants_from(str(path))

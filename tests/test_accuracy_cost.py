@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import Case, Pattern, ReferenceCache, get_variant, make_inputs, reference_attention
-from harness.config import ConfigError, plan_from_config
-from harness.measure import MeasureConfig, measure_variant
-from harness.minilm import model_dir
-from harness.store import record_id
-from harness.sweep import run_sweep
+from harness import Case, Pattern, get_variant
+from harness.core.reference import ReferenceCache, reference_attention
+from harness.inputs.make import make_inputs
+from harness.inputs.minilm import model_dir
+from harness.measure.runner import MeasureConfig, measure_variant
+from harness.run.config import ConfigError, plan_from_config
+from harness.run.sweep import run_sweep
+from harness.store.records import record_id
 
 TINY = {"heads": 2, "head_dim": 32, "budget": 0.005, "warmup": 0, "min_runs": 1, "progress": "off"}
 _CFG = MeasureConfig(budget_s=0.005, warmup=0, min_runs=1, memory=False)

@@ -1,4 +1,4 @@
-"""harness.allocator: glibc's thresholds pinned for timing, with the opt-out, and what env.json says."""
+"""harness.measure.allocator: glibc's thresholds pinned for timing, with the opt-out, and what env.json says."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness import allocator
+from harness.measure import allocator
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or allocator.heap_mapped_bytes() is None,
                            reason="glibc with mallinfo2 only (the thresholds pinned are glibc's)")
@@ -18,7 +18,7 @@ glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or allocator.heap_m
 # The bytes glibc holds in mmap-ed blocks while a 32 MiB tensor lives (glibc's default maps blocks from 128 KiB on).
 _PROBE = """
 import json, sys, torch
-from harness import allocator
+from harness.measure import allocator
 said = allocator.steady_malloc()
 before = allocator.heap_mapped_bytes()
 t = torch.ones(8 * 2**20)
@@ -53,8 +53,8 @@ def test_thresholds_set_in_the_environment_are_left_alone():
 
 
 def test_env_json_says_what_the_allocator_was(tmp_path):
-    from harness.config import plan_from_config
-    from harness.sweep import run_sweep
+    from harness.run.config import plan_from_config
+    from harness.run.sweep import run_sweep
 
     plan = plan_from_config({"results_dir": str(tmp_path), "run_name": "a", "variants": ["full"], "seq_len": 32,
                              "heads": 1, "head_dim": 8, "mode": "fwd", "budget": 0.002, "progress": "off"},

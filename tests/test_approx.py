@@ -18,8 +18,9 @@ import math
 import pytest
 import torch
 
-from harness import Pattern, get_variant, reference_attention
-from harness.distributions import make_qkv
+from harness import Pattern, get_variant
+from harness.core.reference import reference_attention
+from harness.inputs.distributions import make_qkv
 from variants.linear import LinearAttention, elu_feature_map, kernel_attention
 from variants.nystrom import Nystrom, iterative_pinv, segment_means
 from variants.performer import Performer, positive_features

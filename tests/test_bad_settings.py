@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from harness import cli
-from harness.config import INT_MAX, ConfigError, plan_from_config
+from harness.cli import main as cli
+from harness.run.config import INT_MAX, ConfigError, plan_from_config
 
 TINY = ["heads=1", "head_dim=4", "seq_len=8", "budget=0.005", "warmup=0", "min_runs=1", "variants=full",
         "progress=plain"]

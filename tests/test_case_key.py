@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.columns import CASE_PARAMS, PATTERN_PARAMS, case_key, case_text, pattern_label
-from harness.compare import compare_runs
-from harness.pattern import PATTERN_KINDS, Pattern
-from harness.plots import facet_columns
-from harness.report import markdown_table, scaling_markdown, summary_table, with_baseline_ratios, write_report
-from harness.results_io import normalize, read_runs
-from harness.scaling import scaling_table
-from harness.store import RunStore
+from harness.core.pattern import PATTERN_KINDS, Pattern
+from harness.report.build import markdown_table, scaling_markdown, summary_table, with_baseline_ratios, write_report
+from harness.report.compare import compare_runs
+from harness.report.plots import facet_columns
+from harness.report.scaling import scaling_table
+from harness.store.columns import CASE_PARAMS, PATTERN_PARAMS, case_key, case_text, pattern_label
+from harness.store.reader import normalize, read_runs
+from harness.store.records import RunStore
 
 _BASE_ROW = dict(run_id="r", variant="full", status="ok", device="cpu", dtype="float32", batch=1, heads=2,
                  seq_len=256, head_dim=32, pattern="full", mode="fwd", seed=0, inputs="gaussian", threads=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.compare import FailRule, compare_main, compare_runs, parse_fail_rule
+from harness.report.compare import FailRule, compare_main, compare_runs, parse_fail_rule
 from tests.report_fixtures import synthetic_rows, write_run
 
 

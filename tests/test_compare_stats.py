@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.compare import compare_main, compare_runs, format_summary, ratio_interval
-from harness.report import scaling_markdown, write_report
-from harness.results_io import normalize, read_runs
-from harness.scaling import scaling_table
-from harness.store import RunStore
+from harness.report.build import scaling_markdown, write_report
+from harness.report.compare import compare_main, compare_runs, format_summary, ratio_interval
+from harness.report.scaling import scaling_table
+from harness.store.reader import normalize, read_runs
+from harness.store.records import RunStore
 
 LENGTHS = (256, 512, 1024, 2048)
 VARIANTS = ("full", "chunked", "sdpa")

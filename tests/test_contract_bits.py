@@ -1,10 +1,10 @@
-"""harness.contract.same_bits, which the input guard runs after every batch: exact bits, on every path."""
+"""harness.measure.contract.same_bits, which the input guard runs after every batch: exact bits, on every path."""
 
 from __future__ import annotations
 
 import torch
 
-from harness.contract import InputGuard, same_bits
+from harness.measure.contract import InputGuard, same_bits
 
 
 def test_same_bits_is_bitwise_on_the_memcmp_path():

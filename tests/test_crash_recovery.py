@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import plan_from_config
-from harness.inflight import INFLIGHT_DIR, WATCHDOG_EXIT
-from harness.sweep import expected_ids
+from harness.run.config import plan_from_config
+from harness.run.inflight import INFLIGHT_DIR, WATCHDOG_EXIT
+from harness.run.sweep import expected_ids
 from tests.sweep_helpers import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ import signal
 import time
 
 from harness import Variant, get_variant, register_variant
-from harness.pattern import PATTERN_KINDS
+from harness.core.pattern import PATTERN_KINDS
 
 
 class _Base(Variant):
@@ -92,8 +92,8 @@ class LateSegv(_Base):
 #: The limit of the hang scenarios: long enough for the innocent variants' phases on a loaded 2-core machine.
 LIMIT_S = 10
 RUN = ("import json, sys\n"
-       "from harness.config import plan_from_config\n"
-       "from harness.sweep import run_sweep\n"
+       "from harness.run.config import plan_from_config\n"
+       "from harness.run.sweep import run_sweep\n"
        "run_sweep(plan_from_config(json.loads(sys.argv[1]), cuda_available=False))\n")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals, /proc and prctl: Linux")
 
@@ -250,7 +250,8 @@ def test_a_sweep_killed_during_a_hang_measures_it_in_a_child_and_leaves_no_orpha
     if isolate:  # the child is started and hanging
         t0 = time.monotonic()
         while not children and time.monotonic() - t0 < 60:
-            children = [c for c in _children(proc.pid) if b"harness.isolate" in Path(f"/proc/{c}/cmdline").read_bytes()]
+            children = [c for c in _children(proc.pid)
+                        if b"harness.run.isolate" in Path(f"/proc/{c}/cmdline").read_bytes()]
             time.sleep(0.1)
         assert children, "no isolated child found"
         time.sleep(1.0)

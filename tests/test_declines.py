@@ -1,10 +1,10 @@
-"""What a sweep cannot run, found before any work and said once per variant (harness.declines)."""
+"""What a sweep cannot run, found before any work and said once per variant (harness.run.declines)."""
 
 from __future__ import annotations
 
-from harness.config import plan_from_config
-from harness.declines import find_declines, merge_reasons, plan_declines
-from harness.registry import get_variant
+from harness.core.registry import get_variant
+from harness.run.config import plan_from_config
+from harness.run.declines import find_declines, merge_reasons, plan_declines
 
 
 def test_reasons_of_the_same_key_merge_into_one_part():

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from harness import Case, make_inputs
-from harness.distributions import INPUT_KINDS, distribution_reason, make_qkv
-from harness.inputs import make_inputs_for
-from harness.minilm import REAL_PACKAGE, bert_hidden, load_real_model, model_dir, wordpiece
+from harness import Case
+from harness.inputs.distributions import INPUT_KINDS, distribution_reason, make_qkv
+from harness.inputs.make import make_inputs, make_inputs_for
+from harness.inputs.minilm import REAL_PACKAGE, bert_hidden, load_real_model, model_dir, wordpiece
 
 _REAL = model_dir() is not None
 needs_real = pytest.mark.skipif(not _REAL, reason=f"the package {REAL_PACKAGE} is not installed (pip install "

@@ -14,10 +14,10 @@ import math
 import pytest
 import torch
 
-from harness import Case, Pattern, get_variant, reference_attention
-from harness.inputs import make_inputs
-from harness.measure import MeasureConfig, measure_variant
-from harness.reference import ReferenceCache
+from harness import Case, Pattern, get_variant
+from harness.core.reference import ReferenceCache, reference_attention
+from harness.inputs.make import make_inputs
+from harness.measure.runner import MeasureConfig, measure_variant
 from harness.testing import CONFORMANCE_PATTERNS
 from variants import flex as flex_mod
 from variants import xformers_attn

@@ -8,14 +8,16 @@ import math
 import pytest
 import torch
 
-from harness import Case, Pattern, get_variant, list_variants, make_inputs, reference_attention
-from harness.columns import case_key, case_text
-from harness.config import ConfigError, plan_from_config
-from harness.flops import attention_flops
-from harness.memory import measure_peak
-from harness.models import MODELS, get_model
-from harness.roofline import bytes_moved, roofline_figures
-from harness.store import record_key
+from harness import Case, Pattern, get_variant, list_variants
+from harness.core.flops import attention_flops
+from harness.core.models import MODELS, get_model
+from harness.core.reference import reference_attention
+from harness.core.roofline import bytes_moved, roofline_figures
+from harness.inputs.make import make_inputs
+from harness.measure.memory import measure_peak
+from harness.run.config import ConfigError, plan_from_config
+from harness.store.columns import case_key, case_text
+from harness.store.records import record_key
 from harness.testing import CONFORMANCE_PATTERNS, check_case
 
 
@@ -168,7 +170,7 @@ def test_decode_is_memory_bound_and_prefill_compute_bound():
 
 @pytest.mark.parametrize("preset,device,largest", [("decode", "cpu", 32768), ("gpu_decode", "cuda", 131072)])
 def test_decode_presets_compose_to_decode_cases(preset, device, largest):
-    from harness import launch
+    from harness.run import launch
 
     grid = launch.build_grid([f"preset={preset}"], cuda_available=True)
     cases = [c for p in grid.plans for c in p.cases]
@@ -206,7 +208,7 @@ def _legend_texts(fig) -> list[str]:
 
 
 def test_decode_figures_draw_the_decode_rows_in_the_report_style():
-    from harness import figures, plots, roofline_plots
+    from harness.report import figures, plots, roofline_plots
 
     frame = _decode_frame()
     assert roofline_plots.figure_names(frame) == ["decode_time", "decode_gbps", "roofline"]
@@ -233,7 +235,7 @@ def test_decode_figures_draw_the_decode_rows_in_the_report_style():
 
 
 def test_roofline_leaves_approximations_out_and_never_draws_a_point_above_the_ceiling():
-    from harness import plots, roofline_plots
+    from harness.report import plots, roofline_plots
 
     frame = _decode_frame()
     styles = plots.variant_styles(frame)
@@ -254,7 +256,7 @@ def test_roofline_leaves_approximations_out_and_never_draws_a_point_above_the_ce
     title = ax.get_title()
     assert title.startswith("cpu-x (cpu), float32, 1 thread") and "copy 16 GB/s, matmul 100 GFLOP/s" in title
     with pytest.raises(ValueError, match="not a report figure"):
-        from harness.figures import make_figure
+        from harness.report.figures import make_figure
 
         make_figure("nope", frame, [], styles)
     square_only = frame[frame["q_len"] == frame["seq_len"]]
@@ -262,8 +264,8 @@ def test_roofline_leaves_approximations_out_and_never_draws_a_point_above_the_ce
 
 
 def test_a_window_or_block_layout_counts_only_the_keys_its_queries_reach():
-    from harness.pattern import make_pattern
-    from harness.roofline import keys_read
+    from harness.core.pattern import make_pattern
+    from harness.core.roofline import keys_read
 
     window = make_pattern("window", window=128)
     blocks = make_pattern("block_sparse_causal", block=64, local=1, stride=0, n_global=1)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ConfigError, plan_from_config
-from harness.inputs import Case
-from harness.isolate import IsolatedJob, run_isolated
-from harness.measure import MeasureConfig
-from harness.registry import unregister_variant
-from harness.sweep import expected_ids, run_sweep
+from harness.core.case import Case
+from harness.core.registry import unregister_variant
+from harness.measure.runner import MeasureConfig
+from harness.run.config import ConfigError, plan_from_config
+from harness.run.isolate import IsolatedJob, run_isolated
+from harness.run.sweep import expected_ids, run_sweep
 from tests.sweep_helpers import read_records
 
 #: Loaded by path only (never imported here), so the parent and the child register them the same way.
@@ -35,7 +35,7 @@ TIMEOUT_S = 8.0  # generous: a loaded 2-core machine; the hang costs this much o
 @pytest.fixture
 def misbehaving():
     """The misbehaving variants' file; afterwards they are gone (a `*` selection must never reach t_hang)."""
-    import harness.registry as registry
+    import harness.core.registry as registry
 
     yield str(MISBEHAVING)
     for name in EXPECTED_STATUS:
@@ -123,7 +123,7 @@ def test_a_variant_the_child_cannot_import_is_an_error_row(tmp_path):
 
 
 def test_unsupported_cases_are_answered_without_a_child(tmp_path, monkeypatch):
-    import harness.isolate as iso
+    import harness.run.isolate as iso
 
     monkeypatch.setattr(iso, "run_isolated", lambda *a, **k: pytest.fail("a child was started"))
     plan = _plan(tmp_path, "r", isolate=True, variants=["full"], dtype="float64", mode="fwd")
@@ -134,7 +134,7 @@ def test_unsupported_cases_are_answered_without_a_child(tmp_path, monkeypatch):
 
 def test_an_input_distribution_reason_is_answered_without_a_child(tmp_path, monkeypatch):
     """``real`` inputs longer than the model's context: declined by the one support check, no child started."""
-    import harness.isolate as iso
+    import harness.run.isolate as iso
 
     monkeypatch.setattr(iso, "run_isolated", lambda *a, **k: pytest.fail("a child was started"))
     plan = _plan(tmp_path, "r", isolate=True, variants=["full"], inputs="real", seq_len=1024, heads=2,

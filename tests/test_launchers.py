@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import cli
-from harness.config import plan_from_config
-from harness.sharing import MARKER_DIR, SharedDeviceWarning, SharingMonitor, cpu_cores, sharing_warning
-from harness.sweep import expected_ids, run_sweep
+from harness.cli import main as cli
+from harness.run.config import plan_from_config
+from harness.run.sharing import MARKER_DIR, SharedDeviceWarning, SharingMonitor, cpu_cores, sharing_warning
+from harness.run.sweep import expected_ids, run_sweep
 from tests.sweep_helpers import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_slurm_gpu_preset_composes_to_one_gpu_per_job(tmp_path, monkeypatch):
 
 
 def test_build_grid_accepts_launcher_overrides():
-    from harness.launch import build_grid
+    from harness.run.launch import build_grid
 
     grid = build_grid(["seq_len=8,16", "hydra/launcher=basic", "hydra.launcher._target_="
                        "hydra._internal.core_plugins.basic_launcher.BasicLauncher"], multirun=True,
@@ -200,7 +200,7 @@ def test_alone_no_warning_and_disjoint_cores_do_not_share(tmp_path, recwarn):
 def test_cuda_identity_follows_visible_devices(monkeypatch):
     import torch
 
-    from harness.sharing import cuda_identity
+    from harness.run.sharing import cuda_identity
 
     if torch.cuda.is_available():
         pytest.skip("with a GPU the identity is its UUID")

@@ -14,11 +14,13 @@ import time
 import pytest
 import torch
 
-from harness import Case, Pattern, ReferenceCache, Variant, get_variant, make_inputs
-from harness.flops import attention_flops, tflops
-from harness.measure import MeasureConfig, Measurement, measure_variant
-from harness.memory import high_water_mark, measure_peak
-from harness.timing import NOISY_IQR_RATIO, TimingResult, time_cpu_blocked, time_cpu_per_call, torch_threads
+from harness import Case, Pattern, Variant, get_variant
+from harness.core.flops import attention_flops, tflops
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure.memory import high_water_mark, measure_peak
+from harness.measure.runner import MeasureConfig, Measurement, measure_variant
+from harness.measure.timing import NOISY_IQR_RATIO, TimingResult, time_cpu_blocked, time_cpu_per_call, torch_threads
 
 FP32 = 4
 
@@ -339,7 +341,7 @@ def test_flops_by_pattern_and_mode() -> None:
 
 
 def test_row_has_throughput_and_pct_of_the_cpu_ceiling() -> None:
-    from harness.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
+    from harness.measure.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
 
     case = Case(batch=1, heads=1, seq_len=128, head_dim=16)
     m = _measure(get_variant("full"), case, budget_s=0.02)

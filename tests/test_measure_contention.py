@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import contention as C
-from harness.config import ConfigError, plan_from_config
-from harness.timing import CpuSampler, StopRule, run_rounds
+from harness.measure import contention as C
+from harness.measure.timing import CpuSampler, StopRule, run_rounds
+from harness.run.config import ConfigError, plan_from_config
 
 
 # ----------------------------------------------------------------------------------------- fakes
@@ -252,7 +252,7 @@ _PINNED = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
     os.sched_setaffinity(0, {{{core}}})
-    from harness.timing import CpuSampler, StopRule, run_rounds
+    from harness.measure.timing import CpuSampler, StopRule, run_rounds
 
     def spin():
         end = time.perf_counter() + 0.002
@@ -410,7 +410,7 @@ def test_busy_time_counts_only_the_cores_this_process_may_use() -> None:
 
 
 def test_a_cpu_sampler_reads_other_processes_around_each_batch() -> None:
-    from harness.timing import CpuSampler
+    from harness.measure.timing import CpuSampler
 
     readings = iter([10.0, 10.05, 11.05])  # the machine busy 1.05 s over the span of the two batches...
     own = iter([1.0, 1.0, 1.0])  # ...none of it this process

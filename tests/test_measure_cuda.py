@@ -10,11 +10,13 @@ import statistics
 import pytest
 import torch
 
-from harness import Case, ReferenceCache, Variant, get_variant, make_inputs
-from harness.ceilings import matmul_ceiling_tflops
-from harness.measure import MeasureConfig, measure_variant
-from harness.memory import measure_peak
-from harness.timing import l2_flush_buffer, time_cuda
+from harness import Case, Variant, get_variant
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure.ceilings import matmul_ceiling_tflops
+from harness.measure.memory import measure_peak
+from harness.measure.runner import MeasureConfig, measure_variant
+from harness.measure.timing import l2_flush_buffer, time_cuda
 
 pytestmark = [
     pytest.mark.cuda,

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import plan_from_config
-from harness.memory import measure_peak
-from harness.registry import unregister_variant
-from harness.sweep import expected_ids, run_sweep
+from harness.core.registry import unregister_variant
+from harness.measure.memory import measure_peak
+from harness.run.config import plan_from_config
+from harness.run.sweep import expected_ids, run_sweep
 from tests.sweep_helpers import read_records
 
 FAULTY = Path(__file__).with_name("faulty_variants.py").resolve()
@@ -46,7 +46,7 @@ def _loaded():
 
 @pytest.fixture
 def faulty():
-    import harness.registry as registry
+    import harness.core.registry as registry
 
     yield str(FAULTY)
     module = _loaded()

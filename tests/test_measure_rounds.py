@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import Case, ReferenceCache, get_variant, make_inputs
-from harness import stats as S
-from harness.measure import MeasureConfig, measure_case
-from harness.timing import MIN_TARGET_SAMPLES, SLICE_S, CpuSampler, StopRule, round_slice, run_rounds
+from harness import Case, get_variant
+from harness.core.reference import ReferenceCache
+from harness.inputs.make import make_inputs
+from harness.measure import stats as S
+from harness.measure.runner import MeasureConfig, measure_case
+from harness.measure.timing import MIN_TARGET_SAMPLES, SLICE_S, CpuSampler, StopRule, round_slice, run_rounds
 from tests.test_measure import Repeat
 from tests.test_measure_contention import FakeClock, FakeMeter
 
@@ -163,7 +165,7 @@ def test_adaptive_stops_at_the_target_when_samples_agree() -> None:
 def test_paired_rounds_hold_the_target_back_until_six_rounds_but_not_the_time_limit() -> None:
     """With ``target_rounds`` (6 for a paired case), steady samples reach the target only at round 6; a call longer
     than a sixth of the budget still stops at the time limit after ``min_rounds``."""
-    from harness.timing import MIN_PAIRED_ROUNDS
+    from harness.measure.timing import MIN_PAIRED_ROUNDS
 
     assert MIN_PAIRED_ROUNDS == 6
     clock = FakeClock()
@@ -183,7 +185,7 @@ def test_with_a_baseline_the_target_also_waits_for_the_ratios_interval() -> None
     sampler's own median is tight by round 6, but the paired ratio's interval is not: with ``baseline`` the other
     sampler goes on until the ratio's 95% interval is within the target, and the baseline goes on as long as it
     does; without ``baseline`` both stop at round 6, with a ratio interval 30% wide."""
-    from harness.timing import MIN_PAIRED_ROUNDS, paired_figures, ratio_within
+    from harness.measure.timing import MIN_PAIRED_ROUNDS, paired_figures, ratio_within
 
     def run(baseline: int | None, budget_s: float = 1.0) -> tuple[CpuSampler, CpuSampler, StopRule]:
         clock = FakeClock()
@@ -289,7 +291,7 @@ _PLUGIN = textwrap.dedent('''
     """Variants for the crash test: one fails in setup, one kills the process while the case is being timed."""
     import os
     from harness import Variant, get_variant, register_variant
-    from harness.pattern import PATTERN_KINDS
+    from harness.core.pattern import PATTERN_KINDS
 
     @register_variant
     class FailsAtOnce(Variant):
@@ -317,8 +319,8 @@ def _sweep(tmp_path: Path, plugin: Path, variants: list[str], die: bool) -> int:
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-        from harness.config import plan_from_config
-        from harness.sweep import run_sweep
+        from harness.run.config import plan_from_config
+        from harness.run.sweep import run_sweep
         plan = plan_from_config({{"variants": {variants!r}, "variants_from": [{str(plugin)!r}],
                                  "seq_len": 32, "heads": 1, "head_dim": 8, "dtype": ["float32", "float64"],
                                  "budget": 0.02, "threads": 1, "progress": "off",

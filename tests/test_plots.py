@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.figures import make_figures
-from harness.plots import (
+from harness.report.build import at_a_glance, summary_table, with_baseline_ratios, write_report
+from harness.report.figures import make_figures
+from harness.report.plots import (
     HOLLOW_GID,
     POINTS_GID,
     approximate_variants,
@@ -24,8 +25,7 @@ from harness.plots import (
     time_unit,
     variant_styles,
 )
-from harness.report import at_a_glance, summary_table, with_baseline_ratios, write_report
-from harness.results_io import normalize
+from harness.store.reader import normalize
 from tests.report_fixtures import write_run
 
 _ROW = dict(run_id="r", status="ok", reason="", device="cpu", device_name="cpu-x", dtype="float32", batch=1, heads=8,

@@ -17,10 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import Case, Pattern, Variant, get_variant, list_variants, load_variants_from, registry
-from harness.check import check_main
-from harness.pytest_bench import PUBLIC_COLUMNS, is_pytest_benchmark_json, load_pytest_benchmark_json
-from harness.registry import PluginWarning, plugins, register_variant, unregister_variant, variant_origin
+from harness import Case, Pattern, Variant, get_variant, list_variants
+from harness.cli.check import check_main
+from harness.core import registry
+from harness.core.registry import (
+    PluginWarning,
+    load_variants_from,
+    plugins,
+    register_variant,
+    unregister_variant,
+    variant_origin,
+)
+from harness.store.pytest_bench import PUBLIC_COLUMNS, is_pytest_benchmark_json, load_pytest_benchmark_json
 from harness.testing import assert_conforms, check_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -323,7 +331,7 @@ def test_benchmark_suite_json_loads_into_csv_rows(tmp_path):
         assert row["flops"] == 4 * 4 * 64 * Pattern(row["pattern"]).attended_pairs(256)
         assert row["tflops"] > 0 and row["err_rel_l2"] < 1e-5 and len(row["git_commit"]) in (0, 40)
     # `attnbench report` reads the same JSON into the usual tables and plots
-    from harness.report import report_main
+    from harness.report.build import report_main
 
     out = tmp_path / "rep"
     assert report_main([str(js), "--out", str(out), "--wait"]) == 0
@@ -440,7 +448,7 @@ def _in_venv(v: dict, args: list[str], cwd: Path, timeout: int = 300) -> subproc
 
 @pytest.mark.slow
 def test_template_installed_in_fresh_venv_passes_its_own_tests(plugin_venv, tmp_path):
-    code = ("import harness, attnbench_plugin_template as t; from harness.registry import list_variants, plugins, "
+    code = ("import harness, attnbench_plugin_template as t; from harness.core.registry import list_variants, plugins, "
             "variant_origin; print(list_variants()); print(variant_origin('example_query_chunked')); "
             "print([(p.name, p.ok) for p in plugins()]); print(harness.__file__); print(t.__file__)")
     proc = _in_venv(plugin_venv, [str(plugin_venv["python"]), "-c", code], tmp_path)
@@ -464,7 +472,7 @@ def _cli_modules_missing(*modules: str) -> list[str]:
 @pytest.mark.slow
 def test_attnbench_list_in_fresh_venv_shows_the_plugin(plugin_venv, tmp_path):
     if _cli_modules_missing("cli"):
-        pytest.skip("harness/cli.py (the `attnbench` console script) is not in this tree yet")
+        pytest.skip("harness/cli/main.py (the `attnbench` console script) is not in this tree yet")
     proc = _in_venv(plugin_venv, [str(plugin_venv["bin"] / "attnbench"), "list"], tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "example_query_chunked" in proc.stdout and "full" in proc.stdout

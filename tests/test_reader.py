@@ -13,12 +13,12 @@ import re
 import pandas as pd
 import pytest
 
-from harness.compare import compare_main, compare_runs
-from harness.config import plan_from_config
-from harness.report import md_code, md_text, report_main, write_report
-from harness.results_io import find_runs, latest_run, load_results, read_csv_checked, read_runs
-from harness.store import RunStore
-from harness.sweep import run_sweep
+from harness.report.build import md_code, md_text, report_main, write_report
+from harness.report.compare import compare_main, compare_runs
+from harness.run.config import plan_from_config
+from harness.run.sweep import run_sweep
+from harness.store.reader import find_runs, latest_run, load_results, read_csv_checked, read_runs
+from harness.store.records import RunStore
 from tests.sweep_helpers import loaded_test_variants
 
 VARIANTS = ("full", "sdpa_math", "chunked", "causal")
@@ -123,7 +123,7 @@ def test_unwritable_run_still_reads_from_records(run, monkeypatch):
     def refuse(*a, **k):
         raise OSError("read-only file system")
 
-    monkeypatch.setattr("harness.results_io.write_atomic", refuse)
+    monkeypatch.setattr("harness.store.reader.write_atomic", refuse)
     data = read_runs(run)
     _assert_complete(data.frame)
     assert any("could not rebuild" in p for p in data.problems)

@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
-from harness import Case, Pattern, ReferenceCache, make_inputs, reference_attention, textbook_attention
-from harness.reference import dense_rows
+from harness import Case, Pattern
+from harness.core.reference import ReferenceCache, dense_rows, reference_attention, textbook_attention
+from harness.inputs.make import make_inputs
 from harness.testing import CONFORMANCE_PATTERNS
 
 
 def _dense_naive(q, k, v, mask):
-    """Independent plain computation: explicit loops over rows, no shared code with harness.reference."""
+    """Independent plain computation: explicit loops over rows, no shared code with harness.core.reference."""
     q, k, v = q.double(), k.double(), v.double()
     b, h, n, d = q.shape
     out = torch.zeros_like(q)
@@ -29,7 +30,7 @@ def _dense_naive(q, k, v, mask):
 
 
 def _explicit_mask(pattern: Pattern, n: int, q_len: int | None = None) -> torch.Tensor:
-    """The mask written out from the definitions in harness.pattern's docstring, pair by pair; query row ``r``
+    """The mask written out from the definitions in harness.core.pattern's docstring, pair by pair; query row ``r``
     of ``q_len`` sits at position ``i = n - q_len + r`` (bottom-right)."""
     q_len = n if q_len is None else q_len
     m = torch.zeros(q_len, n, dtype=torch.bool)
@@ -254,7 +255,7 @@ def test_dense_pass_covers_all_rows_when_cheap_and_a_spread_sample_when_not():
 
 
 def test_cache_dense_error_on_sampled_rows_matches_those_rows_of_the_full_pass(monkeypatch):
-    import harness.reference as ref_mod
+    import harness.core.reference as ref_mod
 
     case = Case(seq_len=300, heads=2, head_dim=8, pattern=Pattern("window", window=16))
     inputs = make_inputs(case)

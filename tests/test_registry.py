@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import Case, Pattern, Variant, get_variant, list_variants, register_variant, select_variants
-from harness.registry import unregister_variant
+from harness import Case, Pattern, Variant, get_variant, list_variants, register_variant
+from harness.core.registry import select_variants, unregister_variant
 
 
 def test_list_is_sorted_and_filters_with_wildcards():

@@ -8,17 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.figures import make_figures
-from harness.plots import (
-    FAILURE_GID,
-    STATUS_MARKERS,
-    facet_columns,
-    pareto_front,
-    plot_pareto,
-    plot_vs_seq_len,
-    variant_colors,
-)
-from harness.report import (
+from harness.report.build import (
     default_out_dir,
     markdown_table,
     pivot_markdown,
@@ -27,8 +17,18 @@ from harness.report import (
     with_baseline_ratios,
     write_report,
 )
-from harness.results_io import PUBLIC_COLUMNS, normalize, read_runs
-from harness.scaling import crossover_seq_len, fit_exponent, scaling_table
+from harness.report.figures import make_figures
+from harness.report.plots import (
+    FAILURE_GID,
+    STATUS_MARKERS,
+    facet_columns,
+    pareto_front,
+    plot_pareto,
+    plot_vs_seq_len,
+    variant_colors,
+)
+from harness.report.scaling import crossover_seq_len, fit_exponent, scaling_table
+from harness.store.reader import PUBLIC_COLUMNS, normalize, read_runs
 from tests.report_fixtures import LENGTHS, STATUSES_INJECTED, synthetic_rows, write_run
 
 VARIANTS = ("full", "quad_then_oom", "lin", "brand_new_variant")
@@ -316,15 +316,16 @@ def test_without_full_baseline(tmp_path):
 
 # ------------------------------------------------------------------ from real measurements
 def test_report_from_measure_variant_rows(tmp_path):
-    """Rows made by harness.measure (tiny CPU cases) with test-only variants that are unsupported or OOM."""
+    """Rows made by harness.measure.runner (tiny CPU cases) with test-only variants that are unsupported or OOM."""
     import torch
 
     from harness import Variant, get_variant, register_variant
-    from harness.inputs import Case, make_inputs
-    from harness.measure import MeasureConfig, measure_variant
-    from harness.pattern import Pattern
-    from harness.reference import ReferenceCache
-    from harness.registry import unregister_variant
+    from harness.core.case import Case
+    from harness.core.pattern import Pattern
+    from harness.core.reference import ReferenceCache
+    from harness.core.registry import unregister_variant
+    from harness.inputs.make import make_inputs
+    from harness.measure.runner import MeasureConfig, measure_variant
 
     class _ShortOnly(Variant):
         name = "test_short_only"
@@ -383,7 +384,7 @@ def test_plots_are_png_only_unless_svg_is_asked(tmp_path):
 
 
 def test_parallel_figures_equal_serial_ones(tmp_path, frame):
-    from harness.figures import figure_names, write_figures
+    from harness.report.figures import figure_names, write_figures
 
     serial = write_figures(frame, tmp_path / "one", workers=1)
     parallel = write_figures(frame, tmp_path / "two", workers=2)
@@ -412,7 +413,7 @@ def test_report_returns_before_the_plots_and_they_follow(tmp_path, capsys):
 
 # ------------------------------------------------------------------ truth line
 def test_truth_line_sums_each_case_once_and_names_the_costliest():
-    from harness.report import truth_line
+    from harness.report.build import truth_line
 
     rows = synthetic_rows(heads=(8,), patterns=("full",))
     # the truth is computed once per case: every row of a case carries the same figure
@@ -427,6 +428,6 @@ def test_truth_line_sums_each_case_once_and_names_the_costliest():
 
 
 def test_truth_line_absent_without_the_column():
-    from harness.report import truth_line
+    from harness.report.build import truth_line
 
     assert truth_line(normalize(synthetic_rows(heads=(8,), patterns=("full",)))) == ""

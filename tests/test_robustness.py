@@ -16,10 +16,10 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from harness.config import AXES, ConfigError, SweepPlan, plan_from_config
-from harness.inputs import Case, check_qkv
-from harness.pattern import PATTERN_KINDS, Pattern
-from harness.registry import get_variant, list_variants
+from harness.core.case import Case, check_qkv
+from harness.core.pattern import PATTERN_KINDS, Pattern
+from harness.core.registry import get_variant, list_variants
+from harness.run.config import AXES, ConfigError, SweepPlan, plan_from_config
 
 N_EXAMPLES = int(os.environ.get("ATTNBENCH_HYPOTHESIS_EXAMPLES", "150"))
 SETTINGS = settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

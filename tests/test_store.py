@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import harness
 from harness import Case, Pattern
-from harness.results_io import load_results
-from harness.store import PUBLIC_COLUMNS, RunStore, record_id, record_key, write_atomic
+from harness.base.files import write_atomic
+from harness.store.reader import load_results
+from harness.store.records import PUBLIC_COLUMNS, RunStore, record_id, record_key
 from tests.sweep_helpers import read_records, write_variants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,11 @@ def test_load_results_run_dir_root_csv_and_lists(tmp_path):
     assert sorted(both["run_id"].unique()) == ["r1", "r2"] and len(both) == 5
     from_csv = load_results([tmp_path / "results" / "r1" / "results.csv", tmp_path / "results" / "r2"])
     assert len(from_csv) == 5
-    assert harness.load_results is load_results
+    import harness.report
+
+    assert harness.report.load_results is load_results
+    with pytest.warns(DeprecationWarning, match="import it from harness.report"):
+        assert harness.load_results is load_results  # the old name still works, and says where it went
     with pytest.raises(ValueError, match="does not exist"):
         load_results(tmp_path / "nope")
     (tmp_path / "empty").mkdir()

@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and no module imports another module's ``_private`` names."""
+"""The package's import graph: the layering of harness's subpackages, no cycles, and no module imports another
+module's ``_private`` names."""
 
 from __future__ import annotations
 
@@ -7,16 +8,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "variants")
-#: Private names still imported across modules, each with the issue item that removes it. Nothing may be added.
-KNOWN = {("harness.compare", "harness.results_io", "_read_runs"),  # issue 18.2, the reports side
-         ("harness.report", "harness.results_io", "_read_runs")}
+#: Private names still imported across modules. Nothing may be added.
+KNOWN: set[tuple[str, str, str]] = set()
+
+#: Which subpackage of harness may import which (besides itself). The order is the layering, lowest first; the
+#: top-level modules (``harness``, ``harness.testing``, ``harness.__main__``) sit above ``measure`` and beside
+#: ``run``. ``report`` reads ``core`` only for the names in ``core.names`` (torch-free).
+LAYERS: dict[str, set[str]] = {
+    "base": set(),
+    "core": {"base"},
+    "inputs": {"core", "base"},
+    "measure": {"core", "inputs", "base"},
+    "store": {"core", "base"},
+    "report": {"store", "base", "core.names"},
+    "testing": {"core", "inputs", "base"},
+    "run": {"core", "inputs", "measure", "store", "base"},
+    "cli": {"run", "report", "store", "measure", "inputs", "core", "base", "testing"},
+}
 
 
 def _modules() -> dict[str, ast.Module]:
     out = {}
     for pkg in PACKAGES:
-        for path in sorted((ROOT / pkg).glob("*.py")):
-            name = pkg if path.stem == "__init__" else f"{pkg}.{path.stem}"
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             out[name] = ast.parse(path.read_text(encoding="utf-8"))
     return out
 
@@ -48,8 +64,11 @@ def _graph(mods: dict[str, ast.Module]) -> tuple[dict[str, set[str]], set[tuple[
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 private.add((name, aliases[node.value.id], node.attr))
         edges[name].discard(name)
-        # a submodule importing its package's __init__ for a name defined there is not a cycle through modules
-        edges[name].discard(name.split(".")[0])
+        # a submodule importing a package's __init__ (``from harness.core import varlen``, or ``harness``'s lazy
+        # names) is an edge to the package's face, not a cycle through modules
+        for pkg in list(edges[name]):
+            if name.startswith(pkg + "."):
+                edges[name].discard(pkg)
     return edges, private
 
 
@@ -78,6 +97,65 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
             if found:
                 return found
     return None
+
+
+def _layer(module: str) -> str | None:
+    """The layer of a harness module: its subpackage (``harness.core.case`` -> ``core``), or ``testing``."""
+    parts = module.split(".")
+    if parts[0] != "harness" or len(parts) < 2 or parts[1] in ("__main__",):
+        return None
+    return parts[1]
+
+
+def _layer_violations(edges: dict[str, set[str]]) -> list[str]:
+    out = []
+    for src, targets in sorted(edges.items()):
+        layer = _layer(src)
+        if layer is None:
+            continue
+        allowed = LAYERS[layer]
+        for dst in sorted(targets):
+            other = _layer(dst)
+            if other is None or other == layer:
+                continue
+            sub = ".".join(dst.split(".")[1:3])
+            if other not in allowed and sub not in allowed:
+                out.append(f"{src} -> {dst} ({layer} may import: {', '.join(sorted(allowed)) or 'nothing'})")
+    return out
+
+
+def test_every_subpackage_has_a_layer():
+    names = {p.name for p in (ROOT / "harness").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert names | {"testing"} == set(LAYERS), sorted(names ^ set(LAYERS))
+
+
+def test_subpackages_import_only_the_layers_below():
+    edges, _ = _graph(_modules())
+    assert _layer_violations(edges) == []
+
+
+def test_the_layering_check_sees_an_upward_import():
+    """The check above can fail: core importing run, and report importing torch-side core, are both caught."""
+    mods = {"harness.core.case": ast.parse("from harness.run.sweep import run_sweep\n"),
+            "harness.run.sweep": ast.parse(""),
+            "harness.report.plots": ast.parse("from harness.core.case import Case\nfrom harness.core.names import X\n"),
+            "harness.core.names": ast.parse("")}
+    edges, _ = _graph(mods)
+    found = _layer_violations(edges)
+    assert any(v.startswith("harness.core.case -> harness.run.sweep") for v in found)
+    assert any(v.startswith("harness.report.plots -> harness.core.case") for v in found)
+    assert not any("core.names" in v.split(" (")[0] for v in found)
+
+
+def test_report_and_store_import_no_torch_at_module_level():
+    """Reports run where torch is not wanted: no module of report/ or store/ imports torch outside a function."""
+    for name, tree in _modules().items():
+        if _layer(name) not in ("report", "store", "base"):
+            continue
+        for node in tree.body:
+            mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(m.split(".")[0] == "torch" for m in mods), f"{name} imports torch at module level"
 
 
 def test_no_import_cycles():
@@ -115,7 +193,7 @@ def test_docs_list_every_column_in_order():
     """docs/sweeps.md's column list is the store's: public columns, then the fixed extras, in order."""
     import re
 
-    from harness.store import EXTRA_COLUMNS, PUBLIC_COLUMNS
+    from harness.store.records import EXTRA_COLUMNS, PUBLIC_COLUMNS
 
     text = (ROOT / "docs" / "sweeps.md").read_text(encoding="utf-8")
     section = text[text.index("`results.csv` columns:"):]

@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-import harness.outcome as outcome_mod
-import harness.reference as reference_mod
-from harness.config import ConfigError, SweepConfig, plan_from_config, schema_keys
-from harness.progress import Progress
-from harness.store import RunStore
-from harness.sweep import expected_ids, run_sweep
+import harness.core.reference as reference_mod
+import harness.run.outcome as outcome_mod
+from harness.run.config import ConfigError, SweepConfig, plan_from_config, schema_keys
+from harness.run.progress import Progress
+from harness.run.sweep import expected_ids, run_sweep
+from harness.store.records import RunStore
 from tests.sweep_helpers import loaded_test_variants, read_records
 
 TINY = {"seq_len": 8, "heads": 1, "head_dim": 4, "budget": 0.005, "warmup": 0, "min_runs": 1, "progress": "off"}
@@ -74,8 +74,8 @@ def test_bad_values_name_key_value_and_allowed(tmp_path, key, value, allowed):
 
 
 def test_cpu_timer_key_selects_the_timer_and_keeps_default_ids(tmp_path):
-    from harness.config import CPU_TIMER_CHOICES
-    from harness.measure import CPU_TIMERS, MeasureConfig
+    from harness.measure.runner import CPU_TIMERS, MeasureConfig
+    from harness.run.config import CPU_TIMER_CHOICES
 
     assert set(CPU_TIMER_CHOICES) == set(CPU_TIMERS) and CPU_TIMER_CHOICES[0] == MeasureConfig().cpu_timer
     default = _plan(tmp_path, run_name="d", variants=["full"], mode="fwd")
@@ -184,7 +184,7 @@ def test_inputs_and_baseline_made_once_per_case(tmp_path, tvars, monkeypatch):
 def test_truth_cost_on_every_row_of_a_case_and_said_in_the_output(tmp_path, tvars, monkeypatch):
     """baseline_ms: the seconds the case's truth took, one figure on every row of the case; a line says it when
     it took at least TRUTH_LINE_MS (0 here, so every case's line shows)."""
-    import harness.sweep as sweep_mod
+    import harness.run.sweep as sweep_mod
 
     monkeypatch.setattr(sweep_mod, "TRUTH_LINE_MS", 0.0)
     stream = io.StringIO()
@@ -299,7 +299,7 @@ def test_inputs_that_cannot_be_made_become_rows_and_the_sweep_goes_on(tmp_path, 
 def test_env_json_holds_torchs_collect_env_report_taken_once_per_run(tmp_path, monkeypatch):
     import json
 
-    import harness.env as env_mod
+    import harness.measure.env as env_mod
 
     monkeypatch.setenv(env_mod.ENV_CACHE_ENV, "off")
     plan = _plan(tmp_path, run_name="env", variants=["full"], mode="fwd")
@@ -315,7 +315,7 @@ def test_env_json_holds_torchs_collect_env_report_taken_once_per_run(tmp_path, m
 def test_collect_env_is_cached_per_machine_state_and_taken_again_when_it_changes(tmp_path, monkeypatch):
     import json
 
-    import harness.env as env_mod
+    import harness.measure.env as env_mod
 
     cache = tmp_path / "cache" / "collect_env.json"
     monkeypatch.setenv(env_mod.ENV_CACHE_ENV, str(cache))
@@ -352,7 +352,7 @@ def test_collect_env_report_gives_up_and_says_so(monkeypatch):
 
     from torch.utils import collect_env
 
-    import harness.env as env_mod
+    import harness.measure.env as env_mod
 
     monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: time.sleep(2) or "late")
     got = env_mod.collect_env_report(timeout_s=0.1)
@@ -364,7 +364,7 @@ def test_collect_env_report_gives_up_and_says_so(monkeypatch):
 def test_plain_progress_names_a_phase_only_when_it_lasts(monkeypatch):
     import time
 
-    import harness.progress as progress_mod
+    import harness.run.progress as progress_mod
 
     monkeypatch.setattr(progress_mod, "SLOW_PHASE_S", 0.05)
     out = io.StringIO()
@@ -383,7 +383,7 @@ def test_plain_progress_names_a_phase_only_when_it_lasts(monkeypatch):
 def test_collect_env_cache_keeps_the_newest_entries_only(tmp_path, monkeypatch):
     import json
 
-    import harness.env as env_mod
+    import harness.measure.env as env_mod
 
     cache = tmp_path / "collect_env.json"
     monkeypatch.setenv(env_mod.ENV_CACHE_ENV, str(cache))

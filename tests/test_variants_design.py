@@ -15,8 +15,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness import Case, Pattern, error_stats, get_variant, make_inputs, reference_attention
-from harness.memory import measure_peak
+from harness import Case, Pattern, get_variant
+from harness.core.metrics import error_stats
+from harness.core.reference import reference_attention
+from harness.inputs.make import make_inputs
+from harness.measure.memory import measure_peak
 from harness.testing import CONFORMANCE_PATTERNS, check_case, conformance_cases
 from tests.conftest import DEVICES
 from variants.block_sparse import _ladder
@@ -149,7 +152,7 @@ def test_block_sparse_computes_only_its_blocks() -> None:
 
 # ---------------------------------------------------------------------------------------------- memory
 def _peak_bytes(fn) -> int:
-    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (harness.memory's replay)."""
+    """Peak CPU bytes allocated while ``fn()`` runs, above what was live before (harness.measure.memory's replay)."""
     return int(measure_peak(fn, "cpu").peak_bytes)
 
 

@@ -7,13 +7,14 @@ import itertools
 import pytest
 import torch
 
-from harness import varlen
-from harness.config import ConfigError, plan_from_config
-from harness.flops import attention_flops
-from harness.inputs import Case, make_inputs
-from harness.pattern import Pattern
-from harness.reference import reference_attention, textbook_attention
-from harness.store import record_id, record_key
+from harness.core import varlen
+from harness.core.case import Case
+from harness.core.flops import attention_flops
+from harness.core.pattern import Pattern
+from harness.core.reference import reference_attention, textbook_attention
+from harness.inputs.make import make_inputs
+from harness.run.config import ConfigError, plan_from_config
+from harness.store.records import record_id, record_key
 
 PATTERNS = (
     Pattern("full"),
@@ -304,7 +305,7 @@ def _row(variant, layout, us, mem, lengths="5+1+7+3", status="ok", cv=0.5, exact
 def test_pad_or_pack_table_sets_layouts_side_by_side_and_names_the_fastest():
     import pandas as pd
 
-    from harness.varlen_report import pad_or_pack_figure, pad_or_pack_markdown, pad_or_pack_table
+    from harness.report.varlen_report import pad_or_pack_figure, pad_or_pack_markdown, pad_or_pack_table
 
     frame = pd.DataFrame([
         _row("chunked", "packed", 2.0, 1600), _row("chunked", "padded", 5.0, 3200),

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from harness import get_variant, list_variants
-from harness.config import plan_from_config
-from harness.errors import error_stats
-from harness.inputs import Case, make_inputs
-from harness.pattern import Pattern
-from harness.reference import reference_attention
-from harness.sweep import run_sweep
-from harness.varlen import real_tokens
+from harness.core.case import Case
+from harness.core.metrics import error_stats
+from harness.core.pattern import Pattern
+from harness.core.reference import reference_attention
+from harness.core.varlen import real_tokens
+from harness.inputs.make import make_inputs
+from harness.run.config import plan_from_config
+from harness.run.sweep import run_sweep
 from tests.sweep_helpers import read_records
 from variants.chunked import build_plan
 from variants.flex import build_block_mask, flex_available

@@ -31,9 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.variant import AttentionFn, case_for
+from harness import AttentionFn, Case, Pattern, Variant, case_for, register_variant
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

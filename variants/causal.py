@@ -21,9 +21,7 @@ import math
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.variant import AttentionFn, case_for, check_param, unfold_groups
+from harness import AttentionFn, Case, Pattern, Variant, case_for, check_param, register_variant, unfold_groups
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

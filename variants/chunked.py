@@ -13,7 +13,7 @@ O(N · chunk): it keeps only q, k, v, the output and the log-sum-exp, and three 
 Grouped-query heads are computed natively: the query heads of a key/value head are folded into the rows of each
 tile (``(B, Hkv, G * q_chunk, D)`` against ``(B, Hkv, k_chunk, D)``), so K and V are read once per group and never
 copied to every head; the backward sums dk and dv over the group in the same matmuls. Queries shorter than keys
-(``q_len < seq_len``) sit bottom-right (:mod:`harness.pattern`): the plan visits the keys each query chunk reaches.
+(``q_len < seq_len``) sit bottom-right (:mod:`harness.core.pattern`): the plan visits the keys each query chunk reaches.
 
 Variable-length batches: packed documents are skipped like any other unattended keys. Query chunks follow the
 documents (a long document is cut into chunks from its start, short ones are grouped whole into one chunk), a
@@ -34,9 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.variant import AttentionFn, case_for, check_param
+from harness import AttentionFn, Case, Pattern, Variant, case_for, check_param, register_variant
 
 _MASK_BUDGET_BYTES = 64 * 2**20  # partial-tile masks kept from prepare; beyond this they are rebuilt per call
 

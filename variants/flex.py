@@ -45,9 +45,7 @@ from collections.abc import Callable
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.pattern import PATTERN_KINDS
+from harness import PATTERN_KINDS, Case, Pattern, Variant, register_variant
 from variants.sdpa import cuda_unavailable_reason
 
 #: Tile size of the block mask (FlexAttention's default sparse block size).

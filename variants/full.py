@@ -16,9 +16,7 @@ import math
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.pattern import PATTERN_KINDS
-from harness.variant import fold_groups, unfold_groups
+from harness import PATTERN_KINDS, Pattern, Variant, fold_groups, register_variant, unfold_groups
 
 
 @register_variant

@@ -26,8 +26,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from harness import Pattern, Variant, register_variant
-from harness.variant import check_param
+from harness import Pattern, Variant, check_param, register_variant
 
 #: Positions per chunk of the causal prefix-sum form.
 DEFAULT_CHUNK = 64

@@ -24,9 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.variant import AttentionFn, case_for, check_param
+from harness import AttentionFn, Case, Pattern, Variant, case_for, check_param, register_variant
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

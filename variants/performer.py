@@ -27,8 +27,7 @@ from typing import ClassVar
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.variant import check_param
+from harness import Pattern, Variant, check_param, register_variant
 from variants.linear import DEFAULT_CHUNK, compute_dtype, kernel_attention
 
 #: Default number of random features.

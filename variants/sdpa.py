@@ -21,7 +21,7 @@ so the pinned backend is what runs), and the Pattern's own boolean mask (``attn_
 the CPU flash kernel. Whether a backend takes grouped heads, a mask or a short query is asked of PyTorch's
 public checks like everything else.
 
-Variable-length batches (packed or padded, :mod:`harness.varlen`): the Pattern's mask as ``attn_mask``, one per
+Variable-length batches (packed or padded, :mod:`harness.core.varlen`): the Pattern's mask as ``attn_mask``, one per
 batch row of a padded batch (``(rows, 1, N, N)``, padding queries attending to every key so that their discarded
 rows stay finite). The kernel computes every tile of the ``N x N`` matrix, masked or not: what packing costs a
 dense kernel with a document mask, and what padding costs it. ``sdpa_nested_*`` is SDPA on jagged tensors instead.
@@ -47,8 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
+from harness import Case, Pattern, Variant, register_variant
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,7 +129,7 @@ class _SdpaBase(Variant):
 
 
 def _case_of(q: torch.Tensor, k: torch.Tensor, pattern: Pattern) -> Case:
-    from harness.variant import case_for
+    from harness import case_for
 
     return case_for(q, pattern, k=k)
 

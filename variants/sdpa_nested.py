@@ -29,9 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.variant import AttentionFn, case_for
+from harness import AttentionFn, Case, Pattern, Variant, case_for, register_variant
 from variants.sdpa import cuda_unavailable_reason
 
 #: The logger PyTorch's jagged SDPA dispatch writes its per-backend reasons to.

@@ -10,7 +10,7 @@ unnormalised output ``o_s``), and the partials are merged at the end::
 Only the keys the pattern can reach are visited (``Pattern.key_bounds``: a window's decode reads its last ``w``
 keys); chunks every query attends (``Pattern.common_key_bounds``) take no mask. Grouped-query heads are folded
 into the rows (``fold_groups``), so each key/value head is read once for its whole group and never copied.
-Queries align bottom-right (:mod:`harness.pattern`).
+Queries align bottom-right (:mod:`harness.core.pattern`).
 
 Each split's scores are computed as ``K_split @ Qᵀ`` (keys as rows, the few queries as columns) and its output as
 ``Pᵀ @ V_split``: on the CPU these tall-skinny products stream K and V about twice as fast as ``Q @ K_splitᵀ``
@@ -25,9 +25,17 @@ import math
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
-from harness.variant import AttentionFn, case_for, check_param, fold_groups, unfold_groups
+from harness import (
+    AttentionFn,
+    Case,
+    Pattern,
+    Variant,
+    case_for,
+    check_param,
+    fold_groups,
+    register_variant,
+    unfold_groups,
+)
 
 
 @register_variant

@@ -39,8 +39,7 @@ from types import ModuleType
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.inputs import Case
+from harness import Case, Pattern, Variant, register_variant
 from variants.sdpa import cuda_unavailable_reason
 
 _OP_HEADER = re.compile(r"^`([^`]+)` is not supported because:\s*$")

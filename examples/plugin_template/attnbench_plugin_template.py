@@ -4,8 +4,7 @@ import math
 
 import torch
 
-from harness import Pattern, Variant, register_variant
-from harness.pattern import PATTERN_KINDS
+from harness import PATTERN_KINDS, Pattern, Variant, register_variant
 
 
 @register_variant

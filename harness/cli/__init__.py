@@ -1,0 +1,4 @@
+"""The ``attnbench`` command line: ``sweep`` (the default), ``list``, ``check``, ``report``, ``compare``.
+
+May import every other subpackage; nothing imports it (``harness.__main__`` aside).
+"""
