@@ -36,6 +36,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -52,6 +53,7 @@ from harness.measure.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
 from harness.measure.contract import InputGuard, check_output
 from harness.measure.memory import measure_peak
 from harness.measure.stats import paired_ratio
+from harness.measure.support import unsupported_reasons
 from harness.measure.timing import (
     DEFAULT_REL_CI,
     MIN_PAIRED_ROUNDS,
@@ -268,6 +270,23 @@ def failure(exc: BaseException, threads: int = 0, leaks: LeakLedger | None = Non
     return m
 
 
+def declined(variant: Any, case: Case, threads: int = 0) -> Measurement | None:
+    """The row of a (case, variant) that cannot be measured here, from :func:`~harness.measure.support.
+    unsupported_reasons`; ``None`` when it can.
+
+    Returns:
+        ``None``, an ``unsupported`` measurement whose reason joins every reason, or an ``error`` one when the
+        check itself raised.
+    """
+    try:
+        reasons = unsupported_reasons(variant, case)
+    except Exception as exc:
+        return failure(exc, threads)
+    if reasons:
+        return Measurement(status="unsupported", reason="; ".join(reasons), threads=threads)
+    return None
+
+
 def _sync(case: Case) -> None:
     if case.device_type == "cuda":
         torch.cuda.synchronize()
@@ -359,12 +378,9 @@ def _start(variant: Variant, case: Case, nthreads: int) -> Measurement:
 def _setup(variant: Variant, case: Case, inputs: Inputs, refs: ReferenceCache, cfg: MeasureConfig, nthreads: int,
            guard: InputGuard | None, leaks: LeakLedger | None) -> _Entry | Measurement:
     """Phase 1 for one variant: a finished :class:`Measurement` when it ends there, else an :class:`_Entry`."""
-    try:
-        reasons = variant.not_supported_reasons(case)
-    except Exception as exc:
-        return failure(exc, nthreads, leaks, variant.name)
-    if reasons:
-        return Measurement(status="unsupported", reason="; ".join(reasons), threads=nthreads)
+    refused = declined(variant, case, nthreads)
+    if refused is not None:
+        return refused
     m = _start(variant, case, nthreads)
     try:
         return _setup_phase(m, variant, case, inputs, refs, cfg, guard, leaks)

@@ -1,7 +1,7 @@
 """The (case, variant) pairs of a sweep that cannot run on this machine, found before any work, one line per variant.
 
 With ``skip_unsupported=true`` (the ``quick`` preset) a sweep writes no row for a pair the variant declines
-(:func:`harness.run.outcome.declined`: a pattern, device, dtype, head dim or mode it does not support, a missing
+(:func:`harness.measure.runner.declined`: a pattern, device, dtype, head dim or mode it does not support, a missing
 package or kernel): it says so once per variant instead, e.g. ::
 
     local_window: 9 of 12 cases: pattern=full, causal, block_sparse_causal (supported: window, window_sym)
@@ -101,7 +101,7 @@ def find_declines(cases: Iterable[Any], variants: Iterable[Any], cuda_available:
     Returns:
         The :class:`Declines`.
     """
-    from harness.run.outcome import declined
+    from harness.measure.runner import declined
 
     cases = [c for c in cases if c.device_type != "cuda" or cuda_available]
     out = Declines()

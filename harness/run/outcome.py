@@ -3,9 +3,8 @@
 Both :func:`harness.run.sweep.run_sweep` (in process) and the isolated child (:mod:`harness.run.isolate`) measure a
 (case, variant) through this module, so the two give the same row for the same behaviour:
 
-- :func:`declined` is the one support check, with every reason: the variant's own (``not_supported_reasons``)
-  and the input distribution's (``real`` inputs longer than the model's context). It runs before any inputs are
-  drawn and before any child process is started.
+- :func:`~harness.measure.runner.declined` (the one support check, :mod:`harness.measure.support`) runs before
+  any inputs are drawn and before any child process is started.
 - :class:`CaseInputs` keeps the inputs and the float64 baseline of the current case while consecutive cases
   share them (the modes of one case).
 - :func:`failure` turns an exception into an ``oom`` or ``error`` measurement.
@@ -20,9 +19,8 @@ from typing import Any
 
 from harness.core.case import Case, Inputs
 from harness.core.reference import ReferenceCache
-from harness.inputs.distributions import distribution_reason
 from harness.inputs.make import make_inputs
-from harness.measure.runner import MeasureConfig, Measurement, measure_variant
+from harness.measure.runner import MeasureConfig, Measurement, declined, measure_variant
 from harness.measure.runner import failure as measure_failure
 
 #: Longest reason kept on a failure row.
@@ -90,34 +88,6 @@ def failure(exc: BaseException, threads: int) -> Measurement:
         A :class:`~harness.measure.runner.Measurement` with status and reason (first line of the message).
     """
     return measure_failure(exc, threads)
-
-
-def declined(variant: Any, case: Case, threads: int) -> Measurement | None:
-    """The one support check, with every reason: the variant's and the input distribution's.
-
-    Args:
-        variant: the variant.
-        case: the case.
-        threads: the thread count to record on the row.
-
-    Returns:
-        ``None`` when the case can be measured; else an ``unsupported`` measurement whose reason joins every
-        reason (or an ``error`` one when the variant's own check raised).
-    """
-    try:
-        reasons = list(variant.not_supported_reasons(case))
-    except Exception as exc:
-        return failure(exc, threads)
-    if case.inputs != "gaussian":
-        try:
-            why = distribution_reason(case.inputs, case.shape)
-        except Exception as exc:
-            return failure(exc, threads)
-        if why:  # e.g. real inputs longer than the model's context: said in the row, no data invented
-            reasons.append(why)
-    if reasons:
-        return Measurement(status="unsupported", reason="; ".join(reasons), threads=threads)
-    return None
 
 
 def measure_one(variant: Any, case: Case, cache: CaseInputs, mcfg: MeasureConfig,

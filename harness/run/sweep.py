@@ -42,9 +42,10 @@ from harness.measure import env as _env
 from harness.measure import runner as _measure
 from harness.measure.allocator import steady_malloc
 from harness.measure.contention import default_threads
+from harness.measure.runner import declined
 from harness.run.config import ConfigError, SweepPlan
 from harness.run.inflight import InFlight, Suspect, Watchdog, leftovers
-from harness.run.outcome import CaseInputs, declined
+from harness.run.outcome import CaseInputs
 from harness.run.progress import Progress, current
 from harness.store.records import RunStore, record_id
 
