@@ -37,6 +37,9 @@ from harness.core.variant import Variant
 from harness.core.varlen import real_tokens
 from harness.inputs.make import make_inputs
 
+__all__ = ["CONFORMANCE_DTYPES", "CONFORMANCE_PATTERNS", "CheckResult", "STATUSES", "assert_conforms", "check_case",
+           "conformance_cases", "representative_cases", "run_conformance", "summarize"]
+
 #: One pattern of each kind, small enough to have partial windows and blocks at the test sizes.
 CONFORMANCE_PATTERNS: tuple[Pattern, ...] = (
     Pattern("full"),

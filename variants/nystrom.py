@@ -23,7 +23,6 @@ approximation cannot respect the causal mask without changing the method.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
 
 import torch
 
@@ -81,8 +80,8 @@ class Nystrom(Variant):
     doc_layouts_reason = "its landmarks are segment means over the whole sequence, across documents and padding"
     # About 1.5x the largest rel. L2 observed on the conformance inputs (seeded Gaussian, output 0.57, grads 1.09);
     # identical in float32 and bfloat16 (computed in float32). See docs/approximate.md.
-    tolerances: ClassVar[dict[str, float]] = {"float64": 0.85, "float32": 0.85, "bfloat16": 0.85, "float16": 0.85}
-    grad_tolerances: ClassVar[dict[str, float]] = {"float64": 1.65, "float32": 1.65, "bfloat16": 1.65, "float16": 1.65}
+    tolerances = {"float64": 0.85, "float32": 0.85, "bfloat16": 0.85, "float16": 0.85}
+    grad_tolerances = {"float64": 1.65, "float32": 1.65, "bfloat16": 1.65, "float16": 1.65}
 
     def __init__(self, num_landmarks: int = DEFAULT_LANDMARKS, pinv: str = "iterative") -> None:
         check_param("num_landmarks", num_landmarks)

@@ -27,6 +27,8 @@ from harness.core import varlen
 from harness.core.names import DEVICES, DTYPE_NAMES, INPUT_KINDS, MODES
 from harness.core.pattern import DOC_LAYOUTS, Pattern
 
+__all__ = ["Case", "DTYPES", "Inputs", "check_qkv", "dtype_name", "parse_dtype"]
+
 DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 

@@ -19,6 +19,8 @@ import math
 
 from harness.core.case import Case
 
+__all__ = ["MODE_FLOP_FACTORS", "attention_flops", "tflops"]
+
 #: Multipliers of the forward FLOPs per mode.
 MODE_FLOP_FACTORS: dict[str, float] = {"fwd": 1.0, "bwd": 2.5, "fwd_bwd": 3.5}
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["ErrorStats", "error_stats", "ratio"]
+
 
 @dataclass(frozen=True)
 class ErrorStats:

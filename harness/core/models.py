@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["MODELS", "ModelShape", "get_model"]
+
 
 @dataclass(frozen=True)
 class ModelShape:

@@ -7,6 +7,8 @@ checks) reads them without importing torch.
 
 from __future__ import annotations
 
+__all__ = ["BASELINE", "DEVICES", "DTYPE_NAMES", "INPUT_KINDS", "MODES", "PATTERN_KINDS"]
+
 #: dtype names (``harness.core.case.DTYPES`` maps them to torch dtypes).
 DTYPE_NAMES: tuple[str, ...] = ("float32", "bfloat16", "float16", "float64")
 #: Device types (``cuda:N`` names a device of type ``cuda``).

@@ -53,6 +53,8 @@ import torch
 from harness.core.names import PATTERN_KINDS
 from harness.core.varlen import LAYOUTS
 
+__all__ = ["DOC_LAYOUTS", "PATTERN_KINDS", "Pattern", "make_pattern"]
+
 _WINDOW_KINDS = ("window", "window_sym")
 _BLOCK_KINDS = ("block_sparse", "block_sparse_causal")
 _CAUSAL_KINDS = ("causal", "window", "block_sparse_causal")

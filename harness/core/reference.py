@@ -14,9 +14,9 @@ kv_heads)`` (grouped-query attention; ``kv_heads = 1`` is multi-query). The grou
 tile, so K and V are never expanded. Queries shorter than keys align bottom-right (see :mod:`harness.core.pattern`).
 
 Memory and time: the float64 score tiles are carved out of buffers allocated once per call and reused (matmul
-with ``out=``, softmax in place), so the allocator never returns them to the OS between tiles; a fresh
-256 MiB tile per block used to fault every page in again (3.4 M minor faults and more system than user time
-for N = 8192, causal; ``benchmarks/baseline_cost.py``). ``DEFAULT_BLOCK_BYTES`` was chosen with that script.
+with ``out=``, softmax in place), so the allocator never returns them to the OS between tiles (a fresh tile per
+block faults every page in again). ``benchmarks/baseline_cost.py`` measures the baseline's cost against the
+block size.
 
 Rows with no attended key (possible only with a custom block layout) produce an output of 0 and zero gradients.
 
@@ -49,8 +49,11 @@ from harness.core.metrics import ErrorStats, error_stats
 from harness.core.pattern import Pattern
 from harness.core.varlen import real_tokens
 
+__all__ = ["DEFAULT_BLOCK_BYTES", "Reference", "ReferenceCache", "dense_rows", "needs_dense_reference",
+           "reference_attention", "textbook_attention"]
+
 #: Bytes of one score buffer (two are alive with gradients); the buffers are allocated once per call and reused.
-#: Chosen with ``benchmarks/baseline_cost.py --sizes`` (see docs/measurement.md).
+#: ``benchmarks/baseline_cost.py --sizes`` measures the cost at other sizes.
 DEFAULT_BLOCK_BYTES = 16 * 2**20
 #: Keys per float64 tile: longer rows are visited in chunks of this many keys with an online softmax (running
 #: max and denominator, in float64), so tiles stay wide enough for efficient matmuls at any length.
@@ -319,82 +322,113 @@ def reference_attention(
                             lambda *a, **kw: reference_attention(*a, block_bytes=block_bytes, key_chunk=key_chunk,
                                                                  **kw), torch.float64)
     x = _Tiled(q, k, v, pattern, torch.float64)
-    g, lq, n, d = x.g, x.lq, x.n, x.d
     elems = max(1, block_bytes // 8)
     kc = max(1, key_chunk)
-    chunk = x.bh_chunk(min(lq, _ROW_TARGET), min(n, kc), elems)
-    plan = _Planner(pattern, lq, n, max(1, elems // (chunk * g)), kc, q.device)
+    chunk = x.bh_chunk(min(x.lq, _ROW_TARGET), min(x.n, kc), elems)
+    plan = _Planner(pattern, x.lq, x.n, max(1, elems // (chunk * x.g)), kc, q.device)
     if rows is not None:
         rows = rows.to(device=q.device, dtype=torch.long)
-    out_rows = lq if rows is None else int(rows.numel())
-    out4 = torch.zeros(x.bh, g, out_rows, d, dtype=torch.float64, device=q.device)
-    want_grad = grad_out is not None
+    out_rows = x.lq if rows is None else int(rows.numel())
+    out4 = torch.zeros(x.bh, x.g, out_rows, x.d, dtype=torch.float64, device=q.device)
     sbuf = _Buffer(elems, torch.float64, q.device)
-    if want_grad:
-        g4 = grad_out.double().reshape(x.bh, g, lq, d)
-        dq4 = torch.zeros(x.q4.shape, dtype=torch.float64, device=q.device)
-        dk3 = torch.zeros(x.k3.shape, dtype=torch.float64, device=q.device)
-        dv3 = torch.zeros_like(dk3)
-        dpbuf = _Buffer(elems, torch.float64, q.device)
-    scale = 1.0 / math.sqrt(d)
+    grads = _Grads(x, grad_out, elems) if grad_out is not None else None
+    scale = 1.0 / math.sqrt(x.d)
     for c0 in range(0, x.bh, chunk):
         sl = slice(c0, min(x.bh, c0 + chunk))
         q4, k3, v3 = x.q4[sl], x.k3[sl], x.v3[sl]
         for t in (plan.tiles() if rows is None else plan.row_tiles(rows)):
             qb = x.rows(q4, t)
-            single = len(t.chunks) == 1
-            if single:  # whole rows in one tile: the plain softmax
-                s = x.scores(qb, k3, t, t.chunks[0], sbuf, scale)
-                row_max = s.amax(dim=-1, keepdim=True)
-                row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-                p = s.sub_(row_max).exp_()
-                denom = p.sum(dim=-1, keepdim=True)
-                p.div_(torch.where(denom > 0, denom, torch.ones_like(denom)))
-                ob = torch.bmm(p, x.keys(v3, t.chunks[0]))
-            else:  # online softmax over key chunks, in float64
-                m = torch.full((qb.shape[0], qb.shape[1], 1), float("-inf"), dtype=torch.float64, device=q.device)
-                denom = torch.zeros_like(m)
-                acc = torch.zeros_like(qb)
-                for c in t.chunks:
-                    s = x.scores(qb, k3, t, c, sbuf, scale)
-                    m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
-                    m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
-                    alpha = torch.exp(m - m_safe)
-                    p = s.sub_(m_safe).exp_()
-                    denom = denom.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
-                    acc = acc.mul_(alpha).add_(torch.bmm(p, x.keys(v3, c)))
-                    m = m_new
-                filled = denom > 0
-                ob = acc / torch.where(filled, denom, torch.ones_like(denom))
-                m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-                lse = torch.where(filled, m_safe + torch.log(torch.where(filled, denom, torch.ones_like(denom))),
-                                  torch.full_like(denom, float("inf")))  # +inf: p = exp(s - lse) = 0 on empty rows
+            if len(t.chunks) == 1:  # whole rows in one tile: the plain softmax
+                p, ob = _softmax_whole_rows(x, qb, k3, v3, t, sbuf, scale)
+                lse = None
+            else:
+                ob, lse = _softmax_online(x, qb, k3, v3, t, sbuf, scale)
+                p = None
             x.put(out4[sl], t, ob)
-            if not want_grad:
-                continue
-            gb = x.rows(g4[sl], t)
-            delta = (gb * ob).sum(dim=-1, keepdim=True)
-            dqb = torch.zeros_like(qb)
-            for c in t.chunks:
-                if not single:
-                    p = x.scores(qb, k3, t, c, sbuf, scale).sub_(lse).exp_()
-                kb, vb = x.keys(k3, c), x.keys(v3, c)
-                dvb = torch.bmm(p.transpose(1, 2), gb)
-                dp = torch.bmm(gb, vb.transpose(1, 2), out=dpbuf.view((gb.shape[0], gb.shape[1], c.n)))
-                ds = dp.sub_(delta).mul_(p)
-                dqb += torch.bmm(ds, kb)
-                dkb = torch.bmm(ds.transpose(1, 2), qb).mul_(scale)
-                if c.keys is None:
-                    dv3[sl, c.k0:c.k1] += dvb
-                    dk3[sl, c.k0:c.k1] += dkb
-                else:
-                    dv3[sl].index_add_(1, c.keys, dvb)
-                    dk3[sl].index_add_(1, c.keys, dkb)
-            x.put(dq4[sl], t, dqb.mul_(scale))
-    out = out4.view(x.b, x.h, out_rows, d)
-    if want_grad:
-        return Reference(out, dq4.view(x.b, x.h, lq, d), dk3.view(x.b, x.hkv, n, d), dv3.view(x.b, x.hkv, n, d))
-    return Reference(out)
+            if grads is not None:
+                grads.add_tile(sl, t, qb, ob, p, lse, sbuf, scale)
+    out = out4.view(x.b, x.h, out_rows, x.d)
+    return Reference(out) if grads is None else grads.reference(out)
+
+
+def _softmax_whole_rows(x: _Tiled, qb: torch.Tensor, k3: torch.Tensor, v3: torch.Tensor, t: _Rows, sbuf: _Buffer,
+                        scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tile whose rows' keys fit one chunk: ``(p, p @ v)`` with the exact softmax ``p`` (empty rows: 0)."""
+    s = x.scores(qb, k3, t, t.chunks[0], sbuf, scale)
+    row_max = s.amax(dim=-1, keepdim=True)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    p = s.sub_(row_max).exp_()
+    denom = p.sum(dim=-1, keepdim=True)
+    p.div_(torch.where(denom > 0, denom, torch.ones_like(denom)))
+    return p, torch.bmm(p, x.keys(v3, t.chunks[0]))
+
+
+def _softmax_online(x: _Tiled, qb: torch.Tensor, k3: torch.Tensor, v3: torch.Tensor, t: _Rows, sbuf: _Buffer,
+                    scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tile whose rows span several key chunks: the output by an online softmax in float64 (running max and
+    denominator, rescaled per chunk) and each row's log-sum-exp (+inf on empty rows, so ``exp(s - lse) = 0``)."""
+    m = torch.full((qb.shape[0], qb.shape[1], 1), float("-inf"), dtype=torch.float64, device=qb.device)
+    denom = torch.zeros_like(m)
+    acc = torch.zeros_like(qb)
+    for c in t.chunks:
+        s = x.scores(qb, k3, t, c, sbuf, scale)
+        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+        m_safe = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+        alpha = torch.exp(m - m_safe)
+        p = s.sub_(m_safe).exp_()
+        denom = denom.mul_(alpha).add_(p.sum(dim=-1, keepdim=True))
+        acc = acc.mul_(alpha).add_(torch.bmm(p, x.keys(v3, c)))
+        m = m_new
+    filled = denom > 0
+    ob = acc / torch.where(filled, denom, torch.ones_like(denom))
+    m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    lse = torch.where(filled, m_safe + torch.log(torch.where(filled, denom, torch.ones_like(denom))),
+                      torch.full_like(denom, float("inf")))
+    return ob, lse
+
+
+class _Grads:
+    """``dq, dk, dv`` of the float64 baseline, accumulated tile by tile (``dS = P * (dP - rowsum(dO * O))``)."""
+
+    def __init__(self, x: _Tiled, grad_out: torch.Tensor, elems: int) -> None:
+        dev = x.q4.device
+        self.x = x
+        self.g4 = grad_out.double().reshape(x.bh, x.g, x.lq, x.d)
+        self.dq4 = torch.zeros(x.q4.shape, dtype=torch.float64, device=dev)
+        self.dk3 = torch.zeros(x.k3.shape, dtype=torch.float64, device=dev)
+        self.dv3 = torch.zeros_like(self.dk3)
+        self.dpbuf = _Buffer(elems, torch.float64, dev)
+
+    def add_tile(self, sl: slice, t: _Rows, qb: torch.Tensor, ob: torch.Tensor, p: torch.Tensor | None,
+                 lse: torch.Tensor | None, sbuf: _Buffer, scale: float) -> None:
+        """Add one tile's contribution; ``p`` is the tile's softmax when it had one chunk, else it is recomputed
+        per chunk from the scores and ``lse``."""
+        x = self.x
+        k3, v3 = x.k3[sl], x.v3[sl]
+        gb = x.rows(self.g4[sl], t)
+        delta = (gb * ob).sum(dim=-1, keepdim=True)
+        dqb = torch.zeros_like(qb)
+        for c in t.chunks:
+            if p is None or len(t.chunks) > 1:
+                p = x.scores(qb, k3, t, c, sbuf, scale).sub_(lse).exp_()
+            kb, vb = x.keys(k3, c), x.keys(v3, c)
+            dvb = torch.bmm(p.transpose(1, 2), gb)
+            dp = torch.bmm(gb, vb.transpose(1, 2), out=self.dpbuf.view((gb.shape[0], gb.shape[1], c.n)))
+            ds = dp.sub_(delta).mul_(p)
+            dqb += torch.bmm(ds, kb)
+            dkb = torch.bmm(ds.transpose(1, 2), qb).mul_(scale)
+            if c.keys is None:
+                self.dv3[sl, c.k0:c.k1] += dvb
+                self.dk3[sl, c.k0:c.k1] += dkb
+            else:
+                self.dv3[sl].index_add_(1, c.keys, dvb)
+                self.dk3[sl].index_add_(1, c.keys, dkb)
+        x.put(self.dq4[sl], t, dqb.mul_(scale))
+
+    def reference(self, out: torch.Tensor) -> Reference:
+        x = self.x
+        return Reference(out, self.dq4.view(x.b, x.h, x.lq, x.d), self.dk3.view(x.b, x.hkv, x.n, x.d),
+                         self.dv3.view(x.b, x.hkv, x.n, x.d))
 
 
 def textbook_attention(

@@ -32,6 +32,10 @@ from typing import TypeVar
 
 from harness.core.variant import Variant
 
+__all__ = ["BUILTIN_MODULES", "ENTRY_POINT_GROUP", "PluginRecord", "PluginWarning", "get_variant", "list_variants",
+           "load_builtins", "load_variants_from", "plugins", "register_variant", "select_variants",
+           "unregister_variant", "variant_origin"]
+
 ENTRY_POINT_GROUP = "attnbench.variants"
 BUILTIN_MODULES: tuple[str, ...] = (
     "variants.full",

@@ -21,6 +21,8 @@ import math
 
 from harness.core.case import Case
 
+__all__ = ["ROOFLINE_COLUMNS", "bytes_moved", "keys_read", "roofline_figures"]
+
 #: Columns :func:`roofline_figures` fills.
 ROOFLINE_COLUMNS: tuple[str, ...] = ("bytes_moved", "achieved_gbps", "pct_of_copy_ceiling", "arith_intensity",
                                      "ridge_intensity", "bound")

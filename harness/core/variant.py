@@ -14,7 +14,8 @@ plus the first call as setup cost, and only later calls as steady state.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import torch
@@ -22,12 +23,18 @@ import torch
 from harness.core.case import Case, check_qkv, dtype_name
 from harness.core.pattern import PATTERN_KINDS, Pattern
 
+__all__ = ["AttentionFn", "DEFAULT_GRAD_TOLERANCES", "DEFAULT_TOLERANCES", "Variant", "case_for", "check_param",
+           "fold_groups", "unfold_groups"]
+
+#: What ``prepare`` returns: the steady-state callable ``fn(q, k, v) -> out``.
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: Default relative-L2 tolerances of the output against the float64 baseline, per dtype, for exact variants.
-DEFAULT_TOLERANCES: dict[str, float] = {"float64": 1e-10, "float32": 2e-5, "float16": 5e-3, "bfloat16": 2e-2}
+DEFAULT_TOLERANCES: Mapping[str, float] = MappingProxyType(
+    {"float64": 1e-10, "float32": 2e-5, "float16": 5e-3, "bfloat16": 2e-2})
 #: Default relative-L2 tolerances of dq, dk, dv.
-DEFAULT_GRAD_TOLERANCES: dict[str, float] = {"float64": 1e-9, "float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
+DEFAULT_GRAD_TOLERANCES: Mapping[str, float] = MappingProxyType(
+    {"float64": 1e-9, "float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2})
 
 
 class Variant:
@@ -67,8 +74,16 @@ class Variant:
     q_len_reason: ClassVar[str] = "not declared (supports_q_len = False)"
     doc_layouts: ClassVar[frozenset[str]] = frozenset()
     doc_layouts_reason: ClassVar[str] = "not declared (doc_layouts is empty)"
-    tolerances: ClassVar[dict[str, float]] = DEFAULT_TOLERANCES
-    grad_tolerances: ClassVar[dict[str, float]] = DEFAULT_GRAD_TOLERANCES
+    tolerances: ClassVar[Mapping[str, float]] = DEFAULT_TOLERANCES
+    grad_tolerances: ClassVar[Mapping[str, float]] = DEFAULT_GRAD_TOLERANCES
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Freeze a subclass's own tolerance tables (a read-only copy): no variant can change another's bounds."""
+        super().__init_subclass__(**kwargs)
+        for attr in ("tolerances", "grad_tolerances"):
+            table = cls.__dict__.get(attr)
+            if table is not None and not isinstance(table, MappingProxyType):
+                setattr(cls, attr, MappingProxyType(dict(table)))
 
     # ------------------------------------------------------------------ what it supports
     def not_supported_reasons(self, case: Case) -> list[str]:

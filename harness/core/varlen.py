@@ -50,6 +50,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported where tensors are made, so the sweep's config checks stay light
     import torch
 
+__all__ = ["LAYOUTS", "LengthSpec", "corpus_lengths", "doc_stats", "draw_lengths", "offsets", "pad", "parse_lengths",
+           "real_tokens", "unpad", "valid_slots"]
+
 #: Batch layouts (the key ``layout``).
 LAYOUTS: tuple[str, ...] = ("packed", "padded")
 #: Length distributions of the ``lengths`` grammar (plus explicit lists).

