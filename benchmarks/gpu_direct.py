@@ -39,8 +39,8 @@ _RECOMPILE_LIMIT = 4096
 
 
 @dataclass
-class DirectResult:
-    """One kernel on one case, timed directly."""
+class KernelCase:
+    """Which kernel on which case: the fields every direct-timing result starts with."""
 
     kernel: str
     pattern: str
@@ -50,7 +50,13 @@ class DirectResult:
     seq_len: int
     head_dim: int
     dtype: str
-    status: str
+
+
+@dataclass
+class DirectResult(KernelCase):
+    """One kernel on one case, timed directly."""
+
+    status: str = "ok"
     time_ms: float = math.nan
     tflops: float = math.nan
     peak_mem_bytes: float = math.nan  # the sweep CSV's units: bytes above what was allocated before the call

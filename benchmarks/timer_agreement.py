@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks.gpu_direct import KERNELS, build_plan, compile_limit, failure, make_direct, release
+from benchmarks.gpu_direct import KERNELS, KernelCase, build_plan, compile_limit, failure, make_direct, release
 from harness import Case, Pattern, get_variant
 from harness.core.reference import ReferenceCache
 from harness.inputs.make import make_inputs
@@ -47,18 +47,10 @@ Timer = Callable[[Callable[[], object]], float]
 
 
 @dataclass
-class Agreement:
+class Agreement(KernelCase):
     """One kernel on one case timed four ways over several rounds (ms per round and way)."""
 
-    kernel: str
-    pattern: str
-    window: int
-    batch: int
-    heads: int
-    seq_len: int
-    head_dim: int
-    dtype: str
-    device: str
+    device: str = "cuda"
     status: str = "ok"
     message: str = ""
     out_max_abs_diff: float = math.nan

@@ -21,8 +21,6 @@ answer comes with the reasons PyTorch logs for each backend (e.g. torch 2.13's m
 from __future__ import annotations
 
 import functools
-import logging
-import warnings
 from typing import ClassVar
 
 import torch
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from harness import AttentionFn, Case, Pattern, Variant, case_for, register_variant
+from variants._quiet import kept_log
 from variants.sdpa import cuda_unavailable_reason
 
 #: The logger PyTorch's jagged SDPA dispatch writes its per-backend reasons to.
@@ -58,34 +57,20 @@ def jagged_reasons(backend: SDPBackend, device: str, dtype: str, head_dim: int, 
     q = torch.randn(1, 2 * group, 5, head_dim, generator=gen).to(device, dt).requires_grad_(backward)
     k = torch.randn(1, 2, 5, head_dim, generator=gen).to(device, dt).requires_grad_(backward)
     offsets = torch.tensor([0, 2, 5], device=device)
-    records: list[str] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage().strip())
-
-    logger = logging.getLogger(_NESTED_LOGGER)
-    handler, propagate = _Keep(), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with kept_log(_NESTED_LOGGER) as records:
+        try:
             out = _attend(q, k, k, offsets, backend, causal, group > 1)
             if backward:
                 out.sum().backward()
-        return ()
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        detail = "; ".join(dict.fromkeys(r.rstrip(":") for r in records if r and not r.endswith("because:")))
-        what = (f"dtype={dtype}, head_dim={head_dim}, {'causal' if causal else 'full'}"
-                + (", with backward" if backward else "")
-                + (f", {group} query heads per key/value head" if group > 1 else ""))
-        return (f"PyTorch {torch.__version__}'s jagged (nested-tensor) SDPA has no {backend.name} kernel for {what} "
-                f"on {torch.device(device).type}: {text}" + (f" ({detail})" if detail else ""),)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+            return ()
+        except Exception as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = "; ".join(dict.fromkeys(r.rstrip(":") for r in records if r and not r.endswith("because:")))
+    what = (f"dtype={dtype}, head_dim={head_dim}, {'causal' if causal else 'full'}"
+            + (", with backward" if backward else "")
+            + (f", {group} query heads per key/value head" if group > 1 else ""))
+    return (f"PyTorch {torch.__version__}'s jagged (nested-tensor) SDPA has no {backend.name} kernel for {what} "
+            f"on {torch.device(device).type}: {text}" + (f" ({detail})" if detail else ""),)
 
 
 def _jagged(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

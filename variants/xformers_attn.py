@@ -30,16 +30,15 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import platform
 import re
-import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
 from harness import Case, Pattern, Variant, register_variant
+from variants._quiet import kept_log
 from variants.sdpa import cuda_unavailable_reason
 
 _OP_HEADER = re.compile(r"^`([^`]+)` is not supported because:\s*$")
@@ -59,27 +58,12 @@ class XformersState:
 @functools.lru_cache(maxsize=1)
 def xformers_state() -> XformersState:
     """Import ``xformers.ops`` once, capturing its import-time log lines instead of printing them."""
-    logger = logging.getLogger("xformers")
-    records: list[str] = []
-
-    class _Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    handler, propagate = _Keep(), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                xformers = importlib.import_module("xformers")
-                ops = importlib.import_module("xformers.ops")
-            except Exception as exc:  # not installed, or broken: becomes the reason
-                return XformersState(None, import_error=f"{type(exc).__name__}: {exc}", log=tuple(records))
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
+    with kept_log("xformers") as records:
+        try:
+            xformers = importlib.import_module("xformers")
+            ops = importlib.import_module("xformers.ops")
+        except Exception as exc:  # not installed, or broken: becomes the reason
+            return XformersState(None, import_error=f"{type(exc).__name__}: {exc}", log=tuple(records))
     version = getattr(xformers, "__version__", "?")
     return XformersState(ops, version, extension_error=_extension_error(version), log=tuple(records))
 
