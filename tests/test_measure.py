@@ -371,13 +371,6 @@ def test_unsupported_is_a_row() -> None:
 
 
 # ----------------------------------------------------------------------------------------- chunked, local_window
-def _registered(name: str) -> Variant:
-    try:
-        return get_variant(name)
-    except ValueError:
-        pytest.skip(f"variant {name!r} is not registered on this branch yet")
-
-
 def _fwd_peak(variant: Variant, case: Case) -> float:
     m = _measure(variant, case, budget_s=0.0, min_runs=1, warmup=0, errors=False, cpu_timer="per_call")
     assert m.status == "ok", m.reason
@@ -389,7 +382,7 @@ def _fwd_peak(variant: Variant, case: Case) -> float:
 def test_blocked_variants_memory_is_linear_in_n(name: str, pattern: Pattern) -> None:
     """``chunked`` promises O(N·chunk) and ``local_window`` O(N·w): doubling N at most doubles the peak (plus
     slack), where ``full`` quadruples it; and at N = 4096 the peak is well under full's two N×N buffers."""
-    variant = _registered(name)
+    variant = get_variant(name)
     b, h, d = 1, 2, 64
     peaks = {n: _fwd_peak(variant, Case(batch=b, heads=h, seq_len=n, head_dim=d, pattern=pattern))
              for n in (2048, 4096)}
