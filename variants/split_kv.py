@@ -13,8 +13,8 @@ into the rows (``fold_groups``), so each key/value head is read once for its who
 Queries align bottom-right (:mod:`harness.core.pattern`).
 
 Each split's scores are computed as ``K_split @ Qᵀ`` (keys as rows, the few queries as columns) and its output as
-``Pᵀ @ V_split``: on the CPU these tall-skinny products stream K and V about twice as fast as ``Q @ K_splitᵀ``
-(measured with torch 2.13 on the project's EPYC: 9.7 against 5.0 GB/s for K, batch 8, 32k keys, one thread).
+``Pᵀ @ V_split``: on the CPU these tall-skinny products stream K and V faster than ``Q @ K_splitᵀ`` (the keys are
+the rows the BLAS kernel walks; ``benchmarks/decode_gqa.py`` shows the bandwidth each variant reaches).
 
 Forward only (a decode kernel); up to ``max_q_len`` queries. Low-precision inputs are computed in float32.
 """

@@ -643,7 +643,7 @@ class ReferenceCache:
 
         Returns:
             ``(milliseconds added, line)``: NaN and ``""`` when nothing was computed; the line reads
-            ``truth of <case>: 5.2 s (reference 3 s, textbook 1.1 s, dense 1.1 s)``.
+            ``truth of <case>: T s (reference R s, textbook X s, dense D s)``.
         """
         if not errors or not variants:
             return math.nan, ""
