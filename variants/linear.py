@@ -98,7 +98,7 @@ class LinearAttention(Variant):
     q_len_reason = "its causal prefix sums run over one sequence that is both the queries and the keys"
     doc_layouts_reason = "its feature sums run over every key of the sequence, with no document or padding mask"
     # About 1.5x the largest rel. L2 observed on the conformance inputs (seeded Gaussian, output 0.78, grads 0.98);
-    # identical in float32 and bfloat16 (computed in float32). See docs/approximate.md.
+    # the same bound for every dtype: half precision is computed in float32, and the method's error dwarfs rounding.
     tolerances = {"float64": 1.2, "float32": 1.2, "bfloat16": 1.2, "float16": 1.2}
     grad_tolerances = {"float64": 1.5, "float32": 1.5, "bfloat16": 1.5, "float16": 1.5}
 

@@ -43,8 +43,9 @@ class SplitKV(Variant):
     """Split-KV decode attention (see the module docstring).
 
     Args:
-        chunk: keys per split (default 4096: on the project CPU, 1024-key splits streamed K and V at 6.9 GB/s,
-            4096 to 32768 at 8.0-8.4 GB/s; batch 8, 32k keys, one thread).
+        chunk: keys per split (default 4096: long enough that each split's matmuls stream K and V at full speed,
+            short enough that a 32k-key cache still gives several splits to merge; ``benchmarks/decode_gqa.py``
+            measures the bandwidth).
     """
 
     name = "split_kv"
