@@ -20,7 +20,8 @@ from harness.core.reference import ReferenceCache
 from harness.inputs.make import make_inputs
 from harness.measure.memory import high_water_mark, measure_peak
 from harness.measure.runner import MeasureConfig, Measurement, measure_variant
-from harness.measure.timing import NOISY_IQR_RATIO, TimingResult, time_cpu_blocked, time_cpu_per_call, torch_threads
+from harness.measure.timing import time_cpu_blocked, time_cpu_per_call, torch_threads
+from harness.measure.timing_result import NOISY_IQR_RATIO, TimingResult
 
 FP32 = 4
 
