@@ -83,7 +83,8 @@ def test_a_sample_that_waited_for_a_core_is_disturbed() -> None:
     assert not SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=0.0, nivcsw=3).disturbed
     assert not SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=0.0004, nivcsw=0).disturbed  # 4% < 5%
     assert SampleUsage(wall_s=0.010, cpu_s=0.005, wait_s=0.0006, nivcsw=0).disturbed
-    # the OpenMP stall seen on the 2-core machine: 47 ms for a 0.3 ms call, 64 ms of summed waiting
+    # an OpenMP stall: a thread waits at a barrier for a sibling that waits for a core; the summed wait of the
+    # threads can exceed the sample's wall time
     assert SampleUsage(wall_s=0.047, cpu_s=0.031, wait_s=0.064, nivcsw=8).disturbed
     # without schedstat the coarse rule: any involuntary switch
     assert SampleUsage(wall_s=0.010, cpu_s=0.010, wait_s=None, nivcsw=1).disturbed
@@ -107,7 +108,7 @@ def test_summary_shares_and_the_contended_threshold() -> None:
     unknown = summarize([SampleUsage(0.01, 0.01, None, 1)] * 2, threads=1)
     assert unknown.detector == "nivcsw" and math.isnan(unknown.runq_wait_share) and unknown.contended
     # one waited-on sample is an event, not a state: a row of 3 samples with 1 disturbed (a third) is not contended
-    # (seen in 3 of 3 default runs, where each such row had its whole case timed again); 2 of 3 are
+    # (a single preemption would otherwise have the whole case timed again); 2 of 3 are
     one = summarize([quiet] * 2 + [slow], threads=2)
     assert one.disturbed_fraction > CONTENDED_FRACTION and not one.contended
     assert summarize([quiet] + [slow] * 2, threads=2).contended
@@ -310,8 +311,9 @@ def test_a_busy_process_on_the_same_core_is_seen() -> None:
 
 # ----------------------------------------------------------------------------------------- other processes
 def test_other_processes_busy_beside_the_measurement_make_it_contended() -> None:
-    """With one thread on the 2-core VM, a busy loop on the other core moved cases by 10-30% and no sample
-    waited: the rows are contended because other processes kept the free core busy."""
+    """A busy loop on the core a one-thread measurement leaves free takes no run-queue time from it (no sample
+    waits), yet shares the caches and memory bandwidth: the row is contended because other processes kept the free
+    core busy."""
     quiet = [SampleUsage(0.010, 0.010, 0.0, 0)] * 8
     hog = summarize(quiet, threads=1, others_s=0.098, others_wall_s=0.1, others_limit_cores=0.5)
     assert hog.others_cores == pytest.approx(0.98) and hog.contended and hog.disturbed == 0
@@ -386,8 +388,8 @@ def test_a_short_burst_of_another_process_is_not_contention() -> None:
 
 
 def test_coarse_readings_do_not_add_up_to_contention() -> None:
-    """Batches of 3 ms read 0 or 1 tick of busy time per core. Read per batch and summed over 32 batches, an idle
-    machine read 0.5-0.7 cores of "others" and its rows were retried as contended; the span reads it once."""
+    """Batches of 3 ms read 0 or 1 tick of busy time per core. Read per batch and summed over 32 batches (each
+    clipped at 0), the errors add up to phantom load on an idle machine; the span reads it once."""
     import random
 
     rng = random.Random(0)
