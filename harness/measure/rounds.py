@@ -32,8 +32,8 @@ __all__ = ["MIN_PAIRED_ROUNDS", "MIN_ROUNDS", "SLICE_S", "paired_figures", "rati
 #: How long a round's slice is (timed seconds a callable gets per round, :func:`round_slice`). Shorter slices give
 #: more rounds per budget, and more pairs share more of the machine's drift; but the first call of a batch follows
 #: another variant's calls and is slower (their data took the caches), so a slice must hold several calls of a
-#: millisecond-scale call for the batch's median to be the steady state's. ``benchmarks/repeat_variants.py``
-#: measures the trade-off.
+#: millisecond-scale call for the batch's median to be the steady state's. ``python benchmarks/under_load.py
+#: repeat`` measures how close the paired ratios come.
 SLICE_S = 0.0125
 #: Rounds a budget under ``MIN_ROUNDS x SLICE_S`` is split into (shorter slices, so that a small budget is still
 #: interleaved).
