@@ -258,12 +258,13 @@ def test_gpu_state_from_nvml_and_when_it_marks_contention() -> None:
     assert gpu_state(0, nvml=broken) == {"gpu_state_error": "RuntimeError: no driver"}
 
 
-def test_without_nvml_the_gpu_columns_are_empty() -> None:
+def test_without_nvml_the_gpu_columns_are_empty(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # importing it fails, as where nvidia-ml-py is not installed
     set_nvml(None)
     try:
-        import pynvml  # noqa: F401
-    except ImportError:
         assert gpu_state(0) == {}
+    finally:
+        set_nvml(None)  # the next use imports it again
 
 
 # ----------------------------------------------------------------------------------------- real contention is seen
