@@ -15,7 +15,7 @@ and with K and V expanded to all 32 heads by ``repeat_interleave`` before the ca
 support must do). The ratio native / expanded is printed (target: at most 1/4 for group size 4).
 
 With ``--wait-quiet S`` each case waits up to S seconds for the machine to leave this process's threads a core
-each (:func:`harness.measure.contention.wait_for_quiet`); rows timed while other work took the cores still say so in
+each (:func:`harness.measure.machine.wait_for_quiet`); rows timed while other work took the cores still say so in
 their reason (``contended``).
 
 Targets (issue 15): every exact variant within its tolerance; the best variant at 32k, batch 8 reaching at least
@@ -34,7 +34,7 @@ from harness import Case, Pattern, Variant, get_variant
 from harness.core.models import get_model
 from harness.core.reference import ReferenceCache
 from harness.inputs.make import make_inputs
-from harness.measure.contention import wait_for_quiet
+from harness.measure.machine import wait_for_quiet
 from harness.measure.runner import MeasureConfig, measure_case
 
 VARIANTS = ("full", "causal", "chunked", "split_kv", "sdpa_flash", "flex")

@@ -24,10 +24,10 @@ import torch
 
 from harness import Case, Pattern, get_variant, list_variants
 from harness import __version__ as harness_version
+from harness.core.flops import attention_flops
 from harness.core.metrics import error_stats
 from harness.core.reference import reference_attention
 from harness.inputs.make import make_inputs
-from harness.measure.runner import attention_flops
 
 if os.environ.get("ATTNBENCH_BENCH_THREADS"):
     torch.set_num_threads(int(os.environ["ATTNBENCH_BENCH_THREADS"]))

@@ -37,7 +37,8 @@ from benchmarks.gpu_direct import KERNELS, KernelCase, build_plan, compile_limit
 from harness import Case, Pattern, get_variant
 from harness.core.reference import ReferenceCache
 from harness.inputs.make import make_inputs
-from harness.measure.runner import MeasureConfig, make_call, measure_variant
+from harness.measure.calls import make_call
+from harness.measure.runner import MeasureConfig, measure_variant
 from harness.measure.timing import time_cpu_per_call, time_cuda
 
 #: The four ways, in the order of the first round.

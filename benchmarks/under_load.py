@@ -298,8 +298,9 @@ def part_adaptive(tmp: Path, threads: int) -> bool:
     case 98.9%). The verdict is a test, not a coin flip: adaptive passes unless its
     timed seconds are significantly more than the fixed budget's (the 95% t-interval of the per-case paired
     differences lies above 0)."""
+    from scipy.stats import t as student_t
+
     from configs import default_preset, preset_values
-    from harness.measure.stats import t_quantile
     from harness.store.reader import sampled_seconds
 
     name = default_preset()
@@ -338,7 +339,7 @@ def part_adaptive(tmp: Path, threads: int) -> bool:
     k = len(diffs)
     d_sum = sum(diffs)
     sd = statistics.stdev(diffs)
-    half = t_quantile(0.975, k - 1) * sd * math.sqrt(k)  # the sum's 95% t-interval
+    half = float(student_t.ppf(0.975, k - 1)) * sd * math.sqrt(k)  # the sum's 95% t-interval
     tf, ta = tot["fixed"][0], tot["adaptive"][0]
     passed = d_sum - half <= 0
     print(f"=> adaptive timed {ta:.2f} s vs fixed {tf:.2f} s ({100 * ta / tf:.1f}%); per sweep of the default cases "

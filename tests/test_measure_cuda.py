@@ -16,7 +16,8 @@ from harness.inputs.make import make_inputs
 from harness.measure.ceilings import matmul_ceiling_tflops
 from harness.measure.memory import measure_peak
 from harness.measure.runner import MeasureConfig, measure_variant
-from harness.measure.timing import l2_flush_buffer, time_cuda
+from harness.measure.samplers import l2_flush_buffer
+from harness.measure.timing import time_cuda
 
 pytestmark = [
     pytest.mark.cuda,

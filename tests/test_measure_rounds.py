@@ -18,8 +18,10 @@ from harness import Case, get_variant
 from harness.core.reference import ReferenceCache
 from harness.inputs.make import make_inputs
 from harness.measure import stats as S
+from harness.measure.rounds import SLICE_S, round_slice, run_rounds
 from harness.measure.runner import MeasureConfig, measure_case
-from harness.measure.timing import MIN_TARGET_SAMPLES, SLICE_S, CpuSampler, StopRule, round_slice, run_rounds
+from harness.measure.samplers import CpuSampler
+from harness.measure.stop_rule import MIN_TARGET_SAMPLES, StopRule
 from tests.test_measure import Repeat
 from tests.test_measure_contention import FakeClock, FakeMeter
 
@@ -165,7 +167,7 @@ def test_adaptive_stops_at_the_target_when_samples_agree() -> None:
 def test_paired_rounds_hold_the_target_back_until_six_rounds_but_not_the_time_limit() -> None:
     """With ``target_rounds`` (6 for a paired case), steady samples reach the target only at round 6; a call longer
     than a sixth of the budget still stops at the time limit after ``min_rounds``."""
-    from harness.measure.timing import MIN_PAIRED_ROUNDS
+    from harness.measure.rounds import MIN_PAIRED_ROUNDS
 
     assert MIN_PAIRED_ROUNDS == 6
     clock = FakeClock()
@@ -185,7 +187,7 @@ def test_with_a_baseline_the_target_also_waits_for_the_ratios_interval() -> None
     sampler's own median is tight by round 6, but the paired ratio's interval is not: with ``baseline`` the other
     sampler goes on until the ratio's 95% interval is within the target, and the baseline goes on as long as it
     does; without ``baseline`` both stop at round 6, with a ratio interval 30% wide."""
-    from harness.measure.timing import MIN_PAIRED_ROUNDS, paired_figures, ratio_within
+    from harness.measure.rounds import MIN_PAIRED_ROUNDS, paired_figures, ratio_within
 
     def run(baseline: int | None, budget_s: float = 1.0) -> tuple[CpuSampler, CpuSampler, StopRule]:
         clock = FakeClock()

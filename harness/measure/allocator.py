@@ -4,19 +4,18 @@ glibc serves a large ``malloc`` from a fresh ``mmap`` (page-faulted and zeroed a
 heap, and moves the boundary between the two as blocks are freed (the adaptive ``mmap`` threshold), and it gives
 the top of the heap back to the system as soon as 128 KiB are free there (the trim threshold). So what a call
 that allocates large temporaries costs depends on what was allocated and freed before it: by another call, and in
-interleaved rounds by another variant. Measured here (2-core EPYC VM, glibc 2.36): ``full`` run twice in a row
-timed 1.54x-2.45x ``full`` run once in plain loops; with both thresholds pinned, 1.993x-2.002x. In the default
-run (``attnbench``), ``full`` at N=1024 spends a large share of its time page-faulting its 32 MiB score buffers.
+interleaved rounds by another variant; "the same work k times" is then not k times the time.
 
-:func:`steady_malloc` pins both thresholds once per process (``mallopt``: blocks under 64 MiB come from the heap,
-and up to 128 MiB of free heap is kept), so every call meets the same allocator whatever ran before it. Like a
-caching allocator (PyTorch's on CUDA; jemalloc or tcmalloc, often preloaded for CPU inference), this trades
-memory kept by the process for time; ``peak_mem_bytes`` counts tensor bytes, not the process's resident set, so
-it does not change. Larger blocks are mapped afresh, as glibc itself does from 32 MiB on: with 1 GiB for both
-thresholds, the long window sweep of ``docs/baseline.md`` (inputs of 128 MiB and more) peaked at 4.28 GiB of
-resident memory, against 3.66-3.76 GiB with these and 3.54 GiB with glibc's own settings.
-``ATTNBENCH_SYSTEM_MALLOC=1`` leaves glibc's defaults (and ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``
-set in the environment are left as they are). The choice is recorded in ``env.json`` (``allocator``).
+:func:`steady_malloc` pins both thresholds once per process (``mallopt``: blocks under :data:`MMAP_THRESHOLD` come
+from the heap, and up to :data:`TRIM_THRESHOLD` of free heap is kept), so every call meets the same allocator
+whatever ran before it. Like a caching allocator (PyTorch's on CUDA; jemalloc or tcmalloc, often preloaded for CPU
+inference), this trades memory kept by the process for time; ``peak_mem_bytes`` counts tensor bytes, not the
+process's resident set, so it does not change. Larger blocks are mapped afresh, as glibc itself does from 32 MiB
+on (its adaptive threshold's ceiling), so that the process does not keep the heap of a long case's largest
+buffers after they are freed.
+``ATTNBENCH_SYSTEM_MALLOC=1`` leaves glibc's defaults (and ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``
+or ``GLIBC_TUNABLES`` set in the environment are left as they are). The choice is recorded in ``env.json``
+(``allocator``). ``python benchmarks/overhead.py --phases-side-by-side`` measures the default run both ways.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+
+__all__ = ["MMAP_THRESHOLD", "SYSTEM_MALLOC_ENV", "TRIM_THRESHOLD", "heap_mapped_bytes", "steady_malloc"]
 
 #: Environment variable: ``1`` keeps the C library's own allocator settings.
 SYSTEM_MALLOC_ENV = "ATTNBENCH_SYSTEM_MALLOC"

@@ -2,16 +2,17 @@
 
 - :func:`matmul_ceiling_tflops`: a large square matmul in the case's dtype; on CUDA 8192³ timed with CUDA events
   and an L2 flush (:func:`harness.measure.timing.time_cuda`), on the CPU 1024³ with the per-call timer and the row's
-  thread count. ``pct_of_peak`` = 100 x the row's TFLOP/s / this figure (:func:`pct_of_peak`).
+  thread count. A row's ``pct_of_peak`` = 100 x its TFLOP/s / this figure (:mod:`harness.measure.runner`).
 - :func:`copy_ceiling_gbps`: ``dst.copy_(src)`` of a buffer larger than the last-level cache (256 MiB on CUDA,
-  64 MiB on the CPU); GB/s counts the bytes read plus the bytes written (``2 x nbytes / time``), as the
-  device-to-device figure in ``ANCHORS.md`` does. Memory-bound work (decode) divides its achieved GB/s by it.
+  64 MiB on the CPU, so that the copy streams from memory); GB/s counts the bytes read plus the bytes written
+  (``2 x nbytes / time``), the traffic the copy moves. Memory-bound work (decode) divides its achieved GB/s by it.
 
-Each figure is the median of the undisturbed samples (:mod:`harness.measure.contention`), measured once per process for
-each (device, dtype, threads) and kept in memory. On the CPU it is also cached on disk (default
+Each figure is the median of the undisturbed samples (:mod:`harness.measure.usage`), measured once per process
+for each (device, dtype, threads) and kept in memory. On the CPU it is also cached on disk (default
 ``~/.cache/attnbench/ceilings.json``; ``ATTNBENCH_CEILING_CACHE`` names another file, or ``off``), keyed by host,
-CPU model, torch version, dtype and threads, so later runs on the same host skip the ~0.5 s measurement. A figure
-taken while the machine was contended is used for the run but never written to disk.
+CPU model, torch version, dtype and threads, so later runs on the same host skip the measurement. A figure taken
+while the machine was contended (:mod:`harness.measure.contention`) is used for the run but never written to disk,
+so that one busy moment does not become every later run's ceiling.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import json
 import math
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,11 @@ import torch
 from harness.core.case import parse_dtype
 from harness.core.flops import tflops
 
-#: Side of the square matmul on CUDA (8192³ fills an H100 with work) and on the CPU (1024³: ~20 ms on one core).
+__all__ = ["CACHE_ENV", "CPU_COPY_BYTES", "CPU_MATMUL_N", "CUDA_COPY_BYTES", "CUDA_MATMUL_N", "copy_ceiling_gbps",
+           "matmul_ceiling_tflops"]
+
+#: Side of the square matmul on CUDA (large enough to fill a data-centre GPU with work) and on the CPU (large
+#: enough to reach the BLAS's steady throughput, small enough to time in a fraction of a second).
 CUDA_MATMUL_N = 8192
 CPU_MATMUL_N = 1024
 #: Bytes copied by the copy ceiling: more than the last-level cache holds.
@@ -40,7 +46,7 @@ CACHE_ENV = "ATTNBENCH_CEILING_CACHE"
 _memo: dict[tuple, float] = {}
 
 
-def cache_path() -> Path | None:
+def _cache_path() -> Path | None:
     """The on-disk cache of CPU ceilings (None when ``ATTNBENCH_CEILING_CACHE=off``)."""
     from harness.measure.env import user_cache_file
 
@@ -54,7 +60,7 @@ def _disk_key(kind: str, dtype: str, threads: int) -> str:
 
 
 def _disk_get(key: str) -> float | None:
-    path = cache_path()
+    path = _cache_path()
     if path is None or not path.is_file():
         return None
     with contextlib.suppress(OSError, ValueError, TypeError):
@@ -65,7 +71,7 @@ def _disk_get(key: str) -> float | None:
 
 
 def _disk_put(key: str, value: float) -> None:
-    path = cache_path()
+    path = _cache_path()
     if path is None:
         return
     from harness.base.files import write_atomic
@@ -108,6 +114,29 @@ def _measure_cuda(call, dev: torch.device, budget_s: float) -> float:
     return time_cuda(call, device=dev, budget_s=budget_s, warmup=3, min_runs=5, max_runs=200).median_ms
 
 
+def _measure(call: Callable[[], None], dev: torch.device, threads: int, budget_s: float) -> tuple[float, bool]:
+    """Median ms of ``call`` on ``dev``, and whether the measurement was contended (judged on the CPU only)."""
+    if dev.type == "cuda":
+        return _measure_cuda(call, dev, budget_s), False
+    return _measure_cpu(call, threads, budget_s)
+
+
+def _remembered(key: tuple, disk: str, measure: Callable[[], tuple[float, bool]]) -> float:
+    """The ceiling kept under ``key`` in this process, else the one on disk under ``disk`` (CPU only: '' on CUDA),
+    else ``measure()``'s, kept in memory and, unless contended or not finite, on disk."""
+    if key in _memo:
+        return _memo[key]
+    cached = _disk_get(disk) if disk else None
+    if cached is not None:
+        _memo[key] = cached
+        return cached
+    value, contended = measure()
+    _memo[key] = value
+    if disk and not contended and math.isfinite(value):
+        _disk_put(disk, value)
+    return value
+
+
 def matmul_ceiling_tflops(device: str | torch.device, dtype: str | torch.dtype, threads: int | None = None,
                           n: int | None = None, budget_s: float = 0.3) -> float:
     """Measured matmul throughput (TFLOP/s) of ``device`` in ``dtype``: the ceiling ``pct_of_peak`` divides by.
@@ -138,31 +167,22 @@ def matmul_ceiling_tflops(device: str | torch.device, dtype: str | torch.dtype, 
         key = ("matmul", "cpu", str(tdtype), _threads(threads), n)
     else:
         raise ValueError(f"device={str(device)!r} has no matmul ceiling (allowed: cpu, cuda)")
-    if key in _memo:
-        return _memo[key]
     side = n or (CUDA_MATMUL_N if dev.type == "cuda" else CPU_MATMUL_N)
     disk = _disk_key(f"matmul {side}", str(tdtype).removeprefix("torch."), key[3]) if dev.type == "cpu" else ""
-    cached = _disk_get(disk) if disk else None
-    if cached is not None:
-        _memo[key] = cached
-        return cached
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(side, side, generator=gen).to(dev, tdtype)
-    b = torch.randn(side, side, generator=gen).to(dev, tdtype)
-    out = torch.empty(side, side, device=dev, dtype=tdtype)
 
-    def call() -> None:
-        torch.matmul(a, b, out=out)
+    def measure() -> tuple[float, bool]:
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        a = torch.randn(side, side, generator=gen).to(dev, tdtype)
+        b = torch.randn(side, side, generator=gen).to(dev, tdtype)
+        out = torch.empty(side, side, device=dev, dtype=tdtype)
 
-    if dev.type == "cuda":
-        ms, contended = _measure_cuda(call, dev, budget_s), False
-    else:
-        ms, contended = _measure_cpu(call, key[3], budget_s)
-    value = tflops(2.0 * side**3, ms)
-    _memo[key] = value
-    if disk and not contended and math.isfinite(value):
-        _disk_put(disk, value)
-    return value
+        def call() -> None:
+            torch.matmul(a, b, out=out)
+
+        ms, contended = _measure(call, dev, key[3], budget_s)
+        return tflops(2.0 * side**3, ms), contended
+
+    return _remembered(key, disk, measure)
 
 
 def copy_ceiling_gbps(device: str | torch.device, threads: int | None = None, nbytes: int | None = None,
@@ -192,50 +212,17 @@ def copy_ceiling_gbps(device: str | torch.device, threads: int | None = None, nb
         key = ("copy", "cpu", _threads(threads), nbytes)
     else:
         raise ValueError(f"device={str(device)!r} has no copy ceiling (allowed: cpu, cuda)")
-    if key in _memo:
-        return _memo[key]
     size = nbytes or (CUDA_COPY_BYTES if dev.type == "cuda" else CPU_COPY_BYTES)
     disk = _disk_key(f"copy {size}", "bytes", key[2]) if dev.type == "cpu" else ""
-    cached = _disk_get(disk) if disk else None
-    if cached is not None:
-        _memo[key] = cached
-        return cached
-    src = torch.ones(size, dtype=torch.uint8, device=dev)
-    dst = torch.zeros(size, dtype=torch.uint8, device=dev)
 
-    def call() -> None:
-        dst.copy_(src)
+    def measure() -> tuple[float, bool]:
+        src = torch.ones(size, dtype=torch.uint8, device=dev)
+        dst = torch.zeros(size, dtype=torch.uint8, device=dev)
 
-    if dev.type == "cuda":
-        ms, contended = _measure_cuda(call, dev, budget_s), False
-    else:
-        ms, contended = _measure_cpu(call, key[2], budget_s)
-    value = 2.0 * size / (ms * 1e-3) / 1e9 if ms > 0 else math.nan
-    _memo[key] = value
-    if disk and not contended and math.isfinite(value):
-        _disk_put(disk, value)
-    return value
+        def call() -> None:
+            dst.copy_(src)
 
+        ms, contended = _measure(call, dev, key[2], budget_s)
+        return (2.0 * size / (ms * 1e-3) / 1e9 if ms > 0 else math.nan), contended
 
-def pct_of_peak(achieved_tflops: float, device: str | torch.device, dtype: str | torch.dtype,
-                threads: int | None = None) -> float:
-    """``achieved / measured matmul ceiling`` as a percentage (NaN for a throughput that is not finite).
-
-    Args:
-        achieved_tflops: the row's TFLOP/s.
-        device: the case's device (``cpu`` or CUDA).
-        dtype: the case's dtype.
-        threads: the row's CPU threads (the CPU ceiling is per thread count).
-
-    Returns:
-        A percentage (100 = as fast as the large matmul), or NaN.
-    """
-    if not math.isfinite(achieved_tflops):
-        return math.nan
-    ceiling = matmul_ceiling_tflops(device, dtype, threads=threads)
-    return 100.0 * achieved_tflops / ceiling if ceiling > 0 else math.nan
-
-
-def clear_memo() -> None:
-    """Forget the ceilings measured in this process (tests)."""
-    _memo.clear()
+    return _remembered(key, disk, measure)

@@ -4,8 +4,8 @@
 (``device_name``, ``torch_version``, ``harness_version``, ``git_commit``) come from :func:`row_env`. The
 slow parts (git, ``/proc/cpuinfo``) are computed once per process. :func:`collect_env_report` adds PyTorch's own
 environment report (``python -m torch.utils.collect_env``: OS, compilers, CUDA/cuDNN, drivers, CPU flags, pip
-packages); it runs tools such as ``lscpu``, ``nvidia-smi`` and ``pip``, so it takes 0.4 s to several seconds and
-the sweep captures it once per run directory, before the first measurement. :func:`collect_env_cached` keeps the
+packages); it runs tools such as ``lscpu``, ``nvidia-smi`` and ``pip``, so it is slow and the sweep captures it
+once per run directory, before the first measurement. :func:`collect_env_cached` keeps the
 last report on disk (``~/.cache/attnbench/collect_env.json``; ``ATTNBENCH_ENV_CACHE`` names another file, or
 ``off``) and reuses it for a day while nothing it describes can have changed: same host and boot, interpreter,
 torch, ``PATH``, visible devices, and site-packages folders untouched since (installing or removing a package
@@ -25,6 +25,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+__all__ = ["COLLECT_ENV_TIMEOUT_S", "ENV_CACHE_ENTRIES", "ENV_CACHE_ENV", "ENV_CACHE_MAX_AGE_S", "capture_env",
+           "collect_env_cached", "collect_env_report", "cpu_model", "cuda_available", "device_name", "env_cache_key",
+           "env_cache_path", "git_commit", "harness_version", "now_iso", "row_env", "user_cache_file"]
 
 #: Longest wait for ``torch.utils.collect_env`` (it shells out to nvidia-smi, pip, ...) before giving up.
 COLLECT_ENV_TIMEOUT_S = 60.0
@@ -231,15 +235,6 @@ def _cache_entries(path: Path) -> dict:
     return entries if isinstance(entries, dict) else {}
 
 
-def cached_env_report() -> dict | None:
-    """The report a previous run took under the same :func:`env_cache_key` less than
-    :data:`ENV_CACHE_MAX_AGE_S` ago (``"cached_from"``: when it was taken; ``"seconds"``: what reading it cost), or
-    None. The cache keeps one entry per key (several interpreters or virtual environments on one machine), the
-    newest :data:`ENV_CACHE_ENTRIES`. Never raises."""
-    t0 = time.perf_counter()
-    return _cached_entry(*_cache_key_and_path(), t0)
-
-
 def _cached_entry(path: Path | None, key: str, t0: float) -> dict | None:
     if path is None or not path.is_file():
         return None
@@ -257,7 +252,10 @@ def _cached_entry(path: Path | None, key: str, t0: float) -> dict | None:
 
 def collect_env_cached(timeout_s: float = COLLECT_ENV_TIMEOUT_S,
                        on_collect: Callable[[], object] | None = None) -> dict:
-    """:func:`cached_env_report`, else :func:`collect_env_report` (then kept in the cache). Never raises.
+    """The report a previous run took under the same :func:`env_cache_key` less than :data:`ENV_CACHE_MAX_AGE_S`
+    ago (``"cached_from"``: when it was taken; ``"seconds"``: what reading it cost), else :func:`collect_env_report`
+    (then kept in the cache, one entry per key: several interpreters or virtual environments on one machine, the
+    newest :data:`ENV_CACHE_ENTRIES`). Never raises.
 
     Args:
         timeout_s: as in :func:`collect_env_report`.

@@ -17,12 +17,13 @@ in the profile with a ``record_function`` range, so ``end_bytes`` (the output st
 from one profile.
 
 Garbage collection is switched off during the measured call instead of running a full ``gc.collect()`` before
-it (52-219 ms per call in a process with torch, Hydra and pandas loaded): a collection inside the call could free
-objects allocated before it and lower the running sum below the call's true peak. Only when something appears to
-be left behind is ``gc.collect()`` run, once, to tell a leak from garbage awaiting collection.
+it (a full collection in a process with torch and its libraries loaded costs far more than most calls): a
+collection inside the call could free objects allocated before it and lower the running sum below the call's
+true peak. Only when something appears to be left behind is ``gc.collect()`` run, once, and the probe repeated,
+to tell a leak from garbage awaiting collection.
 
 Profiling distorts time, so the harness measures memory in a separate, untimed call. The first profiled call
-of a process pays the profiler's start-up (seconds); later ones do not.
+of a process pays the profiler's start-up; later ones do not.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from dataclasses import dataclass
 import torch
 
 from harness.measure.gcpause import gc_paused
+
+__all__ = ["CPU_METHOD", "CUDA_METHOD", "MemoryResult", "allocation_deltas", "high_water_mark", "measure_peak"]
+
 
 CPU_METHOD = "cpu: torch.profiler [memory] events replayed in time order (bytes via the CPU allocator)"
 CUDA_METHOD = "cuda: max_memory_allocated - memory_allocated before the call (reset_peak_memory_stats)"
@@ -140,7 +144,7 @@ _DROP_MARK = "attnbench::drop_result"
 def _cpu_peak(fn: Callable[[], object], dev: torch.device, cleanup: Callable[[], object] | None,
               collect: bool) -> MemoryResult:
     # torch.autograd.profiler.profile is the profiler torch.profiler.profile drives; used directly, because the
-    # latter's start looks up torch._inductor, whose first import took 1.2 s of the default run's first probe.
+    # latter's start looks up torch._inductor, whose first import is slow.
     from torch.autograd.profiler import profile, record_function
 
     if collect:

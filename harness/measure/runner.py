@@ -47,37 +47,29 @@ from harness.core.reference import ReferenceCache, needs_dense_reference
 from harness.core.roofline import roofline_figures
 from harness.core.variant import Variant
 from harness.core.varlen import real_tokens
-from harness.measure import contention as _cont
 from harness.measure.allocator import steady_malloc
+from harness.measure.calls import clear_grads, make_call
 from harness.measure.ceilings import copy_ceiling_gbps, matmul_ceiling_tflops
-from harness.measure.contract import InputGuard, check_output
+from harness.measure.contract import InputGuard
+from harness.measure.machine import QuietGate
 from harness.measure.memory import measure_peak
+from harness.measure.rounds import MIN_PAIRED_ROUNDS, paired_figures, run_rounds
+from harness.measure.samplers import CpuSampler, CudaSampler, Sampler
 from harness.measure.stats import paired_ratio
+from harness.measure.stop_rule import DEFAULT_REL_CI, StopRule
 from harness.measure.support import unsupported_reasons
-from harness.measure.timing import (
-    DEFAULT_REL_CI,
-    MIN_PAIRED_ROUNDS,
-    CpuSampler,
-    CudaSampler,
-    Sampler,
-    StopRule,
-    TimingResult,
-    paired_figures,
-    run_rounds,
-    time_cpu_blocked,
-    torch_threads,
-)
+from harness.measure.timing import time_cpu_blocked, torch_threads
+from harness.measure.timing_result import TimingResult
 
-__all__ = ["STATUSES", "CPU_TIMERS", "LeakLedger", "MeasureConfig", "Measurement", "attention_flops", "make_call",
-           "measure_case", "measure_variant"]
+__all__ = ["CPU_TIMERS", "LeakLedger", "MeasureConfig", "Measurement", "declined", "failure", "measure_case",
+           "measure_variant"]
 
-STATUSES: tuple[str, ...] = ("ok", "unsupported", "oom", "error", "numerics", "timeout", "crashed")
 #: CPU timers: ``per_call`` (one sample per call) or ``blocked_autorange`` (torch.utils.benchmark; block means).
 CPU_TIMERS: tuple[str, ...] = ("blocked_autorange", "per_call")
 #: Significant digits kept for each raw sample in ``time_samples_ms``.
 _SAMPLE_DIGITS = 6
 #: Retries of contended measurements in this process wait for a quiet machine through one gate.
-_QUIET = _cont.QuietGate()
+_QUIET = QuietGate()
 
 
 @dataclass
@@ -237,7 +229,7 @@ def _mib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
-def is_oom(exc: BaseException) -> bool:
+def _is_oom(exc: BaseException) -> bool:
     """Whether ``exc`` says the device (or the host) ran out of memory.
 
     Args:
@@ -262,7 +254,7 @@ def failure(exc: BaseException, threads: int = 0, leaks: LeakLedger | None = Non
         leaks: memory earlier variants left behind (an ``oom`` says so).
         variant: the failing variant (not named among the leakers).
     """
-    status = "oom" if is_oom(exc) else "error"
+    status = "oom" if _is_oom(exc) else "error"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     m = Measurement(status=status, reason=f"{type(exc).__name__}: {text}"[:500], threads=threads)
     if status == "oom" and leaks is not None:
@@ -290,55 +282,6 @@ def declined(variant: Any, case: Case, threads: int = 0) -> Measurement | None:
 def _sync(case: Case) -> None:
     if case.device_type == "cuda":
         torch.cuda.synchronize()
-
-
-def make_call(fn, case: Case, inputs: Inputs):
-    """The callable the harness times for the case's mode: ``fn`` (a prepared variant) applied to ``inputs``.
-
-    ``fwd``: the forward under ``no_grad``; ``fwd_bwd``: forward and backward on leaf copies of the inputs (their
-    tensors are ``call.leaves``); ``bwd``: the backward alone, with the forward graph built by
-    ``call.prepare_each`` outside the timed region. The first output is checked against the output contract
-    (:func:`harness.measure.contract.check_output`), before any backward uses it.
-    """
-    checked = [False]
-
-    def check(out):
-        if not checked[0]:
-            check_output(out, inputs.q, inputs.v)
-            checked[0] = True
-        return out
-
-    if case.mode == "fwd":
-        def call():
-            with torch.no_grad():
-                return check(fn(inputs.q, inputs.k, inputs.v))
-        return call
-    q, k, v = (t.detach().clone().requires_grad_(True) for t in (inputs.q, inputs.k, inputs.v))
-    if case.mode == "fwd_bwd":
-        def call():
-            q.grad = k.grad = v.grad = None
-            out = check(fn(q, k, v))
-            out.backward(inputs.grad_out)
-            return out
-        call.leaves = (q, k, v)  # type: ignore[attr-defined]
-        return call
-
-    # bwd: the backward pass alone, given a forward graph built outside the timed region
-    state: dict = {}
-
-    def build():
-        q.grad = k.grad = v.grad = None
-        state["out"] = check(fn(q, k, v))
-
-    def call():
-        if "out" not in state:
-            build()
-        out = state.pop("out")
-        out.backward(inputs.grad_out)
-        return out
-    call.prepare_each = build  # type: ignore[attr-defined]
-    call.leaves = (q, k, v)  # type: ignore[attr-defined]
-    return call
 
 
 # ---------------------------------------------------------------------------------------------------- phases
@@ -417,10 +360,10 @@ def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, r
     _sync(case)
     entry = _Entry(variant, m, call, getattr(call, "prepare_each", None), calls=1 + plain)
     if cfg.memory:
-        _clear_grads(call)
+        clear_grads(call)
         prep = entry.prep
         measured = call if prep is None else (lambda: (prep(), call())[1])
-        mem = measure_peak(measured, case.device, cleanup=lambda: _clear_grads(call))
+        mem = measure_peak(measured, case.device, cleanup=lambda: clear_grads(call))
         m.peak_mem_bytes, m.memory_method = mem.peak_bytes, mem.method
         m.extra["mem_left_bytes"] = mem.left_bytes
         entry.left_per_call = mem.left_bytes if math.isfinite(mem.left_bytes) else 0.0
@@ -428,7 +371,7 @@ def _setup_phase(m: Measurement, variant: Variant, case: Case, inputs: Inputs, r
         _ledger(entry, leaks)  # known at once: a variant set up after it and failing with oom can say so
     if guard is not None:
         guard.check("during warm-up or the memory probe", leaves)
-    _clear_grads(call)
+    clear_grads(call)
     return entry
 
 
@@ -478,7 +421,7 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
     def after_batch(i: int) -> None:
         if guard is not None:
             guard.check("while it was timed", rounds[i].leaves)
-        _clear_grads(rounds[i].call)  # no variant's gradients stay allocated while the others are timed
+        clear_grads(rounds[i].call)  # no variant's gradients stay allocated while the others are timed
 
     def failed(i: int) -> None:
         e = rounds[i]
@@ -683,12 +626,6 @@ def measure_variant(variant: Variant, case: Case, inputs: Inputs, refs: Referenc
         A :class:`Measurement`; its ``status`` is ``ok``, ``unsupported``, ``oom``, ``error`` or ``numerics``.
     """
     return measure_case([variant], case, inputs, refs, cfg)[0][1]
-
-
-def _clear_grads(call) -> None:
-    """Drop the leaves' gradients so neither memory nor time counts freeing the previous ones."""
-    for leaf in getattr(call, "leaves", ()) or ():
-        leaf.grad = None
 
 
 def _fill_errors(m: Measurement, case: Case, inputs: Inputs, refs: ReferenceCache, out: torch.Tensor,

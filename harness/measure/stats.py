@@ -17,6 +17,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+__all__ = ["MedianCI", "PairedRatio", "median", "median_ci", "paired_ratio", "quantile", "rel_noise"]
+
+
 #: MAD -> standard deviation of a normal distribution.
 _MAD_TO_SD = 1.4826
 

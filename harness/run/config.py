@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from harness.core.models import MODELS
 from harness.core.names import DTYPE_NAMES, INPUT_KINDS, MODES, PATTERN_KINDS
 from harness.core.varlen import LAYOUTS, parse_lengths
-from harness.measure.contention import allowed_cores
+from harness.measure.machine import allowed_cores
 
 if TYPE_CHECKING:
     from harness.core.case import Case

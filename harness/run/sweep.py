@@ -41,7 +41,7 @@ from harness.core.varlen import doc_stats
 from harness.measure import env as _env
 from harness.measure import runner as _measure
 from harness.measure.allocator import steady_malloc
-from harness.measure.contention import default_threads
+from harness.measure.machine import default_threads
 from harness.measure.runner import declined
 from harness.run.config import ConfigError, SweepPlan
 from harness.run.inflight import InFlight, Suspect, Watchdog, leftovers
