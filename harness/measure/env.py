@@ -63,7 +63,7 @@ def cpu_model() -> str:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
     """Commit of the harness source tree (``-dirty`` appended when it has local changes); ``""`` outside git."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the folder holding the harness package
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=5, check=False)
