@@ -203,7 +203,7 @@ def test_an_unknown_command_is_refused(capsys):
 
 
 def test_help_paths_import_neither_torch_nor_hydra():
-    """`--help` and `sweep --help` answer without torch (about 1-3 s to import here) or Hydra."""
+    """`--help` and `sweep --help` answer without torch (slow to import) or Hydra."""
     code = ("import contextlib, io, sys\n"
             "from harness.cli import main as cli\n"
             "with contextlib.redirect_stdout(io.StringIO()) as out:\n"

@@ -12,6 +12,8 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+__all__ = ["GAP", "fmt_value", "plain_sweep_values", "sweep_help", "table"]
+
 #: Spaces between two columns.
 GAP = 2
 
