@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = ["CONFIG_DIR", "SCHEMA_NAME", "default_preset", "preset_description", "preset_values", "presets", "register"]
+
 CONFIG_DIR = Path(__file__).resolve().parent
 SCHEMA_NAME = "attnbench_schema"
 

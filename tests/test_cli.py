@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import types
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -142,6 +144,20 @@ def test_hydra_info_flags_are_answered_by_hydras_own_app(capfd):
     assert "seq_len: 8" in out and "heads: 3" in out and "variants:" in out
 
 
+def test_hydras_app_child_imports_this_harness(monkeypatch):
+    """The child answering Hydra's flags gets the folder holding this ``harness`` package first on PYTHONPATH."""
+    import subprocess
+
+    import harness
+
+    seen = {}
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.update(cmd=cmd, env=env) or 0)
+    assert launch.run_hydra_app(["--info"]) == 0
+    first = Path(seen["env"]["PYTHONPATH"].split(os.pathsep)[0])
+    assert (first / "harness" / "__init__.py").resolve() == Path(harness.__file__).resolve()
+    assert seen["cmd"][1:] == ["-m", "harness.run.launch", "--info"]
+
+
 def test_sweep_leaves_sys_argv_alone_and_a_failing_job_is_exit_1(tmp_path, cwd, capsys, monkeypatch):
     import harness.run.sweep
 
@@ -187,7 +203,7 @@ def test_an_unknown_command_is_refused(capsys):
 
 
 def test_help_paths_import_neither_torch_nor_hydra():
-    """`--help` and `sweep --help` answer without torch (about 1-3 s to import here) or Hydra."""
+    """`--help` and `sweep --help` answer without torch (slow to import) or Hydra."""
     code = ("import contextlib, io, sys\n"
             "from harness.cli import main as cli\n"
             "with contextlib.redirect_stdout(io.StringIO()) as out:\n"

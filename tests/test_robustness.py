@@ -2,7 +2,7 @@
 
 The documented contract: bad input is a ``ValueError`` (``ConfigError`` for the config) whose message names the
 value; anything else (TypeError, IndexError, a torch RuntimeError...) escaping these entry points is a bug.
-Example counts are modest so the file runs in well under 30 s; ``ATTNBENCH_HYPOTHESIS_EXAMPLES=2000`` runs a deeper
+Example counts are modest so the file stays quick; ``ATTNBENCH_HYPOTHESIS_EXAMPLES=2000`` runs a deeper
 search.
 """
 
@@ -104,7 +104,7 @@ def test_case_raises_only_value_error(kw):
 
 
 def test_case_unhashable_values_are_value_errors():
-    """Found by the property test above (fixed on main in 68abb53): Case(dtype=[...]) raised TypeError."""
+    """Unhashable values (``Case(dtype=[...])``) are ValueErrors, not TypeErrors (a case the property test found)."""
     for kw in ({"dtype": ["float32"]}, {"mode": ["fwd"]}, {"inputs": {"a": 1}}, {"device": ["cpu"]}):
         with pytest.raises(ValueError):
             Case(**kw)  # type: ignore[arg-type]

@@ -2,3 +2,5 @@
 
 May import every other subpackage; nothing imports it (``harness.__main__`` aside).
 """
+
+__all__: list[str] = []

@@ -21,6 +21,8 @@ from harness.core.pattern import Pattern
 from harness.core.registry import load_variants_from, select_variants
 from harness.testing import CONFORMANCE_DTYPES, CheckResult, run_conformance, summarize
 
+__all__ = ["check_main", "format_table"]
+
 _NOTE_WIDTH = 90
 _HEADERS = ("variant", "device", "dtype", "BxHxNxD", "pattern", "mode", "status", "out_rel_l2", "tol",
             "grad_rel_l2", "grad_tol", "note")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import shutil
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+__all__ = ["GAP", "PlainSweep", "fmt_value", "plain_sweep_values", "sweep_help", "table"]
 
 #: Spaces between two columns.
 GAP = 2
@@ -71,24 +74,34 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
-def plain_sweep_values() -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """What a plain ``attnbench sweep`` uses: ``(preset, values, set_by_preset, grid)``.
+@dataclass
+class PlainSweep:
+    """What a plain ``attnbench sweep`` uses.
 
-    ``values`` are the schema's defaults with the default preset applied; ``set_by_preset`` the keys the preset
-    changed (to their values); ``grid`` its ``hydra.sweeper.params`` (one Hydra job per value).
+    Args:
+        preset: the default preset's name.
+        values: the schema's defaults with that preset applied.
+        changed: the keys the preset sets (to their values).
+        grid: its ``hydra.sweeper.params`` (one Hydra job per value).
     """
+
+    preset: str
+    values: dict[str, Any]
+    changed: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict)
+
+
+def plain_sweep_values() -> PlainSweep:
+    """What a plain ``attnbench sweep`` uses: the schema's defaults and the default preset (read as YAML)."""
     import configs
     from harness.run.config import schema_keys
 
-    preset = configs.default_preset()
-    values = {key: default for key, _, default, _ in schema_keys()}
-    changed: dict[str, Any] = {}
-    grid: dict[str, Any] = {}
-    if preset != "none":
-        keys, grid = configs.preset_values(preset)
-        changed = {k: v for k, v in keys.items() if k in values}
-        values.update(changed)
-    return preset, values, changed, grid
+    plain = PlainSweep(preset=configs.default_preset(), values={key: default for key, _, default, _ in schema_keys()})
+    if plain.preset != "none":
+        keys, plain.grid = configs.preset_values(plain.preset)
+        plain.changed = {k: v for k, v in keys.items() if k in plain.values}
+        plain.values.update(plain.changed)
+    return plain
 
 
 def sweep_help(total: int | None = None) -> str:
@@ -103,7 +116,8 @@ def sweep_help(total: int | None = None) -> str:
     import configs
     from harness.run.config import schema_keys
 
-    preset, values, changed, grid = plain_sweep_values()
+    plain = plain_sweep_values()
+    preset, values, changed, grid = plain.preset, plain.values, plain.changed, plain.grid
     lines = [
         "usage: attnbench sweep [-m] [KEY=VALUE ...] [hydra flags]",
         "",

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+__all__ = ["USAGE", "list_main", "main", "sweep_args_parser", "sweep_main"]
+
 USAGE = """\
 usage: attnbench [COMMAND] [ARGS ...]
 
@@ -94,13 +96,6 @@ def _maybe_report(run_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
-def sweep_help() -> str:
-    """Help of ``attnbench sweep`` (:func:`harness.cli.helptext.sweep_help`; no torch, no Hydra)."""
-    from harness.cli.helptext import sweep_help as text
-
-    return text()
-
-
 def sweep_args_parser() -> argparse.ArgumentParser:
     """The flags ``attnbench sweep`` accepts: Hydra's command-line flags, with the overrides as positionals.
 
@@ -132,6 +127,8 @@ def sweep_main(argv: Sequence[str]) -> int:
     """
     argv = list(argv)
     if "-h" in argv or "--help" in argv:
+        from harness.cli.helptext import sweep_help
+
         print(sweep_help(), end="")
         return 0
     parser = sweep_args_parser()

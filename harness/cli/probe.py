@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from harness.core.case import DTYPES, MODES, Case
 from harness.core.pattern import PATTERN_KINDS, make_pattern
 
+__all__ = ["Support", "VariantSupport", "family", "format_support", "format_table", "probe_variant", "probe_variants"]
+
 _PROBE_PATTERNS = {k: make_pattern(k, window=64, block=32, local=1, stride=2, n_global=1) for k in PATTERN_KINDS}
 _BASE = Case(batch=1, heads=1, seq_len=128, head_dim=64, dtype="float32", device="cpu", pattern=_PROBE_PATTERNS["full"],
              mode="fwd", seed=0)

@@ -3,3 +3,5 @@ isolation in child processes, crash attribution, parallel-job notice and progres
 
 May import every subpackage below it: ``core``, ``inputs``, ``measure``, ``store``, ``base``.
 """
+
+__all__: list[str] = []

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["Declines", "find_declines", "merge_reasons", "plan_declines"]
+
 #: A reason of the form ``key=value (why)``; reasons that share the key and the bracket merge.
 _KEY_VALUE = re.compile(r"^(?P<key>[A-Za-z_]+)=(?P<value>\S+) (?P<rest>\(.*\))$")
 

@@ -1,8 +1,8 @@
 """What a sweep process is measuring right now, kept on disk, so a crash or a hang is attributed, not repeated.
 
 A process that dies inside a measurement (a segfault, ``os._exit``, the OOM killer, a SIGKILL, a hang someone
-interrupted) leaves no row, and before this module it also left no word of what it was doing: rerunning the same
-sweep crashed again at the same place. Now:
+interrupted) leaves no row; without a word of what it was doing, rerunning the same sweep would crash again at the
+same place. So:
 
 - :class:`InFlight` keeps one marker per sweep process, ``RUN/.inflight/<host>.<pid>.json``: the case being
   measured, its (record id, variant) items still without a row, and the phase (``setup <variant>``, ``timing <n>
@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.base.files import pid_alive
+
+__all__ = ["INFLIGHT_DIR", "WATCHDOG_EXIT", "InFlight", "Leftovers", "Suspect", "Watchdog", "leftovers"]
 
 log = logging.getLogger("attnbench.sweep")
 

@@ -15,7 +15,7 @@ atomically). The parent waits with ``os.wait4``, which also returns the child's 
   :mod:`faulthandler` printed, when there is one.
 
 Every row of an isolated case has two extra columns: ``child_maxrss_bytes``, the child's peak resident set size
-(``ru_maxrss`` from ``wait4``: the whole interpreter, torch included, so a few hundred MB even for a tiny case), and
+(``ru_maxrss`` from ``wait4``: the whole interpreter, torch included, so far more than a tiny case needs), and
 ``child_wall_ms``, the child's wall time from start to exit (interpreter start-up included).
 
 Start-up (Python, torch, the variants) is not counted in ``timeout_s``; it has its own limit, ``startup_timeout_s``.
@@ -42,14 +42,17 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.core.case import Case
-from harness.measure.runner import MeasureConfig, Measurement
+from harness.measure.runner import MeasureConfig, Measurement, failure
+
+__all__ = ["STARTUP_TIMEOUT_S", "IsolatedJob", "IsolatedOutcome", "run_isolated"]
 
 #: Limit on the child's start-up (interpreter, torch and variant imports) before the case clock starts.
 STARTUP_TIMEOUT_S = 300.0
 #: Environment variable that tells the child its parent's pid (to die with it).
-PARENT_PID_ENV = "ATTNBENCH_ISOLATE_PARENT"
+_PARENT_PID_ENV = "ATTNBENCH_ISOLATE_PARENT"
 _PR_SET_PDEATHSIG = 1
 _REASON_MAX = 500
 
@@ -113,7 +116,7 @@ def _child_env() -> dict[str, str]:
     old = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(extra + old))
     env.setdefault("PYTHONFAULTHANDLER", "1")
-    env[PARENT_PID_ENV] = str(os.getpid())
+    env[_PARENT_PID_ENV] = str(os.getpid())
     return env
 
 
@@ -187,74 +190,22 @@ def run_isolated(job: IsolatedJob, timeout_s: float, startup_timeout_s: float = 
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise ValueError(f"{key}={value!r} is out of range (allowed: seconds, a number > 0)")
     with tempfile.TemporaryDirectory(prefix="attnbench-isolate-") as tmp:
-        tmpdir = Path(tmp)
-        job_path, result_path, ready_path = tmpdir / "job.pkl", tmpdir / "result.pkl", tmpdir / "ready"
-        log_file = tmpdir / "child.log"
-        job_path.write_bytes(pickle.dumps(job))
+        files = _ChildFiles(Path(tmp))
+        files.job.write_bytes(pickle.dumps(job))
         t0 = time.monotonic()
-        with open(log_file, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.run.isolate", str(job_path), str(result_path), str(ready_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
-                start_new_session=True)
-        status = usage = None
-        started: float | None = None
-        limit_hit = ""
-        try:
-            delay = 0.002
-            while True:
-                pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    status, usage = st, ru
-                    break
-                now = time.monotonic()
-                if started is None and ready_path.exists():
-                    started = now
-                if started is None and now - t0 > startup_timeout_s:
-                    limit_hit = "startup_timeout"
-                elif started is not None and now - started > timeout_s:
-                    limit_hit = "timeout"
-                if limit_hit:
-                    _kill_group(proc.pid)
-                    _, status, usage = os.wait4(proc.pid, 0)
-                    break
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.05)
-        finally:
-            if status is None:  # interrupted (Ctrl-C) while waiting: never leave the child behind
-                _kill_group(proc.pid)
-                with contextlib.suppress(ChildProcessError):
-                    os.wait4(proc.pid, 0)
-                proc.returncode = -signal.SIGKILL
+        proc = _start_child(files)
+        end = _wait(proc, files.ready, t0, timeout_s, startup_timeout_s)
         t_end = time.monotonic()
-        assert status is not None
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.returncode = os.waitstatus_to_exitcode(end.status)
         wall_s = t_end - t0
-        case_s = t_end - started if started is not None else 0.0
-        maxrss = _maxrss_bytes(usage)
-        result = None
-        if not limit_hit and result_path.exists():
-            with contextlib.suppress(Exception):  # a torn or foreign file counts as no result
-                result = pickle.loads(result_path.read_bytes())
-        log_text = log_file.read_text(encoding="utf-8", errors="replace")
+        maxrss = _maxrss_bytes(end.usage)
+        result = None if end.limit_hit else _read_result(files.result)
+        log_text = files.log.read_text(encoding="utf-8", errors="replace")
         if result is not None:
             m, seconds, how = result["measurement"], float(result["seconds"]), "result"
         else:
-            threads = job.threads
-            if limit_hit == "timeout":
-                m = Measurement(status="timeout", threads=threads,
-                                reason=f"no result within case_timeout_s={timeout_s:g} s; the child (pid "
-                                       f"{proc.pid}) and its process group were killed")
-                how = "timeout"
-            elif limit_hit == "startup_timeout":
-                m = Measurement(status="timeout", threads=threads,
-                                reason=f"the child did not start within {startup_timeout_s:g} s (interpreter, torch "
-                                       f"and variant imports); it was killed")
-                how = "startup_timeout"
-            else:
-                m = Measurement(status="crashed", threads=threads, reason=_crash_reason(proc.returncode, log_text))
-                how = "signal" if proc.returncode < 0 else "exit_code"
-            seconds = case_s
+            m, how = _no_result(job, end.limit_hit, proc, log_text, timeout_s, startup_timeout_s)
+            seconds = t_end - end.started if end.started is not None else 0.0
             if log_path is not None:
                 with contextlib.suppress(OSError):
                     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -265,8 +216,105 @@ def run_isolated(job: IsolatedJob, timeout_s: float, startup_timeout_s: float = 
                                returncode=proc.returncode)
 
 
+@dataclass
+class _ChildFiles:
+    """The files a child and its parent share, in a temporary folder: the job in, the result and the ready signal
+    out, and the child's output."""
+
+    folder: Path
+
+    def __post_init__(self) -> None:
+        self.job, self.result, self.ready = self.folder / "job.pkl", self.folder / "result.pkl", self.folder / "ready"
+        self.log = self.folder / "child.log"
+
+
+def _start_child(files: _ChildFiles) -> subprocess.Popen:
+    """``python -m harness.run.isolate JOB RESULT READY`` in a session of its own, its output into the log."""
+    with open(files.log, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "harness.run.isolate", str(files.job), str(files.result), str(files.ready)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+            start_new_session=True)
+
+
+@dataclass
+class _Ended:
+    """How the wait for a child ended.
+
+    Args:
+        status: the wait status (``os.wait4``).
+        usage: its resource usage.
+        started: when the child said it was ready (``time.monotonic``; None: never).
+        limit_hit: ``timeout`` or ``startup_timeout`` when the parent killed it, else empty.
+    """
+
+    status: int
+    usage: Any
+    started: float | None
+    limit_hit: str
+
+
+def _wait(proc: subprocess.Popen, ready: Path, t0: float, timeout_s: float, startup_timeout_s: float) -> _Ended:
+    """Wait for the child to end, killing its process group at a limit; never leaves it behind (Ctrl-C included)."""
+    status = usage = None
+    started: float | None = None
+    limit_hit = ""
+    try:
+        delay = 0.002
+        while True:
+            pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                status, usage = st, ru
+                break
+            now = time.monotonic()
+            if started is None and ready.exists():
+                started = now
+            if started is None and now - t0 > startup_timeout_s:
+                limit_hit = "startup_timeout"
+            elif started is not None and now - started > timeout_s:
+                limit_hit = "timeout"
+            if limit_hit:
+                _kill_group(proc.pid)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+    finally:
+        if status is None:  # interrupted (Ctrl-C) while waiting: never leave the child behind
+            _kill_group(proc.pid)
+            with contextlib.suppress(ChildProcessError):
+                os.wait4(proc.pid, 0)
+            proc.returncode = -signal.SIGKILL
+    return _Ended(status=status, usage=usage, started=started, limit_hit=limit_hit)
+
+
+def _read_result(path: Path) -> dict | None:
+    """The child's result file, or None (none, torn or foreign)."""
+    if not path.exists():
+        return None
+    with contextlib.suppress(Exception):
+        return pickle.loads(path.read_bytes())
+    return None
+
+
+def _no_result(job: IsolatedJob, limit_hit: str, proc: subprocess.Popen, log_text: str, timeout_s: float,
+               startup_timeout_s: float) -> tuple[Measurement, str]:
+    """The row of a child that gave no result, and how it ended (``timeout``, ``startup_timeout``, ``signal``,
+    ``exit_code``)."""
+    if limit_hit == "timeout":
+        return Measurement(status="timeout", threads=job.threads,
+                           reason=f"no result within case_timeout_s={timeout_s:g} s; the child (pid {proc.pid}) and "
+                                  f"its process group were killed"), "timeout"
+    if limit_hit == "startup_timeout":
+        return Measurement(status="timeout", threads=job.threads,
+                           reason=f"the child did not start within {startup_timeout_s:g} s (interpreter, torch and "
+                                  f"variant imports); it was killed"), "startup_timeout"
+    m = Measurement(status="crashed", threads=job.threads, reason=_crash_reason(proc.returncode, log_text))
+    return m, "signal" if proc.returncode < 0 else "exit_code"
+
+
 # ---------------------------------------------------------------------------------------------------- the child
-def die_with_parent(parent_pid: int) -> str:
+def _die_with_parent(parent_pid: int) -> str:
     """Make this process end when ``parent_pid`` does; returns how (``pdeathsig``, ``poll``).
 
     Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then a check that the parent did not die before the call.
@@ -314,7 +362,7 @@ def _preload(case: Case) -> None:
             import torch.utils.benchmark  # noqa: F401  (CPU timing)
 
 
-def child_main(argv: list[str]) -> int:
+def _child_main(argv: list[str]) -> int:
     """The child's entry point: ``python -m harness.run.isolate JOB RESULT READY``.
 
     Loads the job, imports the variants, touches ``READY`` (the case clock starts), measures, writes ``RESULT``.
@@ -328,14 +376,14 @@ def child_main(argv: list[str]) -> int:
     import faulthandler
 
     faulthandler.enable()
-    parent = os.environ.get(PARENT_PID_ENV, "")
+    parent = os.environ.get(_PARENT_PID_ENV, "")
     if parent.isdigit():
-        die_with_parent(int(parent))
+        _die_with_parent(int(parent))
     job_path, result_path, ready_path = (Path(a) for a in argv)
     job: IsolatedJob = pickle.loads(job_path.read_bytes())
 
     from harness.core.registry import get_variant, load_variants_from
-    from harness.run.outcome import CaseInputs, failure, measure_one
+    from harness.run.outcome import CaseInputs, measure_one
 
     mcfg = job.mcfg or MeasureConfig()
     _preload(job.case)
@@ -358,4 +406,4 @@ def child_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))
+    sys.exit(_child_main(sys.argv[1:]))

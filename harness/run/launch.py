@@ -41,8 +41,10 @@ from typing import Any
 from harness.run.config import AXES, ConfigError, SweepPlan, plan_from_config
 from harness.run.sweep import no_device_message
 
-CONFIG_MODULE = "configs"
-CONFIG_NAME = "config"
+__all__ = ["Grid", "build_grid", "run_grid", "run_hydra_app", "task"]
+
+_CONFIG_MODULE = "configs"
+_CONFIG_NAME = "config"
 _GROUP_KEYS = ("preset",)
 _LIST_KEYS = ("variants", "variants_from")
 _NO_SWEEP_KEYS = ("results_dir", "run_name")
@@ -113,7 +115,7 @@ def _key_help(text: str) -> str:
     return ""
 
 
-def normalize_overrides(overrides: Sequence[str], multirun: bool) -> tuple[list[str], bool]:
+def _normalize_overrides(overrides: Sequence[str], multirun: bool) -> tuple[list[str], bool]:
     """Rewrite list-like overrides and decide whether Hydra's multirun is needed.
 
     Returns:
@@ -154,7 +156,7 @@ def _has_key(overrides: Sequence[str], key: str) -> bool:
     return any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides)
 
 
-def default_run_name() -> str:
+def _default_run_name() -> str:
     """A timestamp run name, e.g. ``2026-11-22_18-32-49``."""
     return _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
@@ -165,7 +167,7 @@ def _compose(overrides: list[str]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+        return compose(_CONFIG_NAME, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as exc:
         msg = _clean_hydra_error(exc)
         raise ConfigError(msg + _key_help(msg)) from None
@@ -187,7 +189,7 @@ def _to_plain(cfg: Any) -> dict:
     return container
 
 
-def expand_grid(overrides: Sequence[Any]) -> list[list[str]]:
+def _expand_grid(overrides: Sequence[Any]) -> list[list[str]]:
     """Hydra's basic sweep: every combination of the sweep overrides' values, one override list per job.
 
     A later override of a key replaces an earlier one (a preset's grid, then the command line).
@@ -233,52 +235,70 @@ def build_grid(overrides: Sequence[str], multirun: bool = False, cuda_available:
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     import configs
     from harness.measure.env import cuda_available as _cuda
 
     cuda = _cuda() if cuda_available is None else cuda_available
-    ovs, needs_multirun = normalize_overrides(overrides, multirun)
+    ovs, needs_multirun = _normalize_overrides(overrides, multirun)
     if not _has_key(ovs, "run_name"):
-        ovs.append(f"run_name={default_run_name()}")
+        ovs.append(f"run_name={_default_run_name()}")
     parser = _parser()
     parsed = parser.parse_overrides(ovs)
     plain = [o.input_line for o in parsed if not o.is_sweep_override()]
     configs.register()
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+    with initialize_config_module(config_module=_CONFIG_MODULE, version_base="1.3"):
         base = _compose([p for p in plain if p is not None])
         raw = base.hydra.sweeper.get("params")
         params = OmegaConf.to_container(raw) if raw is not None else {}
         multirun = multirun or needs_multirun or bool(params)
-        if multirun:
-            grid_ovs = [f"{k}={v}" for k, v in params.items()] + ovs
-            jobs = expand_grid([o for o in parser.parse_overrides(grid_ovs) if not o.is_hydra_override()])
-            hydra_ovs = [o for o in parsed if o.is_hydra_override()]
-            jobs = [job + [o.input_line for o in hydra_ovs] for job in jobs]  # composed with Hydra's own keys
-        else:
-            jobs = [ovs]
-        composed: dict[tuple[str, ...], Any] = {}
-        plans: list[SweepPlan] = []
-        for job in jobs:
-            job_parsed = parser.parse_overrides(list(job))
-            special = tuple(o.input_line for o in job_parsed if o.get_key_element().split("/")[0] in _GROUP_KEYS
-                            or "/" in o.get_key_element() or o.is_add() or o.is_delete() or o.is_force_add())
-            if special not in composed:
-                rest = [o.input_line for o in job_parsed if o.input_line not in special]
-                composed[special] = base if set(special) <= set(plain) else _compose(rest + list(special))
-            cfg = copy.deepcopy(composed[special])
-            for o in job_parsed:
-                key = o.get_key_element()
-                if o.input_line in special or key.startswith("hydra"):
-                    continue
-                try:
-                    OmegaConf.update(cfg, key, o.value(), merge=False)
-                except OmegaConfBaseException as exc:
-                    raise ConfigError(f"{o.input_line!r}: {_clean_hydra_error(exc)}") from None
-            plans.append(plan_from_config(_to_plain(cfg), cuda_available=cuda))
+        jobs = _grid_jobs(parser, parsed, [f"{k}={v}" for k, v in params.items()] + ovs) if multirun else [ovs]
+        plans = _job_plans(parser, jobs, base, plain, cuda)
     GlobalHydra.instance().clear()
+    _check_plans(plans, cuda)
+    task_jobs = [[o.input_line for o in parser.parse_overrides(list(j)) if not o.is_hydra_override()] for j in jobs]
+    return Grid(overrides=ovs, multirun=multirun, plans=plans, jobs=task_jobs)
+
+
+def _grid_jobs(parser: Any, parsed: Sequence[Any], grid_ovs: list[str]) -> list[list[str]]:
+    """One override list per job of a multirun: the preset's grid then the command line's overrides expanded, each
+    job with Hydra's own overrides added (its config is composed with them)."""
+    jobs = _expand_grid([o for o in parser.parse_overrides(grid_ovs) if not o.is_hydra_override()])
+    hydra_ovs = [o.input_line for o in parsed if o.is_hydra_override()]
+    return [job + hydra_ovs for job in jobs]
+
+
+def _job_plans(parser: Any, jobs: list[list[str]], base: Any, plain: list[str], cuda: bool) -> list[SweepPlan]:
+    """Every job's plan. A job's config is composed once per set of overrides that change the composition (a
+    preset, a config group, ``+``/``~``/``++`` keys); the other values are set on a copy of it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    composed: dict[tuple[str, ...], Any] = {}
+    plans: list[SweepPlan] = []
+    for job in jobs:
+        job_parsed = parser.parse_overrides(list(job))
+        special = tuple(o.input_line for o in job_parsed if o.get_key_element().split("/")[0] in _GROUP_KEYS
+                        or "/" in o.get_key_element() or o.is_add() or o.is_delete() or o.is_force_add())
+        if special not in composed:
+            rest = [o.input_line for o in job_parsed if o.input_line not in special]
+            composed[special] = base if set(special) <= set(plain) else _compose(rest + list(special))
+        cfg = copy.deepcopy(composed[special])
+        for o in job_parsed:
+            key = o.get_key_element()
+            if o.input_line in special or key.startswith("hydra"):
+                continue
+            try:
+                OmegaConf.update(cfg, key, o.value(), merge=False)
+            except OmegaConfBaseException as exc:
+                raise ConfigError(f"{o.input_line!r}: {_clean_hydra_error(exc)}") from None
+        plans.append(plan_from_config(_to_plain(cfg), cuda_available=cuda))
+    return plans
+
+
+def _check_plans(plans: list[SweepPlan], cuda: bool) -> None:
+    """The grid writes into one run directory, has cases, and can run some of them on this machine."""
     dirs = {p.run_dir for p in plans}
     if len(dirs) != 1:
         raise ConfigError(f"the grid writes into several run directories ({', '.join(map(str, sorted(dirs)))}); "
@@ -288,8 +308,6 @@ def build_grid(overrides: Sequence[str], multirun: bool = False, cuda_available:
         raise ConfigError("the sweep has no cases")
     if not cuda and all(c.device_type == "cuda" for c in cases):
         raise ConfigError(no_device_message(cases[0].device))
-    task_jobs = [[o.input_line for o in parser.parse_overrides(list(j)) if not o.is_hydra_override()] for j in jobs]
-    return Grid(overrides=ovs, multirun=multirun, plans=plans, jobs=task_jobs)
 
 
 def task(cfg: Any, write_csv: bool = True) -> dict:
@@ -325,7 +343,7 @@ def task(cfg: Any, write_csv: bool = True) -> dict:
             "statuses": dict(result.statuses)}
 
 
-class JobCallbacks:
+class _JobCallbacks:
     """Hydra's callbacks (``hydra.callbacks`` in the config) for the jobs this module runs; none by default.
 
     What ``run_job`` and the launchers call on ``HydraContext.callbacks``: each configured callback is
@@ -376,9 +394,7 @@ def run_grid(grid: Grid, job: Callable[[Any], Any] | None = None) -> int:
     """
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.plugins import Plugins
-    from hydra.core.utils import configure_log, run_job, setup_globals
+    from hydra.core.utils import configure_log, setup_globals
     from hydra.types import HydraContext, RunMode
 
     import configs
@@ -389,32 +405,53 @@ def run_grid(grid: Grid, job: Callable[[Any], Any] | None = None) -> int:
     GlobalHydra.instance().clear()
     mode = RunMode.MULTIRUN if grid.multirun else RunMode.RUN
     try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        with initialize_config_module(config_module=_CONFIG_MODULE, version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
-            cfg = loader.load_configuration(CONFIG_NAME, [*grid.overrides, f"hydra.mode={mode.name}"], run_mode=mode)
-            callbacks = JobCallbacks(cfg)
+            cfg = loader.load_configuration(_CONFIG_NAME, [*grid.overrides, f"hydra.mode={mode.name}"], run_mode=mode)
+            callbacks = _JobCallbacks(cfg)
             context = HydraContext(config_loader=loader, callbacks=callbacks)
             configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
-            if not grid.multirun:
-                callbacks.on_run_start(config=cfg, config_name=CONFIG_NAME)
-                ret = run_job(hydra_context=context, task_function=fn, config=cfg, job_dir_key="hydra.run.dir",
-                              job_subdir_key=None)
-                callbacks.on_run_end(config=cfg, config_name=CONFIG_NAME, job_return=ret)
-                returns = [ret]
+            if grid.multirun:
+                returns = _launch(context, callbacks, fn, cfg, grid.jobs)
             else:
-                from omegaconf import OmegaConf
-
-                HydraConfig.instance().set_config(cfg)
-                callbacks.on_multirun_start(config=cfg, config_name=CONFIG_NAME)
-                sweep_dir = Path(str(cfg.hydra.sweep.dir))
-                sweep_dir.mkdir(parents=True, exist_ok=True)
-                OmegaConf.save(cfg, sweep_dir / "multirun.yaml")  # as Hydra's sweeper does
-                launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=fn,
-                                                                   config=cfg)
-                returns = list(launcher.launch(job_overrides=grid.jobs, initial_job_idx=0))
-                callbacks.on_multirun_end(config=cfg, config_name=CONFIG_NAME)
+                returns = [_run_one(context, callbacks, fn, cfg)]
     finally:
         GlobalHydra.instance().clear()
+    return _exit_code(returns)
+
+
+def _run_one(context: Any, callbacks: _JobCallbacks, fn: Callable[[Any], Any], cfg: Any) -> Any:
+    """A single run, as ``@hydra.main`` runs it: Hydra's outputs and the log go into the run directory."""
+    from hydra.core.utils import run_job
+
+    callbacks.on_run_start(config=cfg, config_name=_CONFIG_NAME)
+    ret = run_job(hydra_context=context, task_function=fn, config=cfg, job_dir_key="hydra.run.dir",
+                  job_subdir_key=None)
+    callbacks.on_run_end(config=cfg, config_name=_CONFIG_NAME, job_return=ret)
+    return ret
+
+
+def _launch(context: Any, callbacks: _JobCallbacks, fn: Callable[[Any], Any], cfg: Any,
+            jobs: list[list[str]]) -> list[Any]:
+    """A multirun: ``multirun.yaml`` saved as Hydra's sweeper does, then one job per override list through the
+    configured launcher plugin."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.plugins import Plugins
+    from omegaconf import OmegaConf
+
+    HydraConfig.instance().set_config(cfg)
+    callbacks.on_multirun_start(config=cfg, config_name=_CONFIG_NAME)
+    sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, sweep_dir / "multirun.yaml")
+    launcher = Plugins.instance().instantiate_launcher(hydra_context=context, task_function=fn, config=cfg)
+    returns = list(launcher.launch(job_overrides=jobs, initial_job_idx=0))
+    callbacks.on_multirun_end(config=cfg, config_name=_CONFIG_NAME)
+    return returns
+
+
+def _exit_code(returns: Sequence[Any]) -> int:
+    """0 when every job finished; the highest exit status a job asked for; 1 (its error printed) when one raised."""
     code = 0
     for n, ret in enumerate(returns):
         try:
@@ -439,7 +476,7 @@ def run_hydra_app(argv: Sequence[str]) -> int:
     Returns:
         The child's exit status.
     """
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding the harness package
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return subprocess.call([sys.executable, "-m", "harness.run.launch", *argv], env=env)
@@ -452,7 +489,7 @@ def _hydra_main() -> None:
     import configs
 
     configs.register()
-    hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)(task)()
+    hydra.main(version_base="1.3", config_path=f"pkg://{_CONFIG_MODULE}", config_name=_CONFIG_NAME)(task)()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ Both :func:`harness.run.sweep.run_sweep` (in process) and the isolated child (:m
   any inputs are drawn and before any child process is started.
 - :class:`CaseInputs` keeps the inputs and the float64 baseline of the current case while consecutive cases
   share them (the modes of one case).
-- :func:`failure` turns an exception into an ``oom`` or ``error`` measurement.
-- :func:`measure_one` measures a supported (case, variant) and turns every failure into a measurement.
+- :func:`measure_one` measures a supported (case, variant) and turns every failure into a measurement
+  (:func:`harness.measure.runner.failure`: ``oom`` for an out-of-memory error, else ``error``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from typing import Any
 from harness.core.case import Case, Inputs
 from harness.core.reference import ReferenceCache
 from harness.inputs.make import make_inputs
-from harness.measure.runner import MeasureConfig, Measurement, declined, measure_variant
-from harness.measure.runner import failure as measure_failure
+from harness.measure.runner import MeasureConfig, Measurement, declined, failure, measure_variant
 
-#: Longest reason kept on a failure row.
-REASON_MAX = 500
+__all__ = ["CaseInputs", "measure_one"]
 
 
 class CaseInputs:
@@ -75,19 +73,6 @@ class CaseInputs:
 
             gc.collect()
             torch.cuda.empty_cache()
-
-
-def failure(exc: BaseException, threads: int) -> Measurement:
-    """The measurement of a failure: ``oom`` for an out-of-memory error, else ``error``; the reason names it.
-
-    Args:
-        exc: what was raised.
-        threads: the thread count to record on the row.
-
-    Returns:
-        A :class:`~harness.measure.runner.Measurement` with status and reason (first line of the message).
-    """
-    return measure_failure(exc, threads)
 
 
 def measure_one(variant: Any, case: Case, cache: CaseInputs, mcfg: MeasureConfig,

@@ -20,6 +20,8 @@ import threading
 import time
 from typing import TextIO
 
+__all__ = ["SLOW_PHASE_S", "Progress", "current", "install"]
+
 log = logging.getLogger("attnbench.sweep")
 
 _current: Progress | None = None
@@ -49,7 +51,7 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def choose_style(setting: str, stream: TextIO) -> str:
+def _choose_style(setting: str, stream: TextIO) -> str:
     """``auto`` -> ``bar`` on a terminal (and not ``TERM=dumb``), else ``plain``; other settings unchanged."""
     if setting != "auto":
         return setting
@@ -71,7 +73,7 @@ class Progress:
 
     def __init__(self, total: int, style: str = "auto", stream: TextIO | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
-        self.style = choose_style(style, self.stream)
+        self.style = _choose_style(style, self.stream)
         self.total = max(0, total)
         self.done = 0
         self.measured = 0

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from harness.base.files import pid_alive
 
+__all__ = ["MARKER_DIR", "SharedDeviceWarning", "SharingMonitor", "cpu_cores", "cuda_identity", "sharing_warning"]
+
 MARKER_DIR = ".jobs"
 
 
@@ -60,7 +62,6 @@ def cuda_identity(device: str) -> str:
         if listed and index < len(listed):
             return f"gpu:{listed[index]}"
     return f"gpu:{index}"
-
 
 
 class SharingMonitor:

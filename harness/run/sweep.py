@@ -2,9 +2,9 @@
 
 :func:`run_sweep` is a plain function of a :class:`~harness.run.config.SweepPlan` (Hydra only builds the plan). For
 each (case, variant) it writes one record to the run directory's store, whatever happens: ``ok``,
-``unsupported`` (with the variant's reasons, or a missing device), ``oom``, ``error`` or ``numerics``. A record
-that already exists is skipped, so running the same plan into the same directory again resumes it. At the end
-(and on Ctrl-C) ``results.csv`` is rebuilt from all records of the run directory.
+``unsupported`` (with the variant's reasons, or a missing device), ``oom``, ``error``, ``numerics``, ``timeout``
+or ``crashed``. A record that already exists is skipped, so running the same plan into the same directory again
+resumes it. At the end (and on Ctrl-C) ``results.csv`` is rebuilt from all records of the run directory.
 
 A case on a device this machine lacks (``cuda`` without a GPU) is an error when it is all the sweep asked for;
 when the sweep is part of a larger grid (``in_grid=True``: a Hydra multirun, or a list of devices of which one is
@@ -12,11 +12,11 @@ present) such cases become ``unsupported`` rows naming the missing device.
 
 With ``plan.isolate`` each supported (case, variant) is measured in a child process (:mod:`harness.run.isolate`):
 a hang becomes a ``timeout`` row, a crash of the interpreter a ``crashed`` row. Without it, what is in flight is
-kept on disk (:mod:`harness.run.inflight`): a rerun after a crash measures the (case, variant) that was running once in
-a child process (its row says what happened), and a phase running past ``case_timeout_s`` ends the process with a
-``timeout`` row instead of hanging forever. Every row also records
-``concurrent_jobs``, the number of other jobs of the run measuring on the same device of this host at the time
-(:mod:`harness.run.sharing`); the job warns the first time it is above zero.
+kept on disk (:mod:`harness.run.inflight`): a rerun after a crash measures the (case, variant) that was running
+once in a child process (its row says what happened), and a phase running past ``case_timeout_s`` ends the
+process with a ``timeout`` row instead of hanging forever. Every row also records ``concurrent_jobs``, the number
+of other jobs of the run measuring on the same device of this host at the time (:mod:`harness.run.sharing`); the
+job warns the first time it is above zero.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from harness.run.inflight import InFlight, Suspect, Watchdog, leftovers
 from harness.run.outcome import CaseInputs
 from harness.run.progress import Progress, current
 from harness.store.records import RunStore, record_id
+
+__all__ = ["TRUTH_LINE_MS", "SweepResult", "expected_ids", "no_device_message", "run_sweep"]
 
 #: A case's truth (float64 baseline, yardstick) gets a console line when it took at least this long.
 TRUTH_LINE_MS = 1000.0
@@ -81,6 +83,7 @@ class SweepResult:
 
 
 def no_device_message(device: str) -> str:
+    """The reason of a case on a device this machine lacks (an error, or the ``unsupported`` row in a grid)."""
     return (f"device={device}: no CUDA device here (torch.cuda.is_available() is False); allowed on this "
             f"machine: cpu, auto")
 
@@ -91,7 +94,7 @@ def _summary(m: _measure.Measurement) -> str:
     return m.reason[:120]
 
 
-def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement, rid: str,
+def _make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement, rid: str,
              wall_ms: float) -> dict[str, Any]:
     """The record of one measurement: public columns, then extras (block layout, threads, methods...)."""
     row = m.as_row()
@@ -118,23 +121,10 @@ def make_row(plan: SweepPlan, case: Case, variant: str, m: _measure.Measurement,
     return row
 
 
-def _measure_isolated(plan: SweepPlan, variant: Any, case: Case, mcfg: _measure.MeasureConfig,
-                      threads: int) -> tuple[_measure.Measurement, float]:
-    """One measurement in a child process (declined cases are answered here, without a child)."""
-    from harness.run.isolate import IsolatedJob, run_isolated
-
-    refused = declined(variant, case, threads)  # every reason, before any child is started
-    if refused is not None:
-        return refused, 0.0
-    job = IsolatedJob(case=case, variant=variant.name, variants_from=plan.variants_from, mcfg=mcfg, threads=threads)
-    out = run_isolated(job, plan.case_timeout_s)
-    return out.measurement, out.seconds
-
-
-def collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> dict:
+def _collect_env_once(run_dir: Path, env: dict, prog: Progress | None = None) -> dict:
     """PyTorch's environment report for this run: the one already in ``run_dir/env.json`` when it was taken on
     this host with this torch (a resumed run, another job of a multirun), else a new one
-    (:func:`harness.measure.env.collect_env_cached`: 0.4 s to a few seconds, or the machine's cached one).
+    (:func:`harness.measure.env.collect_env_cached`: a fresh report, or the machine's cached one).
 
     Args:
         run_dir: the run directory.
@@ -189,124 +179,204 @@ def run_sweep(plan: SweepPlan, *, in_grid: bool = False, job_dir: Path | None = 
     store = RunStore(plan.run_dir)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     store.clean_stale_temps()
-    if plan.threads:
-        torch.set_num_threads(plan.threads)
-        threads, threads_why = plan.threads, f"threads={plan.threads} (asked)"
-    else:  # torch's default, but no more threads than the cores other work leaves free
-        threads, threads_why = default_threads(torch.get_num_threads())
+    threads, threads_why = _choose_threads(plan)
     own = progress is None and current() is None
     prog = progress or current() or Progress(plan.n_items, plan.progress)
-    env = _env.capture_env()
-    env_doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
-               "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
-               "threads": threads_why, "allocator": steady_malloc(),
-               "collect_env": collect_env_once(plan.run_dir, env, prog)}
-    if plan.skip_unsupported:  # what is skipped, one line per variant, for the report's "Not measured"
-        from harness.run.declines import plan_declines
-
-        env_doc["skipped"] = plan_declines(plan, cuda).lines()
-    job_dir = Path(job_dir) if job_dir is not None else plan.run_dir
-    job_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(job_dir / "env.json", env_doc)
-    if job_dir != plan.run_dir and not (plan.run_dir / "env.json").exists():
-        write_json_atomic(plan.run_dir / "env.json", env_doc)
-
+    env_doc = _env_doc(plan, in_grid, resolved_config, threads_why, prog, cuda)
+    _write_env(plan.run_dir, Path(job_dir) if job_dir is not None else plan.run_dir, env_doc)
     if not plan.threads and threads < torch.get_num_threads():
         prog.message(f"{plan.run_id}: {threads_why}")
-    mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
-                                  threads=threads, rel_ci=plan.rel_ci or None, cpu_timer=plan.cpu_timer)
-    from harness.core.registry import get_variant
-
-    variants = [get_variant(n) for n in plan.variants]
-    result = SweepResult(run_dir=plan.run_dir)
-    skip = _announce_skipped(plan, cuda, prog) if plan.skip_unsupported else set()
-    result.not_run = len(skip)
-    cache = CaseInputs()
-    existing = store.ids()
-    flight = InFlight(plan.run_dir)
-    found = leftovers(plan.run_dir, store.has)
-    left, risky = found.suspects, set(found.hung)  # risky: variants measured in child processes from now on
-    _announce(prog, plan, found)
-    watchdog = None if plan.isolate else Watchdog(_on_hang)
-    faults = _print_faults()  # a segfault in process prints the Python stack that was running
-    leaks = _measure.LeakLedger()
-    from harness.run.sharing import SharedDeviceWarning, SharingMonitor, sharing_warning
-
-    monitor = SharingMonitor(plan.run_dir, {c.device for c in plan.cases if c.device not in missing})
-    warned: set[str] = set()
+    sweep = _Sweep(plan, store, prog, cuda, missing, threads)
     try:
         for case in plan.cases:
-            text = case.describe()
-            todo = []
-            for variant in variants:
-                if (case, variant.name) in skip:  # declined, said once per variant above; no row
-                    continue
-                rid = record_id(case, variant.name, plan.threads, plan.cpu_timer)
-                if rid in existing or store.has(rid):
-                    result.skipped += 1
-                    prog.finish(text, variant.name, "", skipped=True)
-                else:
-                    todo.append((variant, rid))
-            if not todo:
-                continue
-            sharing = [] if case.device in missing else monitor.sharing(case.device)
-            if sharing and case.device not in warned:
-                warned.add(case.device)
-                if prog.style in ("plain", "bar"):
-                    prog.message(sharing_warning(case.device, sharing))
-                else:
-                    warnings.warn(sharing_warning(case.device, sharing), SharedDeviceWarning, stacklevel=2)
-            write = _RowWriter(plan, store, result, prog, case, len(sharing), flight=flight, watchdog=watchdog)
-            redo = [(v, rid) for v, rid in todo if case.device not in missing and not plan.isolate
-                    and ((rid in left and left[rid].running) or v.name in risky)]
-            for variant, rid in redo:  # it was running when a process died, or its variant crashes: in a child
-                write.begin([(variant, rid)], f"child process for {variant.name} (after a crash)")
-                m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
-                m = _after_crash(m, left[rid]) if rid in left else _isolated_after_crash(m, variant.name)
-                if m.status in ("crashed", "timeout"):
-                    risky.add(variant.name)
-                write(variant, m, secs, rid)
-            todo = [item for item in todo if item not in redo]
-            if not todo:
-                continue
-            write.begin(todo)
-            if case.device in missing:
-                for variant, rid in todo:
-                    prog.start(text, variant.name)
-                    write(variant, _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
-                                                        threads=threads), 0.0, rid)
-            elif plan.isolate:  # one child per variant: timed one after another, never interleaved
-                for variant, rid in todo:
-                    write.phase(f"child process for {variant.name}", variant.name)
-                    m, secs = _measure_isolated(plan, variant, case, mcfg, threads)
-                    write(variant, _after_crash(m, left[rid]) if rid in left else m, secs, rid)
-            else:
-                _measure_case(case, todo, cache, mcfg, threads, leaks, write)
-            write.end()
-        for path in found.markers:  # a dead process's marker goes once each of its items has a row
+            sweep.run_case(case)
+        for path in sweep.found.markers:  # a dead process's marker goes once each of its items has a row
             _forget_if_done(path, store)
     finally:
-        if watchdog is not None:
-            watchdog.close()
-        if faults:
-            faulthandler.disable()
-        flight.end()
-        monitor.close()
-        cache.release()
+        sweep.close()
         if write_csv:
-            result.csv_path = store.write_csv()
-        result.wall_s = time.perf_counter() - t_start
+            sweep.result.csv_path = store.write_csv()
+        sweep.result.wall_s = time.perf_counter() - t_start
         if own:
             prog.close()
+    prog.message(_summary_line(plan.run_id, sweep.result))
+    return sweep.result
+
+
+def _choose_threads(plan: SweepPlan) -> tuple[int, str]:
+    """The torch CPU threads of this sweep and why: the asked number (set here), else torch's default capped at the
+    cores other work leaves free."""
+    import torch
+
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+        return plan.threads, f"threads={plan.threads} (asked)"
+    return default_threads(torch.get_num_threads())
+
+
+def _env_doc(plan: SweepPlan, in_grid: bool, resolved_config: dict | None, threads_why: str, prog: Progress,
+             cuda: bool) -> dict:
+    """What ``env.json`` holds: the environment, the run and its config, threads, allocator, torch's report, and
+    (``skip_unsupported``) what is skipped, one line per variant, for the report's "Not measured"."""
+    env = _env.capture_env()
+    doc = {"environment": env, "run_id": plan.run_id, "run_dir": str(plan.run_dir), "in_grid": in_grid,
+           "variants": list(plan.variants), "n_cases": len(plan.cases), "config": resolved_config,
+           "threads": threads_why, "allocator": steady_malloc(),
+           "collect_env": _collect_env_once(plan.run_dir, env, prog)}
+    if plan.skip_unsupported:
+        from harness.run.declines import plan_declines
+
+        doc["skipped"] = plan_declines(plan, cuda).lines()
+    return doc
+
+
+def _write_env(run_dir: Path, job_dir: Path, doc: dict) -> None:
+    """``env.json`` into the job's directory, and into the run directory when that has none yet."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(job_dir / "env.json", doc)
+    if job_dir != run_dir and not (run_dir / "env.json").exists():
+        write_json_atomic(run_dir / "env.json", doc)
+
+
+def _summary_line(run_id: str, result: SweepResult) -> str:
+    """The sweep's last line: what was measured (by status), kept, skipped and contended."""
     stats = ", ".join(f"{k}={v}" for k, v in sorted(result.statuses.items())) or "none"
-    line = f"{plan.run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing"
+    line = f"{run_id}: measured {result.measured} ({stats}), kept {result.skipped} existing"
     if result.not_run:
         line += f"; skipped {result.not_run} that cannot run here (listed above)"
     if result.contended:
         line += (f"; {result.contended} row(s) contended (timed while other work took this process's cores; see "
                  "the contended column)")
-    prog.message(line)
-    return result
+    return line
+
+
+class _Sweep:
+    """One :func:`run_sweep` call's state while it goes through the cases: what exists, what an earlier process
+    left in flight, the shared inputs, the watchdog and the sharing monitor.
+
+    Args:
+        plan: the sweep.
+        store: the run directory's records.
+        prog: the display.
+        cuda: whether CUDA cases can run here.
+        missing: devices of the plan this machine lacks (their cases are ``unsupported`` rows).
+        threads: the torch CPU threads in use.
+    """
+
+    def __init__(self, plan: SweepPlan, store: RunStore, prog: Progress, cuda: bool, missing: set[str],
+                 threads: int) -> None:
+        from harness.core.registry import get_variant
+        from harness.run.sharing import SharingMonitor
+
+        self.plan, self.store, self.prog, self.missing, self.threads = plan, store, prog, missing, threads
+        self.mcfg = _measure.MeasureConfig(budget_s=plan.budget_s, warmup=plan.warmup, min_runs=plan.min_runs,
+                                           threads=threads, rel_ci=plan.rel_ci or None, cpu_timer=plan.cpu_timer)
+        self.variants = [get_variant(n) for n in plan.variants]
+        self.result = SweepResult(run_dir=plan.run_dir)
+        self.skip = _announce_skipped(plan, cuda, prog) if plan.skip_unsupported else set()
+        self.result.not_run = len(self.skip)
+        self.cache = CaseInputs()
+        self.existing = store.ids()
+        self.flight = InFlight(plan.run_dir)
+        self.found = leftovers(plan.run_dir, store.has)
+        self.left = self.found.suspects
+        self.risky = set(self.found.hung)  # variants measured in child processes from now on
+        _announce(prog, plan, self.found)
+        self.watchdog = None if plan.isolate else Watchdog(_RowWriter.on_hang)
+        self.faults = _print_faults()  # a segfault in process prints the Python stack that was running
+        self.leaks = _measure.LeakLedger()
+        self.monitor = SharingMonitor(plan.run_dir, {c.device for c in plan.cases if c.device not in missing})
+        self.warned: set[str] = set()
+
+    def run_case(self, case: Case) -> None:
+        """Every variant of ``case`` without a row: after a crash in a child, on a missing device as
+        ``unsupported``, isolated one child each, or together in this process."""
+        todo = self._todo(case)
+        if not todo:
+            return
+        sharing = [] if case.device in self.missing else self.monitor.sharing(case.device)
+        self._warn_sharing(case.device, sharing)
+        write = _RowWriter(self.plan, self.store, self.result, self.prog, case, len(sharing), flight=self.flight,
+                           watchdog=self.watchdog)
+        redo = [(v, rid) for v, rid in todo if case.device not in self.missing and not self.plan.isolate
+                and ((rid in self.left and self.left[rid].running) or v.name in self.risky)]
+        for variant, rid in redo:
+            self._measure_again(case, variant, rid, write)
+        todo = [item for item in todo if item not in redo]
+        if not todo:
+            return
+        write.begin(todo)
+        if case.device in self.missing:
+            for variant, rid in todo:
+                self.prog.start(case.describe(), variant.name)
+                write(variant, _measure.Measurement(status="unsupported", reason=no_device_message(case.device),
+                                                    threads=self.threads), 0.0, rid)
+        elif self.plan.isolate:  # one child per variant: timed one after another, never interleaved
+            for variant, rid in todo:
+                write.phase(f"child process for {variant.name}", variant.name)
+                m, secs = self._in_child(case, variant)
+                write(variant, _after_crash(m, self.left[rid]) if rid in self.left else m, secs, rid)
+        else:
+            _measure_case(case, todo, self.cache, self.mcfg, self.threads, self.leaks, write)
+        write.end()
+
+    def _todo(self, case: Case) -> list[tuple[Any, str]]:
+        """``(variant, record id)`` of the variants of ``case`` without a record (the others are counted as kept;
+        pairs ``skip_unsupported`` skips, said once per variant already, are left out)."""
+        todo = []
+        for variant in self.variants:
+            if (case, variant.name) in self.skip:
+                continue
+            rid = record_id(case, variant.name, self.plan.threads, self.plan.cpu_timer)
+            if rid in self.existing or self.store.has(rid):
+                self.result.skipped += 1
+                self.prog.finish(case.describe(), variant.name, "", skipped=True)
+            else:
+                todo.append((variant, rid))
+        return todo
+
+    def _warn_sharing(self, device: str, sharing: list[int]) -> None:
+        """The first time other jobs of the run measure on ``device``: a line (or a warning without progress)."""
+        from harness.run.sharing import SharedDeviceWarning, sharing_warning
+
+        if not sharing or device in self.warned:
+            return
+        self.warned.add(device)
+        if self.prog.style in ("plain", "bar"):
+            self.prog.message(sharing_warning(device, sharing))
+        else:
+            warnings.warn(sharing_warning(device, sharing), SharedDeviceWarning, stacklevel=4)
+
+    def _measure_again(self, case: Case, variant: Any, rid: str, write: _RowWriter) -> None:
+        """An item that was running when a process died, or of a variant that crashed or hung: in a child."""
+        write.begin([(variant, rid)], f"child process for {variant.name} (after a crash)")
+        m, secs = self._in_child(case, variant)
+        m = _after_crash(m, self.left[rid]) if rid in self.left else _isolated_after_crash(m, variant.name)
+        if m.status in ("crashed", "timeout"):
+            self.risky.add(variant.name)
+        write(variant, m, secs, rid)
+
+    def _in_child(self, case: Case, variant: Any) -> tuple[_measure.Measurement, float]:
+        """One measurement in a child process (declined cases are answered here, without a child)."""
+        from harness.run.isolate import IsolatedJob, run_isolated
+
+        refused = declined(variant, case, self.threads)  # every reason, before any child is started
+        if refused is not None:
+            return refused, 0.0
+        job = IsolatedJob(case=case, variant=variant.name, variants_from=self.plan.variants_from, mcfg=self.mcfg,
+                          threads=self.threads)
+        out = run_isolated(job, self.plan.case_timeout_s)
+        return out.measurement, out.seconds
+
+    def close(self) -> None:
+        """Stop the watchdog and the fault handler this sweep turned on, drop the markers and the held inputs."""
+        if self.watchdog is not None:
+            self.watchdog.close()
+        if self.faults:
+            faulthandler.disable()
+        self.flight.end()
+        self.monitor.close()
+        self.cache.release()
 
 
 def _announce_skipped(plan: SweepPlan, cuda: bool, prog: Progress) -> set:
@@ -361,7 +431,7 @@ class _RowWriter:
         m.extra["exact"] = bool(getattr(variant, "exact", True))  # approximations are drawn and ranked apart
         if math.isfinite(self.baseline_ms) or "baseline_ms" not in m.extra:
             m.extra["baseline_ms"] = self.baseline_ms
-        self.store.write(rid, make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
+        self.store.write(rid, _make_row(self.plan, self.case, variant.name, m, rid, secs * 1e3))
         if self.flight is not None:
             self.flight.done(rid)
         r = self.result
@@ -426,10 +496,6 @@ def _print_faults() -> bool:
     except (ValueError, OSError, AttributeError):  # no usable file descriptor (an embedding)
         return False
     return True
-
-
-def _on_hang(writer: _RowWriter, limit_s: float) -> None:
-    writer.on_hang(limit_s)
 
 
 def _announce(prog: Progress, plan: SweepPlan, found: Any) -> None:
