@@ -17,7 +17,8 @@ from harness.report.plots import pareto_front, plot_pareto, plot_vs_seq_len
 from harness.report.scaling import crossover_seq_len, fit_exponent, scaling_table
 from harness.report.summary import summary_table, with_baseline_ratios
 from harness.report.tables import pivot_markdown
-from harness.store.reader import PUBLIC_COLUMNS, normalize, read_runs
+from harness.store.columns import PUBLIC_COLUMNS
+from harness.store.reader import normalize, read_runs
 from tests.report_fixtures import LENGTHS, STATUSES_INJECTED, synthetic_rows, write_run
 
 VARIANTS = ("full", "quad_then_oom", "lin", "brand_new_variant")
