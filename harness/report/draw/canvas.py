@@ -19,10 +19,10 @@ if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: report.md's
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-__all__ = ["MAX_COLS", "blank_figure", "draw_footnote", "draw_legend", "new_figure", "panel_grid", "save_figure"]
+__all__ = ["blank_figure", "draw_footnote", "draw_legend", "new_figure", "panel_grid", "save_figure"]
 
 #: Most panels side by side in a figure's row.
-MAX_COLS = 3
+_MAX_COLS = 3
 _PANEL_W, _PANEL_H = 4.8, 3.5
 #: Constrained layout's padding in the report's panel figures (inches and figure fractions): tight, so many small
 #: panels fit.
@@ -30,7 +30,7 @@ _PANEL_PADS = {"h_pad": 0.08, "w_pad": 0.06, "hspace": 0.06, "wspace": 0.04}
 _FORMATS = ("png",)
 
 
-def panel_grid(n: int, ncols_max: int = MAX_COLS) -> tuple[int, int]:
+def panel_grid(n: int, ncols_max: int = _MAX_COLS) -> tuple[int, int]:
     """``(rows, columns)`` of a grid for ``n`` panels: at most ``ncols_max`` side by side, 2 x 2 for four."""
     ncols = 2 if n == 4 and ncols_max >= 2 else max(1, min(ncols_max, n))  # 2 x 2, not 3 + 1
     return math.ceil(n / ncols), ncols
