@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.report.plots import plot_pareto, save_figure
+from harness.report.draw.canvas import save_figure
+from harness.report.plots import plot_pareto
 from harness.store.reader import read_runs
 
 _DENSE_EXACT_ON_SPARSE = {"full", "chunked", "sdpa_flash", "sdpa_math", "sdpa_efficient", "sdpa_cudnn", "flex"}

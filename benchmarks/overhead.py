@@ -267,7 +267,7 @@ def phases_child(results_dir: str) -> None:
 def _wait_for_plots(plots: Path, limit_s: float = 120.0) -> None:
     """Wait until the run's background plot process is done (its ``.pending`` marker gone), so that it neither
     loads the machine under the next run nor loses its folder."""
-    from harness.report.build import PENDING_MARKER
+    from harness.report.background import PENDING_MARKER
 
     t0 = time.perf_counter()
     while (plots / PENDING_MARKER).exists() and time.perf_counter() - t0 < limit_s:

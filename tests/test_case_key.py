@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 
 from harness.core.pattern import PATTERN_KINDS, Pattern
-from harness.report.build import markdown_table, scaling_markdown, summary_table, with_baseline_ratios, write_report
+from harness.report.build import write_report
 from harness.report.compare import compare_runs
-from harness.report.plots import facet_columns
+from harness.report.facets import facet_columns
+from harness.report.markdown import markdown_table
 from harness.report.scaling import scaling_table
+from harness.report.summary import summary_table, with_baseline_ratios
+from harness.report.tables import scaling_markdown
 from harness.store.columns import CASE_PARAMS, PATTERN_PARAMS, case_key, case_text, pattern_label
 from harness.store.reader import normalize, read_runs
 from harness.store.records import RunStore

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.build import scaling_markdown, write_report
+from harness.report.build import write_report
 from harness.report.compare import compare_main, compare_runs, format_summary, ratio_interval
 from harness.report.scaling import scaling_table
+from harness.report.tables import scaling_markdown
 from harness.store.reader import normalize, read_runs
 from harness.store.records import RunStore
 

@@ -208,23 +208,24 @@ def _legend_texts(fig) -> list[str]:
 
 
 def test_decode_figures_draw_the_decode_rows_in_the_report_style():
-    from harness.report import figures, plots, roofline_plots
+    from harness.report import figures, roofline_plots
+    from harness.report.draw import style
 
     frame = _decode_frame()
     assert roofline_plots.figure_names(frame) == ["decode_time", "decode_gbps", "roofline"]
     assert set(roofline_plots.FIGURES) <= set(figures.figure_names(frame))
     assert len(roofline_plots.decode_rows(frame)) == 12
-    styles = plots.variant_styles(frame)
+    styles = style.variant_styles(frame)
     gbps = roofline_plots.FIGURE_MAKERS["decode_gbps"](frame, [], styles)
     ax = gbps.axes[0]
     assert ax.get_ylabel() == "achieved bandwidth (GB/s, log)" and ax.get_xlabel().startswith("context length")
     split = [ln for ln in ax.get_lines() if ln.get_label() == "split_kv"]
     assert [round(y, 6) for y in split[0].get_ydata()] == [8.0, 8.0, 8.0]
     assert split[0].get_color() == styles["split_kv"].color
-    points = [ln for ln in ax.get_lines() if ln.get_gid() in (plots.POINTS_GID, plots.HOLLOW_GID)
+    points = [ln for ln in ax.get_lines() if ln.get_gid() in (style.POINTS_GID, style.HOLLOW_GID)
               and ln.get_color() == styles["split_kv"].color]
     assert {ln.get_marker() for ln in points} == {styles["split_kv"].marker}
-    assert sum(len(ln.get_xdata()) for ln in points if ln.get_gid() == plots.HOLLOW_GID) == 1  # contended: hollow
+    assert sum(len(ln.get_xdata()) for ln in points if ln.get_gid() == style.HOLLOW_GID) == 1  # contended: hollow
     assert any(set(ln.get_ydata()) == {16.0} for ln in ax.get_lines())  # the measured copy ceiling
     legend = _legend_texts(gbps)
     assert "linear (approx., err 0.7)" in legend and not any(t.startswith("block_sparse") for t in legend)
@@ -235,14 +236,15 @@ def test_decode_figures_draw_the_decode_rows_in_the_report_style():
 
 
 def test_roofline_leaves_approximations_out_and_never_draws_a_point_above_the_ceiling():
-    from harness.report import plots, roofline_plots
+    from harness.report import roofline_plots
+    from harness.report.draw import style
 
     frame = _decode_frame()
-    styles = plots.variant_styles(frame)
+    styles = style.variant_styles(frame)
     roof = roofline_plots.FIGURE_MAKERS["roofline"](frame, [], styles)
     ax = roof.axes[0]
     assert ax.get_ylabel() == "achieved GFLOP/s (useful, log)"  # 0.1 TFLOP/s ceiling: a CPU's unit
-    points = [ln for ln in ax.get_lines() if ln.get_gid() in (plots.POINTS_GID, plots.HOLLOW_GID)]
+    points = [ln for ln in ax.get_lines() if ln.get_gid() in (style.POINTS_GID, style.HOLLOW_GID)]
     assert sum(len(ln.get_xdata()) for ln in points) == 7  # full's 3 + split_kv's 3 + the square row; no linear
     assert {ln.get_color() for ln in points} == {styles[v].color for v in ("full", "split_kv", "chunked")}
     ceiling = max(ax.get_lines(), key=lambda ln: len(ln.get_xdata()))

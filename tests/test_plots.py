@@ -9,22 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.build import at_a_glance, summary_table, with_baseline_ratios, write_report
+from harness.report.build import write_report
+from harness.report.draw.style import HOLLOW_GID, POINTS_GID, variant_styles
+from harness.report.draw.units import bandwidth_unit, bytes_unit, flops_unit, time_unit
+from harness.report.facets import facet_panels
 from harness.report.figures import make_figures
-from harness.report.plots import (
-    HOLLOW_GID,
-    POINTS_GID,
-    approximate_variants,
-    bandwidth_unit,
-    bytes_unit,
-    facet_panels,
-    flops_unit,
-    pareto_front,
-    plot_pareto,
-    plot_vs_seq_len,
-    time_unit,
-    variant_styles,
-)
+from harness.report.plots import pareto_front, plot_pareto, plot_vs_seq_len
+from harness.report.rows import approximate_variants
+from harness.report.summary import at_a_glance, summary_table, with_baseline_ratios
 from harness.store.reader import normalize
 from tests.report_fixtures import write_run
 

@@ -13,8 +13,9 @@ import re
 import pandas as pd
 import pytest
 
-from harness.report.build import md_code, md_text, report_main, write_report
+from harness.report.build import report_main, write_report
 from harness.report.compare import compare_main, compare_runs
+from harness.report.markdown import md_code, md_text
 from harness.run.config import plan_from_config
 from harness.run.sweep import run_sweep
 from harness.store.reader import find_runs, latest_run, load_results, read_csv_checked, read_runs

@@ -8,27 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.build import (
-    default_out_dir,
-    markdown_table,
-    pivot_markdown,
-    report_main,
-    summary_table,
-    with_baseline_ratios,
-    write_report,
-)
+from harness.report.build import default_out_dir, report_main, write_report
+from harness.report.draw.style import FAILURE_GID, STATUS_MARKERS, variant_colors
+from harness.report.facets import facet_columns
 from harness.report.figures import make_figures
-from harness.report.plots import (
-    FAILURE_GID,
-    STATUS_MARKERS,
-    facet_columns,
-    pareto_front,
-    plot_pareto,
-    plot_vs_seq_len,
-    variant_colors,
-)
+from harness.report.markdown import markdown_table
+from harness.report.plots import pareto_front, plot_pareto, plot_vs_seq_len
 from harness.report.scaling import crossover_seq_len, fit_exponent, scaling_table
-from harness.store.reader import PUBLIC_COLUMNS, normalize, read_runs
+from harness.report.summary import summary_table, with_baseline_ratios
+from harness.report.tables import pivot_markdown
+from harness.store.columns import PUBLIC_COLUMNS
+from harness.store.reader import normalize, read_runs
 from tests.report_fixtures import LENGTHS, STATUSES_INJECTED, synthetic_rows, write_run
 
 VARIANTS = ("full", "quad_then_oom", "lin", "brand_new_variant")
@@ -413,7 +403,7 @@ def test_report_returns_before_the_plots_and_they_follow(tmp_path, capsys):
 
 # ------------------------------------------------------------------ truth line
 def test_truth_line_sums_each_case_once_and_names_the_costliest():
-    from harness.report.build import truth_line
+    from harness.report.document import truth_line
 
     rows = synthetic_rows(heads=(8,), patterns=("full",))
     # the truth is computed once per case: every row of a case carries the same figure
@@ -428,6 +418,6 @@ def test_truth_line_sums_each_case_once_and_names_the_costliest():
 
 
 def test_truth_line_absent_without_the_column():
-    from harness.report.build import truth_line
+    from harness.report.document import truth_line
 
     assert truth_line(normalize(synthetic_rows(heads=(8,), patterns=("full",)))) == ""

@@ -16,8 +16,9 @@ import pytest
 
 from harness import Case, Pattern
 from harness.base.files import write_atomic
+from harness.store.columns import PUBLIC_COLUMNS
 from harness.store.reader import load_results
-from harness.store.records import PUBLIC_COLUMNS, RunStore, record_id, record_key
+from harness.store.records import RunStore, record_id, record_key
 from tests.sweep_helpers import read_records, write_variants
 
 ROOT = Path(__file__).resolve().parent.parent

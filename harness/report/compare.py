@@ -22,18 +22,17 @@ The time label of a matched case, with ``m`` the ``median`` rule's threshold (de
 A ``slower`` or ``faster`` case must also stand out from the comparison's own run-to-run scatter: with at least
 :data:`MIN_SCATTER_CASES` timed cases on both sides, their log ratios new/base spread around their median by
 ``s = 1.4826 x MAD``; a case whose ratio lies within ``exp(+-SCATTER_Z x s)`` of 1 is ``unsure`` (within-run samples
-cannot see a state of the machine that lasted a whole run: two runs of unchanged code on the 2-core VM moved
-single cases by up to 13% with tight samples and nothing contended). A change shared by every case (the median
+cannot see a state of the machine that lasted a whole run, such as the host's load or where buffers landed, so two
+runs of unchanged code can differ by more than either run's intervals). A change shared by every case (the median
 moves, the spread stays small) is still seen; a lone case that moved more than the others did is too. The quiet
 cases (neither side contended nor noisy) give the scatter; when fewer than :data:`MIN_SCATTER_CASES` of them are
 left, every case timed on both sides does (:func:`comparison_scatter`), and the summary says so.
 
 And it must stand out from the other variants of its own case: the variants of a case are timed together, in
-interleaved rounds, so a state of the machine during that case moves them all alike (seen: all three variants of
-one case 30% faster in the second of two runs of unchanged code, while their paired ratios moved under 9%). A
-case whose change lies within ``1 + m`` of the median change of the other variants of its case is ``unsure``
-("moved with the other variants of its case"). Such a comparison cannot see a change every variant of a case
-shares (a slower machine, or code they all run): compare them side by side in one run instead.
+interleaved rounds, so a state of the machine during that case moves them all alike (while their paired ratios
+to ``full`` hardly move). A case whose change lies within ``1 + m`` of the median change of the other variants of
+its case is ``unsure`` ("moved with the other variants of its case"). Such a comparison cannot see a change every
+variant of a case shares (a slower machine, or code they all run): compare them side by side in one run instead.
 
 ``--fail median:5%`` fails exactly on ``slower`` cases at that threshold: a change both larger than 5% and
 significant. ``--fail min:PCT%`` fails when the minimum grew beyond the threshold and the summed IQRs (never on a
@@ -60,6 +59,11 @@ import pandas as pd
 
 from harness.store.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, case_key, case_text
 from harness.store.reader import read_runs
+
+__all__ = ["CI_LEVEL", "FAIL_METRICS", "LABELS", "MATCH_COLUMNS", "MIN_SAMPLES", "MIN_SCATTER_CASES", "N_RESAMPLES",
+           "SCATTER_Z", "Comparison", "FailRule", "case_drifts", "compare_frames", "compare_main", "compare_runs",
+           "comparison_scatter", "format_comparison", "format_summary", "parse_fail_rule", "ratio_interval",
+           "run_scatter", "time_label"]
 
 #: Metrics a ``--fail`` rule may name: the column compared, and the column holding its noise (or None).
 FAIL_METRICS: dict[str, tuple[str, str | None]] = {

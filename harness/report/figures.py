@@ -3,38 +3,39 @@
 :data:`FIGURE_MAKERS` is the list: name -> a function of ``(frame, facets, styles)`` returning a matplotlib figure,
 from :mod:`harness.report.plots` (time, speedup, memory, error, accuracy against cost, throughput, share of the peak),
 :mod:`harness.report.roofline_plots` (decode and roofline) and :mod:`harness.report.varlen_report` (pad or pack). Every
-figure draws each variant in the report's one :class:`harness.report.plots.Style`. Add a figure with one entry here
-(and, when it is conditional, a test in :func:`figure_names`).
+figure draws each variant in the report's one :class:`harness.report.draw.style.Style`. Add a figure with one entry
+here (and, when it is conditional, a test in :func:`figure_names`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from harness.report import roofline_plots
+from harness.report.draw.canvas import save_figure
+from harness.report.draw.style import Style, variant_styles
+from harness.report.facets import FACET_CANDIDATES, facet_columns
 from harness.report.plots import (
-    FACET_CANDIDATES,
-    Style,
     accuracy_vs_cost_figure,
     error_figure,
-    facet_columns,
     memory_figure,
     pct_of_peak_figure,
-    save_figure,
     speedup_figure,
     throughput_figure,
     time_figure,
-    variant_styles,
 )
 from harness.report.varlen_report import VARLEN_COLUMNS, has_varlen, pad_or_pack_figure
 from harness.store.columns import CASE_COLUMNS, CASE_KEY
 
-if TYPE_CHECKING:  # imported where a figure is drawn (harness.report.plots says why)
+if TYPE_CHECKING:  # imported where a figure is drawn (report.md's tables need no matplotlib)
     from matplotlib.figure import Figure
+
+__all__ = ["FIGURES", "FIGURE_MAKERS", "figure_names", "make_figure", "make_figures", "write_figures"]
 
 #: The report's figures, the most expensive first (so parallel workers finish together): name -> function of
 #: ``(frame, facets, styles)``. Add a figure here (and, when it is conditional, in :func:`figure_names`).
@@ -95,16 +96,58 @@ def make_figures(frame: pd.DataFrame, facets: list[str] | None = None) -> dict[s
     return {name: make_figure(name, slim, facets, styles) for name in figure_names(frame)}
 
 
-_job: tuple | None = None  # what a forked worker of write_figures draws from
+@dataclass(frozen=True)
+class _Job:
+    """What every worker of :func:`write_figures` draws from (picklable, for spawned workers)."""
+
+    frame: pd.DataFrame
+    facets: list[str]
+    styles: dict[str, Style]
+    out_dir: Path
+    formats: tuple[str, ...]
 
 
-def _write_one(name: str, job: tuple | None = None) -> tuple[str, list[Path]]:
-    frame, facets, styles, out_dir, formats = job if job is not None else _job  # type: ignore[misc]
-    fig = make_figure(name, frame, facets, styles)
+_job: _Job | None = None  # what a forked worker of write_figures draws from (inherited, not pickled)
+
+
+def _write_one(name: str, job: _Job | None = None) -> tuple[str, list[Path]]:
+    job = job if job is not None else _job
+    assert job is not None, "a forked worker started without its job"
+    fig = make_figure(name, job.frame, job.facets, job.styles)
     try:
-        return name, save_figure(fig, out_dir, name, formats)
+        return name, save_figure(fig, job.out_dir, name, job.formats)
     finally:
         fig.clear()
+
+
+def _default_workers() -> int:
+    """The CPU cores this process may use, at most 4."""
+    import os
+
+    avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(avail, 4)
+
+
+def _write_in_workers(names: list[str], job: _Job, workers: int) -> dict[str, list[Path]]:
+    """Draw and write ``names`` in ``workers`` processes: forked, or spawned when torch is loaded in this process
+    (a process forked after OpenMP started may hang). Empty when the processes could not start (a sandbox, a
+    broken pool): the caller draws them itself."""
+    import multiprocessing as mp
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _job
+    spawn = "torch" in sys.modules or sys.platform != "linux"
+    ctx = mp.get_context("spawn" if spawn else "fork")
+    _job = job
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_write_one, n, job if spawn else None) for n in names]
+            return dict(f.result() for f in futures)
+    except (OSError, RuntimeError):
+        return {}
+    finally:
+        _job = None
 
 
 def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | None = None,
@@ -116,46 +159,22 @@ def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | 
     OpenMP started may hang); one worker, or a failure to start them, means the figures are written here.
 
     Args:
-        frame: normalized rows, with ``speedup_vs_full`` (see :func:`harness.report.build.with_baseline_ratios`).
+        frame: normalized rows, with ``speedup_vs_full`` (see :func:`harness.report.summary.with_baseline_ratios`).
         out_dir: the folder of the image files (created).
-        facets: facet columns (default: :func:`facet_columns`).
+        facets: facet columns (default: :func:`harness.report.facets.facet_columns`).
         formats: image formats (``png``, ``svg``).
         workers: processes (default: the CPU cores available, at most 4).
 
     Returns:
         figure name -> the files written, in :data:`FIGURES` order.
     """
-    import os
-    import sys
-
-    global _job
     facets = facet_columns(frame) if facets is None else facets
     names = figure_names(frame)
-    job = (_slim(frame, facets), facets, variant_styles(frame), Path(out_dir), tuple(formats))
-    if workers is None:
-        avail = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        workers = min(avail, 4)
-    workers = max(1, min(workers, len(names)))
+    job = _Job(_slim(frame, facets), facets, variant_styles(frame), Path(out_dir), tuple(formats))
+    workers = max(1, min(_default_workers() if workers is None else workers, len(names)))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    done: dict[str, list[Path]] = {}
-    if workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        spawn = "torch" in sys.modules or sys.platform != "linux"
-        ctx = mp.get_context("spawn" if spawn else "fork")
-        _job = job
-        try:
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_write_one, n, job if spawn else None) for n in names]
-                done = dict(f.result() for f in futures)
-        except (OSError, RuntimeError):  # no processes here (a sandbox, a broken pool): draw them here
-            done = {}
-        finally:
-            _job = None
+    done = _write_in_workers(names, job, workers) if workers > 1 else {}
     for name in names:
         if name not in done:
             done[name] = _write_one(name, job)[1]
     return {name: done[name] for name in names}
-
-

@@ -11,10 +11,11 @@
   beyond it. Approximations are left out (a footnote names them): their useful FLOPs are exact attention's, which
   they skip, so they would sit above the ceiling as if they beat the hardware.
 
-Every figure draws each variant in the report's style (:class:`harness.report.plots.Style`: colour, marker, dashed
-approximations, hollow contended points) with units that follow the data (GFLOP/s and GB/s on a CPU, TFLOP/s and
-TB/s on a GPU). :data:`FIGURE_MAKERS` lists them for :mod:`harness.report.figures`; a new figure is one function of
-``(frame, facets, styles)`` and one entry there (and in :func:`figure_names` when it needs particular rows).
+Every figure draws with the report's toolkit (:mod:`harness.report.draw`): each variant in the report's style
+(colour, marker, dashed approximations, hollow contended points), units that follow the data (GFLOP/s and GB/s on
+a CPU, TFLOP/s and TB/s on a GPU). :data:`FIGURE_MAKERS` lists them for :mod:`harness.report.figures`; a new figure
+is one function of ``(frame, facets, styles)`` and one entry there (and in :func:`figure_names` when it needs
+particular rows).
 """
 
 from __future__ import annotations
@@ -27,26 +28,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from harness.report.plots import (
-    Style,
-    Unit,
-    bandwidth_unit,
-    contended_mask,
-    draw_footnote,
-    draw_legend,
-    draw_points,
-    facet_columns,
-    flops_unit,
-    log_ticks,
-    new_figure,
-    panel_grid,
-    plot_vs_seq_len,
-    time_unit,
-    variant_order,
-)
+from harness.report.draw.axes import draw_points, log_ticks
+from harness.report.draw.canvas import draw_footnote, draw_legend, new_figure, panel_grid
+from harness.report.draw.style import Style
+from harness.report.draw.units import Unit, bandwidth_unit, flops_unit, time_unit
+from harness.report.facets import facet_columns
+from harness.report.plots import plot_vs_seq_len
+from harness.report.rows import contended_mask, variant_order
 from harness.store.columns import CASE_COLUMNS, case_text
 
-if TYPE_CHECKING:  # imported where a figure is drawn (harness.report.plots says why)
+__all__ = ["COLUMNS", "CONTEXT_LABEL", "FIGURES", "FIGURE_MAKERS", "decode_gbps_figure", "decode_rows",
+           "decode_time_figure", "figure_names", "roofline_figure", "roofline_rows", "shared_text"]
+
+if TYPE_CHECKING:  # imported where a figure is drawn (report.md's tables need no matplotlib)
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 #: Columns the figures read (besides the case parameters).
@@ -191,6 +186,55 @@ def _panel_title(key: tuple, copy: float, matmul: float, fu: Unit) -> str:
     return head
 
 
+def _ridge(copy: float, matmul: float) -> float:
+    """The ridge point (FLOP/byte) where the copy ceiling's slope meets the matmul ceiling; NaN unless both were
+    measured."""
+    if not (math.isfinite(matmul) and math.isfinite(copy) and copy > 0 and matmul > 0):
+        return math.nan
+    return matmul * 1e12 / (copy * 1e9)
+
+
+def _draw_roof(ax: Axes, lo: float, hi: float, copy: float, matmul: float, fu: Unit) -> np.ndarray:
+    """The roof over ``[lo, hi]`` (the copy ceiling's slope up to the ridge point, the matmul ceiling beyond) and
+    the ridge point (dotted); the roof's values in ``fu``."""
+    grid = np.geomspace(lo, hi, 256)
+    roof = np.minimum(grid * copy * 1e9 / 1e12, matmul) * fu.factor
+    ax.plot(grid, roof, color=_CEILING_COLOR, lw=1.6, zorder=2)
+    ax.axvline(_ridge(copy, matmul), color=_RIDGE_COLOR, ls=":", lw=1.1, zorder=1)
+    return roof
+
+
+def _draw_roof_panel(ax: Axes, key: tuple, sub: pd.DataFrame, styles: dict[str, Style], fu: Unit) -> bool:
+    """One device's (dtype's, thread count's) panel: each variant's points under the ceilings, log-log; whether
+    a point is hollow (contended)."""
+    x, y = _num(sub, "arith_intensity"), _num(sub, "tflops") * fu.factor
+    hollow = contended_mask(sub)
+    for variant in variant_order(sub["variant"]):
+        pick = (sub["variant"] == variant).to_numpy()
+        st = styles[variant]
+        draw_points(ax, x[pick], y[pick], hollow[pick], st, 8 if st.baseline else 6.5,
+                    zorder=3.0 if st.baseline else 3.2)
+    matmul, copy = _num(sub, "matmul_ceiling_tflops").median(), _num(sub, "copy_ceiling_gbps").median()
+    lo, hi = float(x.min()) / 2.5, float(x.max()) * 2.5
+    ylo, yhi = float(y.min()), float(y.max())
+    ridge = _ridge(copy, matmul)
+    if math.isfinite(ridge):
+        lo, hi = min(lo, ridge / 8), max(hi, ridge * 8)
+        roof = _draw_roof(ax, lo, hi, copy, matmul, fu)
+        ylo, yhi = min(ylo, float(roof.min())), max(yhi, matmul * fu.factor)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(ylo / 2, yhi * 2.2)
+    log_ticks(ax.xaxis, lo, hi)
+    log_ticks(ax.yaxis, ylo / 2, yhi * 2.2)
+    ax.set_xlabel("arithmetic intensity (useful FLOP / byte moved, log)")
+    ax.set_ylabel(f"achieved {fu.name} (useful, log)")
+    ax.set_title(_panel_title(key, copy, matmul, fu), fontsize=9)
+    ax.grid(True, which="major", alpha=0.3)
+    return bool(hollow.any())
+
+
 def roofline_figure(frame: pd.DataFrame, facets: list[str] | None = None,
                     styles: dict[str, Style] | None = None) -> Figure:
     """Achieved FLOP/s against arithmetic intensity for every ``ok`` row of an exact variant, under the measured
@@ -218,40 +262,9 @@ def roofline_figure(frame: pd.DataFrame, facets: list[str] | None = None,
     fu = flops_unit(pd.concat([_num(rows, "tflops"), _num(rows, "matmul_ceiling_tflops")]))
     nrows, ncols = panel_grid(max(1, len(panels)))
     fig, axes = new_figure(nrows, ncols, w=_ROOF_W if ncols == 1 else _ROOF_W * 0.8)
-    drawn: set[str] = set()
     any_hollow = False
     for ax, key in zip(axes, panels):
-        sub = rows[rows["_panel"] == key]
-        x, y = _num(sub, "arith_intensity"), _num(sub, "tflops") * fu.factor
-        hollow = contended_mask(sub)
-        for variant in variant_order(sub["variant"]):
-            pick = (sub["variant"] == variant).to_numpy()
-            st = styles[variant]
-            draw_points(ax, x[pick], y[pick], hollow[pick], st, 8 if st.baseline else 6.5,
-                        zorder=3.0 if st.baseline else 3.2)
-            drawn.add(variant)
-        any_hollow |= bool(hollow.any())
-        matmul, copy = _num(sub, "matmul_ceiling_tflops").median(), _num(sub, "copy_ceiling_gbps").median()
-        lo, hi = float(x.min()) / 2.5, float(x.max()) * 2.5
-        ylo, yhi = float(y.min()), float(y.max())
-        if math.isfinite(matmul) and math.isfinite(copy) and copy > 0 and matmul > 0:
-            ridge = matmul * 1e12 / (copy * 1e9)
-            lo, hi = min(lo, ridge / 8), max(hi, ridge * 8)
-            grid = np.geomspace(lo, hi, 256)
-            roof = np.minimum(grid * copy * 1e9 / 1e12, matmul) * fu.factor
-            ax.plot(grid, roof, color=_CEILING_COLOR, lw=1.6, zorder=2)
-            ax.axvline(ridge, color=_RIDGE_COLOR, ls=":", lw=1.1, zorder=1)
-            ylo, yhi = min(ylo, float(roof.min())), max(yhi, matmul * fu.factor)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(ylo / 2, yhi * 2.2)
-        log_ticks(ax.xaxis, lo, hi)
-        log_ticks(ax.yaxis, ylo / 2, yhi * 2.2)
-        ax.set_xlabel("arithmetic intensity (useful FLOP / byte moved, log)")
-        ax.set_ylabel(f"achieved {fu.name} (useful, log)")
-        ax.set_title(_panel_title(key, copy, matmul, fu), fontsize=9)
-        ax.grid(True, which="major", alpha=0.3)
+        any_hollow |= _draw_roof_panel(ax, key, rows[rows["_panel"] == key], styles, fu)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     if not panels:
@@ -263,6 +276,7 @@ def roofline_figure(frame: pd.DataFrame, facets: list[str] | None = None,
                  fontsize=12)
     extra = [(Line2D([], [], color=_CEILING_COLOR, lw=1.6), "ceiling: min(copy bandwidth\nx intensity, matmul)"),
              (Line2D([], [], color=_RIDGE_COLOR, ls=":", lw=1.1), "ridge point")]
+    drawn = set(rows["variant"])
     draw_legend(fig, styles, sorted(drawn), set(), any_hollow, extra)
     note = (f"Approximations not drawn ({', '.join(approx)}): their useful FLOPs are exact attention's, which they "
             "skip, so they would sit above the ceiling." if approx else "")

@@ -26,6 +26,9 @@ import pandas as pd
 from harness.core.names import BASELINE
 from harness.store.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS
 
+__all__ = ["CI_LEVEL", "LINEAR_FACTORS", "QUADRATIC_MEM_EXPONENT", "ZERO_SLOPE", "Fit", "crossover_seq_len",
+           "fit_exponent", "scaling_table"]
+
 _DEFAULT_FROM = {p.name: p.default_from for p in CASE_PARAMS if p.default_from}
 
 #: A memory exponent at or above this reads as quadratic-like growth (flagged in the report).

@@ -8,7 +8,8 @@ batch the table sets each exact variant's packed row beside its padded row: time
 spread of the documents' lengths (``doc_len_cv``, standard deviation / mean): packed solid, padded dashed, one colour
 per variant, one panel column per remaining case (device, dtype, pattern, heads, head size, mode).
 
-The module reads rows only (pandas, matplotlib): no torch.
+The module reads rows only (pandas, matplotlib): no torch. The figure is drawn with the report's toolkit
+(:mod:`harness.report.draw`): each variant in its colour and marker of the report.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from harness.report.draw.canvas import blank_figure
+from harness.report.draw.style import Style, variant_styles
 from harness.store.columns import CASE_PARAMS, value_text
 
-if TYPE_CHECKING:  # imported where the figure is drawn (harness.report.plots says why)
+if TYPE_CHECKING:  # imported where the figure is drawn (report.md's tables need no matplotlib)
     from matplotlib.figure import Figure
+
+__all__ = ["VARLEN_COLUMNS", "has_varlen", "pad_or_pack_figure", "pad_or_pack_markdown", "pad_or_pack_table",
+           "varlen_rows"]
 
 #: Columns the table and the figure read besides the case parameters.
 VARLEN_COLUMNS: tuple[str, ...] = ("lengths", "layout", "doc_count", "doc_len_mean", "doc_len_max", "doc_tokens",
@@ -174,35 +180,32 @@ def has_varlen(frame: pd.DataFrame) -> bool:
     return not varlen_rows(frame).empty
 
 
-def pad_or_pack_figure(frame: pd.DataFrame, facets: list[str] | None = None, styles: dict | None = None) -> Figure:
+def pad_or_pack_figure(frame: pd.DataFrame, facets: list[str] | None = None,
+                       styles: dict[str, Style] | None = None) -> Figure:
     """Time and peak memory per real token against the spread of document lengths, packed (solid) and padded
     (dashed), per exact variant; one column of panels per case apart from the documents.
 
     Args:
         frame: result rows (rows without documents are ignored).
         facets: unused (the panels are the cases); accepted so the report's figure table can call it.
-        styles: variant name -> an object with ``color`` and ``marker`` (the report's styles); default colours
-            otherwise.
+        styles: variant -> style (the report's; default: :func:`harness.report.draw.style.variant_styles` of
+            ``frame``).
 
     Returns:
         The figure.
     """
-    from matplotlib.figure import Figure
-
+    styles = variant_styles(frame) if styles is None else styles
     rows = varlen_rows(frame)
     rows = rows[_exact(rows) & (rows["status"] == "ok")]
     rows = rows.assign(_panel=_key(rows, _NOT_PANEL).values) if not rows.empty else rows.assign(_panel="")
     panels = list(dict.fromkeys(rows["_panel"])) or [""]
-    fig = Figure(figsize=(3.2 + 4.8 * len(panels), 7.6), layout="constrained")
-    axes = fig.subplots(2, len(panels), squeeze=False, sharex="col")
+    fig, axes = blank_figure(3.2 + 4.8 * len(panels), 7.6, 2, len(panels), sharex="col")
     variants = sorted(set(rows["variant"]))
-    default = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
     for col, panel in enumerate(panels):
         pg = rows[rows["_panel"] == panel]
-        for i, variant in enumerate(variants):
-            st = (styles or {}).get(variant)
-            color = getattr(st, "color", default[i % len(default)])
-            marker = getattr(st, "marker", "o")
+        for variant in variants:
+            st = styles.get(variant, Style("0.5", "o"))
+            color, marker = st.color, st.marker
             for layout, ls, face in (("packed", "-", color), ("padded", "--", "none")):
                 g = pg[(pg["variant"] == variant) & (pg["layout"] == layout)].sort_values("doc_len_cv")
                 if g.empty:

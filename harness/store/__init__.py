@@ -3,3 +3,5 @@ and the one reader of runs (records, CSV files, pytest-benchmark JSON) into pand
 
 May import ``harness.core`` (record keys, FLOPs of pytest-benchmark rows) and ``harness.base``; no torch at import.
 """
+
+__all__: list[str] = []

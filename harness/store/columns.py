@@ -16,6 +16,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+__all__ = ["CASE_COLUMNS", "CASE_KEY", "CASE_PARAMS", "PATTERN_PARAMS", "PUBLIC_COLUMNS", "CaseParam", "case_key",
+           "case_text", "is_blank", "param_value", "pattern_label", "value_text"]
+
 #: The public CSV columns, in this order; extra columns follow them.
 PUBLIC_COLUMNS: tuple[str, ...] = (
     "run_id", "variant", "status", "reason", "device", "device_name", "dtype", "batch", "heads", "seq_len",
@@ -87,8 +90,6 @@ _DEFAULT_OF = {p.name: p for p in CASE_PARAMS}
 
 #: The case columns, in order.
 CASE_COLUMNS: tuple[str, ...] = tuple(p.name for p in CASE_PARAMS)
-#: What identifies one measurement among runs: the case and the variant.
-MATCH_COLUMNS: tuple[str, ...] = CASE_COLUMNS + ("variant",)
 #: The derived column holding :func:`case_key`.
 CASE_KEY = "case_key"
 

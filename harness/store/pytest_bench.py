@@ -31,6 +31,8 @@ from harness.core.flops import attention_flops
 from harness.core.pattern import make_pattern
 from harness.store.columns import PUBLIC_COLUMNS
 
+__all__ = ["is_pytest_benchmark_json", "load_pytest_benchmark_json"]
+
 _CASE_FIELDS = ("device", "dtype", "batch", "heads", "seq_len", "head_dim", "pattern", "window", "mode", "seed")
 _COPIED_FIELDS = ("device_name", "flops", "err_max_abs", "err_rel_l2", "err_mean_abs", "err_ratio_vs_textbook",
                   "grad_err_rel_l2", "torch_version", "harness_version", "peak_mem_bytes", "setup_ms", "threads")

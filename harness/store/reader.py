@@ -39,6 +39,10 @@ from harness.store import columns as _cols
 from harness.store.columns import CASE_KEY, CASE_PARAMS, PUBLIC_COLUMNS
 from harness.store.records import CSV_NAME, RECORDS_DIR, RunStore, frame, parse_record
 
+__all__ = ["BOOL_COLUMNS", "DERIVED_COLUMNS", "ENV_FILE", "NUMERIC_COLUMNS", "SAMPLE_COLUMNS", "RunData", "find_runs",
+           "is_run_dir", "latest_run", "load_results", "normalize", "read_csv_checked", "read_runs",
+           "sampled_seconds", "tidy"]
+
 #: Columns that are numbers (coerced; unparsable entries become NaN). Case parameters marked numeric are too.
 NUMERIC_COLUMNS: tuple[str, ...] = (
     "window", "time_ms_median", "time_ms_iqr", "time_ms_min", "n_runs", "setup_ms", "peak_mem_bytes", "flops",
@@ -54,7 +58,6 @@ BOOL_COLUMNS: tuple[str, ...] = ("noisy", "contended")
 SAMPLE_COLUMNS: tuple[str, ...] = ("time_samples_ms", "time_samples_dropped_ms")
 #: Derived columns :func:`normalize` appends, in this order.
 DERIVED_COLUMNS: tuple[str, ...] = ("run", "pattern_label", CASE_KEY, "err_metric")
-RESULTS_FILE = CSV_NAME
 ENV_FILE = "env.json"
 _REPORT_MARKERS = ("report.md", "summary.csv")
 _ALLOWED = "a run directory, a folder of runs, a results CSV, or a pytest-benchmark JSON file"

@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from harness.base.files import TMP_SUFFIX, host_tag, pid_alive, write_atomic
 from harness.store.columns import PUBLIC_COLUMNS
 
+__all__ = ["CSV_NAME", "EXTRA_COLUMNS", "KEYLESS_CPU_TIMER", "RECORDS_DIR", "DamagedRecord", "RunStore", "csv_text",
+           "frame", "order_columns", "parse_record", "record_id", "record_key", "warn_damaged"]
+
 if TYPE_CHECKING:
     import pandas as pd
 
