@@ -263,7 +263,7 @@ class RunStore:
 
 # ---------------------------------------------------------------------------------------------------- tables
 def order_columns(columns: Iterable[str]) -> list[str]:
-    """Public columns first (DESIGN.md order), then the known extras, then the rest sorted by name."""
+    """Public columns first (in the order of PUBLIC_COLUMNS), then the known extras, then the rest by name."""
     cols = list(dict.fromkeys(columns))
     present = set(cols)
     first = [c for c in PUBLIC_COLUMNS] + [c for c in EXTRA_COLUMNS if c in present]
