@@ -96,8 +96,12 @@ def test_unmatched_rows_listed(tmp_path, base_rows, capsys):
     assert len(c.only_base) == int((base_rows["seq_len"] == 4096).sum())
     assert set(c.only_new["variant"]) == {"newcomer"}
     assert compare_main([str(a), str(b)]) == 0
+    out = capsys.readouterr().out  # unmatched rows are counted, not listed
+    assert "only in BASE: 8 row(s), not compared (--all lists them)" in out and "only in NEW: 2 row(s)" in out
+    assert "newcomer" not in out
+    assert compare_main([str(a), str(b), "--all"]) == 0
     out = capsys.readouterr().out
-    assert "only in BASE" in out and "only in NEW" in out and "newcomer" in out
+    assert "only in BASE (8 rows" in out and "only in NEW (2 rows" in out and "newcomer" in out
 
 
 @pytest.mark.parametrize("text,want", [("median:5%", FailRule("median", 0.05)), ("mem:12.5%", FailRule("mem", 0.125)),

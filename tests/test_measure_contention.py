@@ -199,14 +199,17 @@ def test_after_a_wait_in_vain_the_gate_only_looks() -> None:
 
 
 # ----------------------------------------------------------------------------------------- threads that fit
-def test_default_threads_never_exceed_the_free_cores() -> None:
+def test_default_threads_follow_the_allowed_cores_not_the_load() -> None:
+    """Two runs of one command use one thread count: a busy machine is said (and marked contended), not followed."""
     assert free_cores(allowed=2, busy=0.0) == 2
     assert free_cores(allowed=2, busy=1.1) == 1
     assert free_cores(allowed=2, busy=5.5) == 1  # never below one
     assert free_cores(allowed=16, busy=0.2) == 16  # a shell and a clock are not a busy core
     threads, why = default_threads(2, allowed=2, busy=4.4)
-    assert threads == 1 and "2 cores allowed" in why and "1 free" in why
+    assert threads == 2 and "2 cores allowed" in why and "marked contended" in why
+    assert default_threads(2, allowed=2, busy=0.0) == (2, "threads=2: torch's default 2, 2 cores allowed")
     assert default_threads(8, allowed=16, busy=0.0)[0] == 8  # torch's default when it fits
+    assert default_threads(8, allowed=4, busy=0.0)[0] == 4  # never more than the cores it may use
     # busy = the larger of the load average and the runnable count, each minus this process
     assert busy_elsewhere(reads=3, runnable=lambda: 4, load=lambda: 1.5, sleep=lambda s: None) == 3.0
     assert busy_elsewhere(reads=3, runnable=lambda: None, load=lambda: 2.5, sleep=lambda s: None) == 1.5

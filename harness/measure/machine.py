@@ -151,21 +151,24 @@ def free_cores(allowed: int | None = None, busy: float | None = None) -> int:
 
 
 def default_threads(torch_default: int, allowed: int | None = None, busy: float | None = None) -> tuple[int, str]:
-    """The CPU thread count a sweep uses when none is asked: torch's default, but no more than the free cores.
+    """The CPU thread count a sweep uses when none is asked: torch's default, but no more than the cores this
+    process may use. It does not follow the machine's load: two runs of one command on one machine must measure the
+    same thing, so a busy machine is marked ``contended`` on its rows, never measured with fewer threads.
 
     Args:
         torch_default: ``torch.get_num_threads()`` of a fresh process.
-        allowed, busy: as in :func:`free_cores` (tests pass figures).
+        allowed, busy: as in :func:`free_cores` (tests pass figures); ``busy`` only adds a warning to the sentence.
 
     Returns:
         ``(threads, why)``: the count and a sentence saying how it was chosen.
     """
     allowed = allowed_cores() if allowed is None else allowed
     busy = busy_elsewhere() if busy is None else busy
-    free = free_cores(allowed, busy)
-    threads = max(1, min(torch_default, free))
-    why = (f"threads={threads}: torch's default {torch_default}, {allowed} cores allowed, about {busy:.1f} busy "
-           f"with other work, so {free} free")
+    threads = max(1, min(torch_default, allowed))
+    why = f"threads={threads}: torch's default {torch_default}, {allowed} cores allowed"
+    if free_cores(allowed, busy) < threads:
+        why += (f"; other work keeps about {busy:.1f} cores busy, so rows may be marked contended (ask threads=1 "
+                "for a measurement that fits beside it)")
     return threads, why
 
 

@@ -11,6 +11,9 @@ says stop, their per-round figures paired, and a contended measurement timed aga
 - **Stop** (:class:`harness.measure.stop_rule.StopRule`): with a baseline, a callable's adaptive target also needs
   its paired ratio's 95% interval within ``rel_ci`` (:func:`ratio_within`), and the baseline samples as long as
   any other callable does, since every ratio needs the baseline's figure of the same round.
+- **Followers** (the machine yardstick, :mod:`harness.measure.yardstick`): callables timed in the same rounds, in
+  the same shuffled order, a fixed slice each, for as long as any callable samples; they never decide when the
+  rounds end.
 - **Retry**: when any callable's measurement is contended (:mod:`harness.measure.contention`), every callable that
   did not fail is timed again from scratch (so the pairs stay paired), at most ``retries`` times, and only when the
   machine is quiet again.
@@ -74,7 +77,8 @@ def ratio_within(base: Sampler, other: Sampler, rule: StopRule) -> bool:
 
 def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retries: int = 0,
                quiet: Callable[[], bool] | None = None, after_batch: Callable[[int], None] | None = None,
-               on_error: Callable[[int], None] | None = None, baseline: int | None = None) -> tuple[int, str]:
+               on_error: Callable[[int], None] | None = None, baseline: int | None = None,
+               followers: Sequence[Sampler] = (), follower_slice_s: float = 0.002) -> tuple[int, str]:
     """Time several callables in interleaved rounds until each one's :class:`StopRule` says stop.
 
     Each round gives every active sampler a slice of :func:`round_slice` timed seconds (at least one
@@ -96,6 +100,8 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
             adaptive rule, a target reached is then not enough: another sampler goes on until its paired ratio's
             interval is within the target too (or the baseline has stopped), and the baseline goes on while any
             other sampler still samples, so that the ratios have their pairs. The time limit is unchanged.
+        followers: samplers timed in every round (``follower_slice_s`` each, at least one sample) while any of
+            ``samplers`` is active; their stop reason is ``followed``. Retries time them again too.
 
     Returns:
         ``(retries_used, note)``: the note says why a contended measurement was not retried ('' otherwise).
@@ -105,7 +111,8 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
                          f"{len(samplers) - 1})")
     attempt = 0
     while True:
-        _sample_until_stopped(samplers, rule, random.Random(seed + 7919 * attempt), after_batch, on_error, baseline)
+        _sample_until_stopped(samplers, rule, random.Random(seed + 7919 * attempt), after_batch, on_error, baseline,
+                              followers, follower_slice_s)
         if not any(s.error is None and s.n and s.contention().contended for s in samplers):
             return attempt, ""
         if attempt >= retries:
@@ -114,30 +121,50 @@ def run_rounds(samplers: Sequence[Sampler], rule: StopRule, seed: int = 0, retri
         if quiet is None or not quiet():
             return attempt, "not retried: the machine stayed busy"
         attempt += 1
-        for s in samplers:
+        for s in [*samplers, *followers]:
             if s.error is None:
                 s.reset()
 
 
 def _sample_until_stopped(samplers: Sequence[Sampler], rule: StopRule, rng: random.Random,
                           after_batch: Callable[[int], None] | None, on_error: Callable[[int], None] | None,
-                          baseline: int | None) -> None:
-    """One attempt: rounds in a shuffled order until every sampler has stopped or failed."""
-    order = list(range(len(samplers)))
+                          baseline: int | None, followers: Sequence[Sampler] = (),
+                          follower_slice_s: float = 0.002) -> None:
+    """One attempt: rounds in a shuffled order until every sampler has stopped or failed (followers included in
+    each round's order, stopped with the last sampler)."""
+    n = len(samplers)
+    order = list(range(n + len(followers)))
     slice_s = round_slice(rule.budget_s)
     rounds = 0
     while any(s.active for s in samplers):
         rng.shuffle(order)
         for i in order:
-            if samplers[i].active:
+            if i >= n:
+                _follow(followers[i - n], follower_slice_s, rule.max_runs, rounds)
+            elif samplers[i].active:
                 _batch(samplers[i], i, rule, slice_s, rounds, after_batch, on_error)
         rounds += 1
-        for i in _check_order(len(samplers), baseline):
+        for i in _check_order(n, baseline):
             s = samplers[i]
             if s.active:
                 why = rule.check(s, rounds, _needs_more(samplers, i, baseline, rule))
                 if why:
                     s.stop_reason = why
+    for f in followers:
+        if f.active:
+            f.stop_reason = "followed"
+
+
+def _follow(f: Sampler, slice_s: float, max_runs: int, round_index: int) -> None:
+    """A follower's batch of one round (its failure stops only itself)."""
+    if not f.active or f.n >= max_runs:
+        return
+    t0 = time.perf_counter()
+    try:
+        f.take(slice_s, max_runs - f.n, round_index)
+    except Exception as exc:
+        f.error = exc
+    f.wall_s += time.perf_counter() - t0
 
 
 def _batch(s: Sampler, i: int, rule: StopRule, slice_s: float, round_index: int,

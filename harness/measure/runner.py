@@ -60,6 +60,7 @@ from harness.measure.stop_rule import DEFAULT_REL_CI, StopRule
 from harness.measure.support import unsupported_reasons
 from harness.measure.timing import time_cpu_blocked, torch_threads
 from harness.measure.timing_result import TimingResult
+from harness.measure.yardstick import YARDSTICK_SLICE_S, yardstick_call, yardstick_method
 
 __all__ = ["CPU_TIMERS", "LeakLedger", "MeasureConfig", "Measurement", "declined", "failure", "measure_case",
            "measure_variant"]
@@ -98,6 +99,8 @@ class MeasureConfig:
         quiet_wait_s: how long to wait for the machine to become quiet before giving up a retry (after one wait
             in vain, the next 30 s of retries only look once).
         check_inputs: compare the inputs with a saved copy after each variant's calls (in-place changes).
+        yardstick: time the machine yardstick (:mod:`harness.measure.yardstick`) in the same rounds and record it
+            on every timed row (``yardstick_ms`` and its interval and samples).
     """
 
     budget_s: float = 0.2
@@ -114,6 +117,7 @@ class MeasureConfig:
     retries: int = 2
     quiet_wait_s: float = 1.0
     check_inputs: bool = True
+    yardstick: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.budget_s, int | float) and self.budget_s >= 0):
@@ -390,9 +394,9 @@ def _sampler(entry: _Entry, case: Case, cfg: MeasureConfig, nthreads: int) -> Sa
 
 def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, guard: InputGuard | None,
           seed: int, on_fail: Callable[[_Entry], None], leaks: LeakLedger | None,
-          baseline: str | None = None) -> None:
-    """Phase 2: time the entries (interleaved rounds, the ``baseline`` variant's ratios paired); failures go to
-    ``on_fail`` at once."""
+          baseline: str | None = None) -> TimingResult | None:
+    """Phase 2: time the entries (interleaved rounds, the ``baseline`` variant's ratios paired, the yardstick
+    alongside); failures go to ``on_fail`` at once. Returns the yardstick's timing (None when it was not timed)."""
     rounds: list[_Entry] = []
     for e in entries:
         if case.device_type == "cpu" and e.prep is None and cfg.cpu_timer == "blocked_autorange":
@@ -410,7 +414,7 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
                 continue
         rounds.append(e)
     if not rounds:
-        return
+        return None
     if case.device_type == "cuda":
         _sync(case)
     for e in rounds:
@@ -437,8 +441,10 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
         return _QUIET.ready(nthreads, cfg.quiet_wait_s)
 
     base = next((i for i, e in enumerate(rounds) if e.variant.name == baseline), None)
+    yard = _yardstick_sampler(case) if cfg.yardstick else None
     used, note = run_rounds([e.sampler for e in rounds], rule, seed=seed, retries=cfg.retries, quiet=quiet,
-                            after_batch=after_batch, on_error=failed, baseline=base)
+                            after_batch=after_batch, on_error=failed, baseline=base,
+                            followers=[yard] if yard is not None else [], follower_slice_s=YARDSTICK_SLICE_S)
     for e in rounds:
         s = e.sampler
         assert s is not None
@@ -447,6 +453,25 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
             e.seconds += s.wall_s
             if s.n:
                 e.timing = s.result(rule, retries=used, note=note)
+    if yard is None or yard.error is not None or not yard.n:
+        return None
+    return yard.result(rule, retries=used)
+
+
+def _yardstick_sampler(case: Case) -> Sampler:
+    call = yardstick_call(case.device if case.device_type == "cuda" else "cpu")
+    if case.device_type == "cuda":
+        return CudaSampler(call, case.device, flush_l2=False)
+    return CpuSampler(call, 1)
+
+
+def _fill_yardstick(m: Measurement, y: TimingResult | None, case: Case) -> None:
+    """The machine yardstick of the rounds this row was timed in (the same for every variant of the case)."""
+    if y is None:
+        return
+    m.extra.update(yardstick_ms=y.median_ms, yardstick_ms_ci_low=y.ci_low_ms, yardstick_ms_ci_high=y.ci_high_ms,
+                   yardstick_samples_ms=[_round6(x) for x in y.samples_ms],
+                   yardstick_method=yardstick_method(case.device_type))
 
 
 def _fail(e: _Entry, exc: BaseException, case: Case, guard: InputGuard | None, leaks: LeakLedger | None) -> None:
@@ -598,10 +623,12 @@ def measure_case(variants: Sequence[Variant], case: Case, inputs: Inputs, refs: 
 
         if entries and on_phase is not None:
             on_phase(f"timing {len(entries)} variant{'s' if len(entries) > 1 else ''} in rounds", None)
-        _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks, baseline)
+        yard = _time(entries, case, cfg, nthreads, guard, seed, on_fail, leaks, baseline)
         ok = [e for e in entries if id(e) not in failed]
         for e in ok:
             _finish(e, case, cfg, leaks)
+            if e.timing is not None:
+                _fill_yardstick(e.m, yard, case)
         if baseline is not None:
             _pair(ok, baseline, cfg)
         for e in ok:

@@ -1,47 +1,23 @@
-"""Compare two runs case by case: each matched case labelled faster, slower, same or unsure by a statistical test.
+"""Compare two runs case by case: each matched case judged slower, faster or same, or left unsure with its cause;
+an exit code a CI gate can act on.
 
 Rows are matched by case and variant: the case is :func:`harness.store.columns.case_key`, every parameter of
-:data:`harness.store.columns.CASE_PARAMS` (device, dtype, batch, heads, seq_len, head_dim, the pattern with all its
-parameters such as the window or the block layout, the input distribution, the seed, the mode, and on CPU the
-thread count); rows of older runs that lack a parameter read as its default. A base row and a new row that differ
-in one parameter only (say the thread count) are listed together as not comparable, with the difference.
+:data:`harness.store.columns.CASE_PARAMS` (device, dtype, shape, the pattern with its parameters, inputs, seed,
+mode, and on CPU the thread count); rows of older runs that lack a parameter read as its default. A base row and
+a new row that differ in one parameter only are listed together as not comparable, with the difference; when that
+parameter is the thread count, the comparison cannot be reached and says so.
 
-The time label of a matched case, with ``m`` the ``median`` rule's threshold (default 5%):
+The time verdict of a matched case is :func:`harness.report.verdicts.time_verdict`: judged only when neither row
+is contended or noisy and the machine yardstick held still; then by the interval of the ratio of medians against
+the ``median`` rule's threshold and the noise floor (the spread of the cases' yardsticks). ``--fail median:5%``
+fails on ``slower`` cases; ``--fail min:PCT%`` when the minimum grew beyond the threshold and the summed IQRs
+(never on a contended or noisy row); ``--fail mem:PCT%`` when peak memory grew beyond the threshold. A row ``ok``
+in BASE and failed in NEW always fails.
 
-- ``unsure`` when either row is ``contended`` (the process did not get the CPU it asked for while timing) or
-  ``noisy``: a disturbed measurement is never called a change;
-- with both rows' raw timing samples (``time_samples_ms``): a bootstrap 95% interval of the ratio of medians
-  new/base (:func:`ratio_interval`). ``slower`` when the interval lies above 1 and the ratio above ``1 + m``;
-  ``faster`` when it lies below 1 and the ratio below ``1 / (1 + m)``; ``same`` when the whole interval lies
-  within ``[1 / (1 + m), 1 + m]``; else ``unsure``;
-- with recorded median intervals (``time_ms_ci_low`` / ``_high``) but no samples: the same rule on the interval
-  ``[low_new / high_base, high_new / low_base]``;
-- otherwise (older runs): the noise is the sum of both rows' IQRs. ``slower`` / ``faster`` when the change is
-  beyond the noise and beyond ``m``; ``same`` when change and noise together stay within ``m``; else ``unsure``.
-
-A ``slower`` or ``faster`` case must also stand out from the comparison's own run-to-run scatter: with at least
-:data:`MIN_SCATTER_CASES` timed cases on both sides, their log ratios new/base spread around their median by
-``s = 1.4826 x MAD``; a case whose ratio lies within ``exp(+-SCATTER_Z x s)`` of 1 is ``unsure`` (within-run samples
-cannot see a state of the machine that lasted a whole run, such as the host's load or where buffers landed, so two
-runs of unchanged code can differ by more than either run's intervals). A change shared by every case (the median
-moves, the spread stays small) is still seen; a lone case that moved more than the others did is too. The quiet
-cases (neither side contended nor noisy) give the scatter; when fewer than :data:`MIN_SCATTER_CASES` of them are
-left, every case timed on both sides does (:func:`comparison_scatter`), and the summary says so.
-
-And it must stand out from the other variants of its own case: the variants of a case are timed together, in
-interleaved rounds, so a state of the machine during that case moves them all alike (while their paired ratios
-to ``full`` hardly move). A case whose change lies within ``1 + m`` of the median change of the other variants of
-its case is ``unsure`` ("moved with the other variants of its case"). Such a comparison cannot see a change every
-variant of a case shares (a slower machine, or code they all run): compare them side by side in one run instead.
-
-``--fail median:5%`` fails exactly on ``slower`` cases at that threshold: a change both larger than 5% and
-significant. ``--fail min:PCT%`` fails when the minimum grew beyond the threshold and the summed IQRs (never on a
-contended or noisy row); ``--fail mem:PCT%`` when peak memory grew beyond the threshold (memory has no spread). A
-row ``ok`` in BASE and failed in NEW always fails.
-
-``compare_main(argv)`` is ``attnbench compare BASE NEW [--fail median:5%] [--all]``: a summary (counts per
-label, contended rows), then only what changed or could not be compared; exit 1 when a rule failed, 0 otherwise,
-2 on bad arguments.
+Exit codes (``compare_main``): 0 every matched case judged and no rule failed; 1 a rule failed; 2 bad arguments
+or input that is not a run (no rows, no variant and status columns, unreadable); 3 inconclusive: no case matched,
+the thread counts differ, or a matched case could not be judged (contended, noisy, the machine moved, an interval
+that does not settle the threshold). ``--unsure=pass`` turns 3 into 0 for those who accept unjudged cases.
 """
 
 from __future__ import annotations
@@ -57,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.report.verdicts import noise_floor, time_verdict, yardstick_change
 from harness.store.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, case_key, case_text
 from harness.store.reader import read_runs
 
-__all__ = ["CI_LEVEL", "FAIL_METRICS", "LABELS", "MATCH_COLUMNS", "MIN_SAMPLES", "MIN_SCATTER_CASES", "N_RESAMPLES",
-           "SCATTER_Z", "Comparison", "FailRule", "case_drifts", "compare_frames", "compare_main", "compare_runs",
-           "comparison_scatter", "format_comparison", "format_summary", "parse_fail_rule", "ratio_interval",
-           "run_scatter", "time_label"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INCONCLUSIVE", "EXIT_OK", "EXIT_REGRESSION", "FAIL_METRICS", "LABELS",
+           "Comparison", "FailRule", "compare_frames", "compare_main", "compare_runs", "format_comparison",
+           "format_summary", "parse_fail_rule"]
 
 #: Metrics a ``--fail`` rule may name: the column compared, and the column holding its noise (or None).
 FAIL_METRICS: dict[str, tuple[str, str | None]] = {
@@ -75,20 +51,12 @@ FAIL_METRICS: dict[str, tuple[str, str | None]] = {
 MATCH_COLUMNS: tuple[str, ...] = (CASE_KEY, "variant")
 #: The labels of a matched case, in the order the summary lists them.
 LABELS: tuple[str, ...] = ("slower", "faster", "same", "unsure", "status changed", "fixed", "failed both")
-#: Confidence level of the ratio's interval.
-CI_LEVEL = 0.95
-#: Bootstrap resamples of each median.
-N_RESAMPLES = 4000
-#: Fewest samples on each side for the sample test (fewer: the recorded interval or the IQR rule decides).
-MIN_SAMPLES = 5
+EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 _DEFAULT_MARGIN = 0.05
-#: Fewest timed cases on both sides before the run-to-run scatter is estimated (fewer: not used).
-MIN_SCATTER_CASES = 8
-#: How many robust standard deviations of the cases' changes a change must exceed to be a change.
-SCATTER_Z = 3.0
 _RULE = re.compile(r"^(?P<metric>[a-z_]+):(?P<pct>[0-9]*\.?[0-9]+)%$")
 _FIELDS = ("status", "reason", "time_ms_median", "time_ms_iqr", "time_ms_min", "peak_mem_bytes", "err_metric",
-           "time_samples_ms", "time_ms_ci_low", "time_ms_ci_high", "contended", "noisy", "cpu_share")
+           "time_samples_ms", "time_ms_ci_low", "time_ms_ci_high", "contended", "noisy", "cpu_share", "threads",
+           "yardstick_ms", "yardstick_samples_ms")
 
 
 @dataclass(frozen=True)
@@ -117,201 +85,6 @@ def parse_fail_rule(text: str) -> FailRule:
     return FailRule(m["metric"], float(m["pct"]) / 100.0)
 
 
-# ---------------------------------------------------------------------------------------------------- statistics
-#: Above this many values x resamples, resample medians are drawn by order statistic instead of resampling.
-_BRUTE_LIMIT = 2_000_000
-
-
-def _median_resamples(x: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Medians of ``n_resamples`` bootstrap resamples of ``x``.
-
-    Small sets are resampled outright. For large ones (``len(x) * n_resamples`` above a few million) the
-    resample's median is drawn without building the resample: it is at most the ``j``-th smallest value
-    ``x_(j)`` exactly when at least ``h = ceil(n / 2)`` resampled values are at most ``x_(j)``, a count that is
-    Binomial(n, j / n); so the (lower) median is ``x_(J)`` with ``P(J <= j) = P(Binomial(n, j / n) >= h)``, one
-    uniform draw per resample. At such sizes the lower median and the mean of the two middle values coincide to
-    within adjacent order statistics.
-    """
-    xs = np.sort(np.asarray(x, dtype=float))
-    n = xs.size
-    if n * n_resamples <= _BRUTE_LIMIT:
-        return np.median(xs[rng.integers(0, n, (n_resamples, n))], axis=1)
-    from scipy.special import bdtrc  # P(Binomial(n, p) > k)
-
-    h = math.ceil(n / 2)
-    cdf = bdtrc(h - 1, n, np.arange(1, n + 1) / n)
-    j = np.searchsorted(cdf, rng.random(n_resamples), side="left")
-    return xs[np.minimum(j, n - 1)]
-
-
-def ratio_interval(base: np.ndarray | list[float], new: np.ndarray | list[float], level: float = CI_LEVEL,
-                   n_resamples: int = N_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
-    """Ratio of medians ``median(new) / median(base)`` and its bootstrap percentile interval.
-
-    The two sets are resampled independently (they come from different runs).
-
-    Args:
-        base / new: the raw timing samples of the two rows.
-        level: confidence level of the interval.
-        n_resamples: bootstrap resamples.
-        seed: of the resampling (the result is reproducible).
-
-    Returns:
-        ``(ratio, low, high)``.
-    """
-    b, n = np.asarray(base, dtype=float), np.asarray(new, dtype=float)
-    b, n = b[np.isfinite(b) & (b > 0)], n[np.isfinite(n) & (n > 0)]
-    if not b.size or not n.size:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    ratios = _median_resamples(n, n_resamples, rng) / _median_resamples(b, n_resamples, rng)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(ratios, [alpha, 1 - alpha])
-    return float(np.median(n) / np.median(b)), float(lo), float(hi)
-
-
-def _label_interval(ratio: float, lo: float, hi: float, margin: float) -> str:
-    if lo > 1 and ratio > 1 + margin:
-        return "slower"
-    if hi < 1 and ratio < 1 / (1 + margin):
-        return "faster"
-    if lo >= 1 / (1 + margin) and hi <= 1 + margin:
-        return "same"
-    return "unsure"
-
-
-def _flag(x: object) -> bool:
-    """A True/False column's value; blank (NaN, None) is False."""
-    return x is True or (isinstance(x, bool | np.bool_) and bool(x))
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, int | float | np.floating) and math.isfinite(float(x))
-
-
-def time_label(row: pd.Series, margin: float = _DEFAULT_MARGIN) -> tuple[str, str, float, float, float]:
-    """Label the time change of one matched ``ok`` row (both sides ``ok``).
-
-    Args:
-        row: a merged row with ``*_base`` and ``*_new`` fields.
-        margin: the change that counts (0.05 = 5%).
-
-    Returns:
-        ``(label, why, ratio, ratio_low, ratio_high)``; the interval is NaN where no test made one.
-    """
-    nan = math.nan
-    disturbed = [f"{side} contended" + (f" (cpu_share {row[f'cpu_share_{side}']:.2f})"
-                                        if _finite(row.get(f"cpu_share_{side}")) else "")
-                 for side in ("base", "new") if _flag(row.get(f"contended_{side}"))]
-    disturbed += [f"{side} noisy" for side in ("base", "new") if _flag(row.get(f"noisy_{side}"))]
-    tb, tn = row.get("time_ms_median_base"), row.get("time_ms_median_new")
-    ratio = float(tn) / float(tb) if _finite(tb) and _finite(tn) and float(tb) > 0 else nan
-    if disturbed:
-        return "unsure", ", ".join(disturbed), ratio, nan, nan
-    sb, sn = row.get("time_samples_ms_base"), row.get("time_samples_ms_new")
-    if isinstance(sb, tuple | list) and isinstance(sn, tuple | list) and min(len(sb), len(sn)) >= MIN_SAMPLES:
-        r, lo, hi = ratio_interval(sb, sn)
-        return (_label_interval(r, lo, hi, margin), f"samples {len(sb)} vs {len(sn)}: ratio of medians {r:.3f} "
-                f"[{lo:.3f}, {hi:.3f}]", r, lo, hi)
-    if not math.isfinite(ratio):
-        return "unsure", "no time on one side", ratio, nan, nan
-    lb, hb = row.get("time_ms_ci_low_base"), row.get("time_ms_ci_high_base")
-    ln, hn = row.get("time_ms_ci_low_new"), row.get("time_ms_ci_high_new")
-    if all(_finite(v) and float(v) > 0 for v in (lb, hb, ln, hn)):
-        lo, hi = float(ln) / float(hb), float(hn) / float(lb)
-        return (_label_interval(ratio, lo, hi, margin), f"recorded median intervals: ratio {ratio:.3f} "
-                f"[{lo:.3f}, {hi:.3f}]", ratio, lo, hi)
-    noise = float(np.nansum([row.get("time_ms_iqr_base"), row.get("time_ms_iqr_new")]))
-    diff = float(tn) - float(tb)
-    why = f"no samples: change {ratio - 1:+.1%}, noise (IQRs) {noise / float(tb):.1%}"
-    if abs(diff) > noise and abs(diff) > margin * float(tb):
-        return ("slower" if diff > 0 else "faster"), why, ratio, nan, nan
-    if abs(diff) + noise <= margin * float(tb):
-        return "same", why, ratio, nan, nan
-    return "unsure", why, ratio, nan, nan
-
-
-def _log_changes(m: pd.DataFrame, quiet_only: bool) -> np.ndarray:
-    """Per matched row: ``log(time_ms_median_new / time_ms_median_base)`` where both sides are ``ok`` (and, with
-    ``quiet_only``, neither is contended nor noisy); NaN elsewhere."""
-    need = ("status_base", "status_new", "time_ms_median_base", "time_ms_median_new")
-    if not len(m) or not all(c in m.columns for c in need):
-        return np.full(len(m), np.nan)
-    ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
-    if quiet_only:
-        for c in ("contended_base", "contended_new", "noisy_base", "noisy_new"):
-            if c in m.columns:
-                ok &= ~m[c].map(_flag)
-    tb = pd.to_numeric(m["time_ms_median_base"], errors="coerce")
-    tn = pd.to_numeric(m["time_ms_median_new"], errors="coerce")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log((tn / tb).to_numpy(dtype=float))
-    logs[~ok.to_numpy(dtype=bool)] = np.nan
-    return logs
-
-
-def run_scatter(m: pd.DataFrame, quiet_only: bool = True) -> tuple[float, int]:
-    """The run-to-run scatter of a comparison: ``(half_width, cases)``, ``half_width`` in log space
-    (``SCATTER_Z x 1.4826 x MAD`` of the log ratios of the cases timed ``ok`` on both sides and, with
-    ``quiet_only``, neither contended nor noisy), NaN when fewer than :data:`MIN_SCATTER_CASES` cases qualify."""
-    x = _log_changes(m, quiet_only=quiet_only)
-    x = x[np.isfinite(x)]
-    if x.size < MIN_SCATTER_CASES:
-        return math.nan, int(x.size)
-    spread = 1.4826 * float(np.median(np.abs(x - np.median(x))))
-    return SCATTER_Z * spread, int(x.size)
-
-
-def comparison_scatter(m: pd.DataFrame) -> tuple[float, int, bool]:
-    """:func:`run_scatter` of the quiet cases, or, when fewer than :data:`MIN_SCATTER_CASES` of them are left, of
-    every case timed on both sides, contended ones too: ``(half_width, cases, busy)``, ``busy`` saying which.
-
-    Why the fallback: with a busy-looping process beside the second of two runs of unchanged code, 15 of 18 rows
-    were contended, the three quiet cases left were too few for a scatter, and one of them, 9% faster alone in its
-    case, was called ``faster``. A comparison whose rows are mostly contended ran on a machine whose state moved;
-    the changes of all its rows are the honest measure of how much, and they only make the rule stricter."""
-    width, n = run_scatter(m)
-    if math.isfinite(width):
-        return width, n, False
-    width_all, n_all = run_scatter(m, quiet_only=False)
-    if math.isfinite(width_all) and n_all > n:
-        return width_all, n_all, True
-    return width, n, False
-
-
-def case_drifts(m: pd.DataFrame) -> list[float]:
-    """Per matched row: the median log ratio new/base of the *other* variants of its case that were timed ``ok``
-    on both sides (NaN when there is none). Contended and noisy ones count: they are not judged themselves, but
-    they too say how the machine moved during that case."""
-    if not len(m) or CASE_KEY not in m.columns:
-        return [math.nan] * len(m)
-    logs = _log_changes(m, quiet_only=False)
-    usable = np.isfinite(logs)
-    keys = m[CASE_KEY].astype(str).to_numpy()
-    out = []
-    for i in range(len(m)):
-        others = logs[(keys == keys[i]) & usable & (np.arange(len(m)) != i)]
-        out.append(float(np.median(others)) if others.size else math.nan)
-    return out
-
-
-def _beyond_noise(verdict: str, why: str, ratio: float, scatter: tuple[float, int], drift: float = math.nan,
-                    margin: float = _DEFAULT_MARGIN) -> tuple[str, str]:
-    """A ``slower``/``faster`` verdict becomes ``unsure`` when its ratio lies within the run-to-run scatter, or
-    within ``1 + margin`` of the median change of the other variants of its case (``drift``, log space)."""
-    width, n = scatter
-    if verdict in ("slower", "faster") and math.isfinite(width) and ratio > 0 and abs(math.log(ratio)) <= width:
-        return "unsure", (f"{why}; within the run-to-run scatter of this comparison (x{math.exp(width):.3f}: "
-                          f"{SCATTER_Z:g} robust SDs of the changes of {n} cases)")
-    if (verdict in ("slower", "faster") and math.isfinite(drift) and ratio > 0
-            and abs(math.log(ratio) - drift) <= math.log1p(margin)):
-        return "unsure", (f"{why}; moved with the other variants of its case (their median change "
-                          f"x{math.exp(drift):.3f}): a state of the machine during that case, or a change they all "
-                          "share")
-    return verdict, why
-
-
-# ---------------------------------------------------------------------------------------------------- compare
 @dataclass
 class Comparison:
     """The outcome of comparing two runs.
@@ -319,14 +92,15 @@ class Comparison:
     Args:
         matched: one row per matched (case, variant): the case columns, both runs' figures (``*_base``,
             ``*_new``), relative changes (``*_change``: new/base - 1), ``ratio`` with ``ratio_low`` /
-            ``ratio_high`` where a test gave an interval, ``verdict`` (one of :data:`LABELS`) and ``why``.
+            ``ratio_high``, the yardstick's ``yardstick_ratio`` with its interval, ``verdict`` (one of
+            :data:`LABELS`), ``cause`` (why an ``unsure`` case was not judged), ``test`` and ``why``.
         only_base / only_new: rows present in one run only (case columns, variant, status, and ``differs``:
             the one parameter that differs from a row of the other run, where there is such a row).
         failures: human-readable lines, one per failed rule and row.
         rules: the rules applied.
         duplicates: number of rows dropped because a run repeated a (case, variant) (the latest kept).
-        scatter: :func:`comparison_scatter` of the matched rows: ``(half_width, cases)``.
-        scatter_busy: whether the scatter came from every timed case, contended ones too (too few quiet ones).
+        floor: the noise floor ``(log change, cases it came from)`` (:func:`harness.report.verdicts.noise_floor`).
+        threads_differ: rows that match a row of the other run on every parameter but the thread count.
     """
 
     matched: pd.DataFrame
@@ -335,8 +109,8 @@ class Comparison:
     failures: list[str] = field(default_factory=list)
     rules: list[FailRule] = field(default_factory=list)
     duplicates: int = 0
-    scatter: tuple[float, int] = (math.nan, 0)
-    scatter_busy: bool = False
+    floor: tuple[float, int] = (math.log1p(_DEFAULT_MARGIN), 0)
+    threads_differ: int = 0
 
     @property
     def failed(self) -> bool:
@@ -347,10 +121,41 @@ class Comparison:
         c = Counter(self.matched["verdict"]) if len(self.matched) else Counter()
         return {label: int(c.get(label, 0)) for label in LABELS}
 
+    def unjudged(self) -> Counter:
+        """Matched cases that were not judged, by cause."""
+        if not len(self.matched):
+            return Counter()
+        return Counter(self.matched.loc[self.matched["verdict"] == "unsure", "cause"])
+
     def contended(self) -> tuple[int, int]:
         """Rows marked contended in (BASE, NEW) among the matched ones."""
-        return tuple(int(self.matched[f"contended_{s}"].fillna(False).astype(bool).sum())  # type: ignore[return-value]
-                     if f"contended_{s}" in self.matched else 0 for s in ("base", "new"))
+        return (_count_true(self.matched, "contended_base"), _count_true(self.matched, "contended_new"))
+
+    def inconclusive(self) -> list[str]:
+        """Why the comparison as a whole could not be reached (empty when it was)."""
+        why = []
+        if not len(self.matched):
+            why.append("no case matched between the runs")
+        if self.threads_differ:
+            why.append(f"{self.threads_differ} row(s) differ from the other run only in the thread count")
+        unjudged = self.unjudged()
+        if unjudged:
+            why.append(f"{sum(unjudged.values())} case(s) not judged ("
+                       + ", ".join(f"{k} {v}" for k, v in unjudged.most_common()) + ")")
+        return why
+
+    def exit_code(self, unsure: str = "fail") -> int:
+        """1 when a rule failed; else 3 when the comparison is inconclusive (0 with ``unsure="pass"``); else 0."""
+        if self.failed:
+            return EXIT_REGRESSION
+        if self.inconclusive() and unsure != "pass":
+            return EXIT_INCONCLUSIVE
+        return EXIT_OK
+
+
+def _count_true(df: pd.DataFrame, col: str) -> int:
+    return int(df[col].map(lambda x: x is True or (isinstance(x, bool | np.bool_) and bool(x))).sum()) \
+        if col in df.columns and len(df) else 0
 
 
 def _dedupe(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -367,12 +172,14 @@ def _worse_by(base: float, new: float, threshold: float, noise: float) -> bool:
     return new > base * (1.0 + threshold) and (new - base) > noise
 
 
-def _explain_unmatched(only_base: pd.DataFrame, only_new: pd.DataFrame) -> None:
-    """Fill ``differs`` where a row of one side matches a row of the other on every parameter but one."""
+def _explain_unmatched(only_base: pd.DataFrame, only_new: pd.DataFrame) -> int:
+    """Fill ``differs`` where a row of one side matches a row of the other on every parameter but one; return how
+    many rows of BASE differ from a row of NEW in the thread count alone."""
     for df in (only_base, only_new):
         df["differs"] = ""
     if only_base.empty or only_new.empty:
-        return
+        return 0
+    threads_only = 0
     for p in CASE_PARAMS:
         rest = tuple(q for q in CASE_PARAMS if q is not p)
         kb = [case_key(r, rest) + "|" + str(r["variant"]) for r in only_base.to_dict("records")]
@@ -383,16 +190,42 @@ def _explain_unmatched(only_base: pd.DataFrame, only_new: pd.DataFrame) -> None:
             if k in new_val and not only_base.iloc[i]["differs"]:
                 only_base.iloc[i, only_base.columns.get_loc("differs")] = (
                     f"{p.name} {_text(only_base.iloc[i][p.name])} here, {_text(new_val[k])} in NEW")
+                threads_only += p.name == "threads"
         for i, k in enumerate(kn):
             if k in base_val and not only_new.iloc[i]["differs"]:
                 only_new.iloc[i, only_new.columns.get_loc("differs")] = (
                     f"{p.name} {_text(only_new.iloc[i][p.name])} here, {_text(base_val[k])} in BASE")
+    return threads_only
 
 
 def _text(x: object) -> str:
     if isinstance(x, float) and math.isfinite(x) and x.is_integer():
         return str(int(x))
     return str(x)
+
+
+def _merge(b: pd.DataFrame, n: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``(matched, only_base, only_new)`` of two deduplicated frames."""
+    keys = list(MATCH_COLUMNS)
+    fields = [f for f in _FIELDS if f in b.columns or f in n.columns]
+    for df in (b, n):
+        for f in fields:
+            if f not in df.columns:
+                df[f] = False if f in ("contended", "noisy") else math.nan
+    case = [c for c in CASE_COLUMNS if c in b.columns and c in n.columns and c not in fields]
+    cases = pd.concat([n[keys + case], b[keys + case]]).drop_duplicates(keys, keep="last")
+    merged = b[keys + fields].merge(n[keys + fields], on=keys, how="outer", suffixes=("_base", "_new"),
+                                    indicator=True).merge(cases, on=keys, how="left")
+    side_cols = {"status_base": "status", "threads_base": "threads"}
+    only_base = merged[merged["_merge"] == "left_only"][keys + case + list(side_cols)].rename(
+        columns=side_cols).reset_index(drop=True)
+    side_cols = {"status_new": "status", "threads_new": "threads"}
+    only_new = merged[merged["_merge"] == "right_only"][keys + case + list(side_cols)].rename(
+        columns=side_cols).reset_index(drop=True)
+    m = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
+    if "threads" not in m.columns and "threads_new" in m.columns:
+        m["threads"] = m["threads_new"]
+    return m, only_base, only_new
 
 
 def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] | None = None) -> Comparison:
@@ -409,66 +242,55 @@ def compare_frames(base: pd.DataFrame, new: pd.DataFrame, rules: list[FailRule] 
     margin = next((r.threshold for r in rules if r.metric == "median"), _DEFAULT_MARGIN)
     b, nb = _dedupe(base)
     n, nn = _dedupe(new)
-    keys = list(MATCH_COLUMNS)
-    fields = [f for f in _FIELDS if f in b.columns or f in n.columns]
-    for df in (b, n):
-        for f in fields:
-            if f not in df.columns:
-                df[f] = False if f in ("contended", "noisy") else math.nan
-    case = [c for c in CASE_COLUMNS if c in b.columns and c in n.columns]
-    cases = pd.concat([n[keys + case], b[keys + case]]).drop_duplicates(keys, keep="last")
-    merged = b[keys + fields].merge(n[keys + fields], on=keys, how="outer", suffixes=("_base", "_new"),
-                                    indicator=True).merge(cases, on=keys, how="left")
-    only_base = merged[merged["_merge"] == "left_only"][keys + case + ["status_base"]].rename(
-        columns={"status_base": "status"}).reset_index(drop=True)
-    only_new = merged[merged["_merge"] == "right_only"][keys + case + ["status_new"]].rename(
-        columns={"status_new": "status"}).reset_index(drop=True)
-    _explain_unmatched(only_base, only_new)
-    m = merged[merged["_merge"] == "both"].drop(columns="_merge").reset_index(drop=True)
+    m, only_base, only_new = _merge(b, n)
+    threads_differ = _explain_unmatched(only_base, only_new)
     m["time_change"] = m["time_ms_median_new"] / m["time_ms_median_base"] - 1.0
-    m["time_noise_ms"] = m["time_ms_iqr_base"].fillna(0) + m["time_ms_iqr_new"].fillna(0)
     m["mem_change"] = m["peak_mem_bytes_new"] / m["peak_mem_bytes_base"] - 1.0
     m["err_change"] = m["err_metric_new"] / m["err_metric_base"] - 1.0
+    both_ok = (m["status_base"] == "ok") & (m["status_new"] == "ok")
+    yard = [yardstick_change(r)[0] for r in m[both_ok].to_dict("records")]
+    floor = noise_floor(yard, margin)
     failures: list[str] = []
-    out: list[tuple] = []
-    width, n_cases, scatter_busy = comparison_scatter(m)
-    scatter = (width, n_cases)
-    drifts = case_drifts(m)
-    for (_, row), drift in zip(m.iterrows(), drifts):
-        label = _label(row)
-        ok_b, ok_n = row["status_base"] == "ok", row["status_new"] == "ok"
-        verdict, why, ratio, lo, hi = "failed both", f"{row['status_base']} -> {row['status_new']}", *(math.nan,) * 3
-        if ok_b and not ok_n:
-            verdict, why = "status changed", f"ok -> {row['status_new']}"
-            reason = f" ({row['reason_new']})" if str(row["reason_new"]).strip() else ""
-            failures.append(f"{label}: status ok -> {row['status_new']}{reason}")
-        elif ok_n and not ok_b:
-            verdict, why = "fixed", f"{row['status_base']} -> ok"
-        elif ok_b and ok_n:
-            verdict, why, ratio, lo, hi = time_label(row, margin)
-            verdict, why = _beyond_noise(verdict, why, ratio, scatter, drift, margin)
-            failures.extend(_rule_failures(row, rules, label, verdict, why, margin, scatter, drift))
-        out.append((verdict, why, ratio, lo, hi))
-    m["verdict"], m["why"], m["ratio"], m["ratio_low"], m["ratio_high"] = (
-        zip(*out) if out else ([], [], [], [], []))
+    rows = [_judge(r, rules, margin, floor[0], failures) for r in m.to_dict("records")]
+    for col in ("verdict", "cause", "why", "test", "ratio", "ratio_low", "ratio_high", "yardstick_ratio",
+                "yardstick_low", "yardstick_high"):
+        m[col] = [r[col] for r in rows] if rows else []
     return Comparison(matched=m, only_base=only_base, only_new=only_new, failures=failures, rules=rules,
-                      duplicates=nb + nn, scatter=scatter, scatter_busy=scatter_busy)
+                      duplicates=nb + nn, floor=floor, threads_differ=threads_differ)
 
 
-def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: str, why: str,
-                   margin: float, scatter: tuple[float, int] = (math.nan, 0), drift: float = math.nan) -> list[str]:
+def _judge(row: dict, rules: list[FailRule], margin: float, floor: float, failures: list[str]) -> dict:
+    """The verdict columns of one matched row; the failure lines of its rules go to ``failures``."""
+    nan = math.nan
+    out = dict(verdict="failed both", cause="", why=f"{row['status_base']} -> {row['status_new']}", test="",
+               ratio=nan, ratio_low=nan, ratio_high=nan, yardstick_ratio=nan, yardstick_low=nan, yardstick_high=nan)
+    ok_b, ok_n = row["status_base"] == "ok", row["status_new"] == "ok"
+    label = _label(row)
+    if ok_b and not ok_n:
+        out.update(verdict="status changed", why=f"ok -> {row['status_new']}")
+        reason = f" ({row['reason_new']})" if str(row.get("reason_new", "")).strip() else ""
+        failures.append(f"{label}: status ok -> {row['status_new']}{reason}")
+    elif ok_n and not ok_b:
+        out.update(verdict="fixed", why=f"{row['status_base']} -> ok")
+    elif ok_b and ok_n:
+        v = time_verdict(row, margin, floor)
+        out.update(verdict=v.label, cause=v.cause, why=v.why, test=v.test, ratio=v.ratio, ratio_low=v.low,
+                   ratio_high=v.high, yardstick_ratio=v.yardstick, yardstick_low=v.y_low, yardstick_high=v.y_high)
+        failures.extend(_rule_failures(row, rules, label, v.label, v.why, margin, floor))
+    return out
+
+
+def _rule_failures(row: dict, rules: list[FailRule], label: str, verdict: str, why: str, margin: float,
+                   floor: float) -> list[str]:
     """The failure lines of one matched ``ok`` row under each rule."""
     lines = []
-    disturbed = any(_flag(row.get(f"{k}_{s}")) for k in ("contended", "noisy") for s in ("base", "new"))
+    disturbed = any(bool(row.get(f"{k}_{s}")) is True for k in ("contended", "noisy") for s in ("base", "new"))
     for rule in rules:
         col, noise_col = FAIL_METRICS[rule.metric]
         base_v, new_v = float(row[f"{col}_base"]), float(row[f"{col}_new"])
         if rule.metric == "median":
-            if rule.threshold == margin:
-                at = verdict
-            else:
-                lab, _, r, _, _ = time_label(row, rule.threshold)
-                at = _beyond_noise(lab, "", r, scatter, drift, rule.threshold)[0]
+            at = verdict if rule.threshold == margin else time_verdict(
+                row, rule.threshold, max(floor, math.log1p(rule.threshold))).label
             if at == "slower":
                 lines.append(f"{label}: median {base_v:.4g} -> {new_v:.4g} ms ({new_v / base_v - 1:+.1%}, "
                              f"threshold {rule}; {why})")
@@ -482,8 +304,20 @@ def _rule_failures(row: pd.Series, rules: list[FailRule], label: str, verdict: s
     return lines
 
 
-def _label(row: pd.Series) -> str:
+def _label(row: dict | pd.Series) -> str:
     return f"{row['variant']} | {case_text(row)}"
+
+
+def _check_rows(frame: pd.DataFrame, which: str, path: object) -> None:
+    """Refuse input that is not a run: no rows, or no row with a variant and a known status."""
+    if not len(frame):
+        raise ValueError(f"{which}={path} holds no result rows (allowed: a run directory, a folder of runs, a "
+                         "results CSV or a pytest-benchmark JSON file with at least one row)")
+    usable = (frame["variant"].astype(str).str.strip() != "") & (frame["status"] != "unknown")
+    if not usable.any():
+        raise ValueError(f"{which}={path} has {len(frame)} row(s) but none with a variant and a status: not a "
+                         "results table (allowed: the columns of results.csv: variant, status, time_ms_median, "
+                         "...)")
 
 
 def compare_runs(base: str | Path | list, new: str | Path | list, rules: list[FailRule] | list[str] | None = None
@@ -495,13 +329,16 @@ def compare_runs(base: str | Path | list, new: str | Path | list, rules: list[Fa
         rules: :class:`FailRule` objects or rule strings such as ``"median:5%"`` (default: ``median:5%``).
 
     Returns:
-        A :class:`Comparison` (``.failed`` is True when a rule failed).
+        A :class:`Comparison` (``.failed`` when a rule failed; ``.exit_code()`` for a gate).
 
     Raises:
-        ValueError: a run cannot be read, or a rule string is malformed.
+        ValueError: a run cannot be read or is not a run, or a rule string is malformed.
     """
     parsed = None if rules is None else [r if isinstance(r, FailRule) else parse_fail_rule(r) for r in rules]
-    return compare_frames(read_runs(_as_list(base)).frame, read_runs(_as_list(new)).frame, parsed)
+    b, n = read_runs(_as_list(base)).frame, read_runs(_as_list(new)).frame
+    _check_rows(b, "BASE", base)
+    _check_rows(n, "NEW", new)
+    return compare_frames(b, n, parsed)
 
 
 def _as_list(x) -> list:
@@ -514,79 +351,120 @@ def _pct(x: float) -> str:
 
 
 def format_summary(c: Comparison) -> str:
-    """The lead of the comparison: counts per label, contended rows, unmatched rows, the rules."""
+    """The lead of the comparison: how many cases were judged, the counts per label, why the rest were not, the
+    machine yardstick, unmatched rows, the rules."""
     counts = c.counts()
     timed = sum(counts[k] for k in ("slower", "faster", "same", "unsure"))
+    unjudged = sum(c.unjudged().values())
+    lines = [f"{len(c.matched) - unjudged} of {len(c.matched)} cases judged: "
+             + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" ({timed} timed on both sides)"]
+    if unjudged:
+        lines.append("not judged: " + ", ".join(f"{k} {v}" for k, v in c.unjudged().most_common())
+                     + " (contended: the process did not get the CPU it asked; noisy: IQR over 10%; machine: the "
+                       "yardstick moved; interval: too wide to settle the threshold)")
+    lines.append(_yardstick_line(c))
     cb, cn = c.contended()
-    lines = [f"compared {len(c.matched)} cases ({timed} timed on both sides): "
-             + ", ".join(f"{k} {v}" for k, v in counts.items()),
-             f"contended rows (not judged): {cb} in BASE, {cn} in NEW"]
+    if cb or cn:
+        lines.append(f"contended rows: {cb} in BASE, {cn} in NEW")
     if len(c.only_base) or len(c.only_new):
-        lines.append(f"not comparable: {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW")
-    width, n = c.scatter
-    if math.isfinite(width):
-        which = " (contended ones too: too few quiet ones)" if c.scatter_busy else ""
-        lines.append(f"run-to-run scatter: changes of the {n} cases timed on both sides{which} spread "
-                     f"x{math.exp(width):.3f} ({SCATTER_Z:g} robust SDs); a change within it is unsure")
+        lines.append(f"not comparable: {len(c.only_base)} only in BASE, {len(c.only_new)} only in NEW"
+                     + (f"; {c.threads_differ} differ only in the thread count (measure both runs with the same "
+                        "threads=)" if c.threads_differ else ""))
     if c.duplicates:
         lines.append(f"note: {c.duplicates} repeated row(s) within a run were dropped (latest kept)")
     rules = ", ".join(str(r) for r in c.rules) or "none"
-    lines.append(f"rules: {rules} (median: a change beyond the threshold and significant; contended or noisy "
-                 "rows are unsure, never a regression)")
+    lines.append(f"rules: {rules}; test: bootstrap 95% interval of the ratio of medians; a change counts beyond "
+                 f"x{math.exp(c.floor[0]):.3f}" + (f" (the noise floor of {c.floor[1]} yardsticks)"
+                                                   if c.floor[0] > math.log1p(_DEFAULT_MARGIN) + 1e-9 else ""))
     return "\n".join(lines)
+
+
+def _yardstick_line(c: Comparison) -> str:
+    y = c.matched["yardstick_ratio"].to_numpy(dtype=float) if len(c.matched) else np.array([])
+    y = y[np.isfinite(y)]
+    if not y.size:
+        return "machine yardstick: not recorded in both runs (a shared change cannot be told from the machine's)"
+    moved = int((c.matched["cause"] == "machine").sum())
+    return (f"machine yardstick: median x{np.median(y):.3f} over {y.size} cases (range x{y.min():.3f} to "
+            f"x{y.max():.3f}); " + (f"moved in {moved} case(s)" if moved else "held still"))
 
 
 def format_comparison(c: Comparison, show_all: bool = False) -> str:
-    """The comparison as text: the summary, then one line per case that changed or could not be compared
-    (every matched case with ``show_all``), the unmatched rows, and the verdict."""
+    """The comparison as text: the summary, then one line per case that changed or was not judged (every matched
+    case with ``show_all``), the unmatched rows as a count (listed with ``show_all``), and the verdict."""
     lines = [format_summary(c), ""]
-    shown = c.matched if show_all else c.matched[~c.matched["verdict"].isin(("same", "failed both"))
-                                                  | ((c.matched["verdict"] == "failed both")
-                                                     & (c.matched["status_base"] != c.matched["status_new"]))]
-    hidden = len(c.matched) - len(shown)
+    keep = ~c.matched["verdict"].isin(("same", "failed both")) | (
+        (c.matched["verdict"] == "failed both") & (c.matched["status_base"] != c.matched["status_new"]))
+    shown = c.matched if show_all else c.matched[keep]
     if len(shown):
-        w = max([7] + [len(str(v)) for v in shown["variant"]])
-        lines.append(f"{'verdict':<14} {'variant':<{w}} {'base ms':>10} {'new ms':>10} {'time':>7} {'mem':>7} "
-                     f"{'err':>7}  case; why")
-        order = {k: i for i, k in enumerate(LABELS)}
-        shown = shown.assign(_o=shown["verdict"].map(order)).sort_values(["_o", "variant"], kind="stable")
-        for _, r in shown.iterrows():
-            def ms(v):
-                return f"{v:10.4g}" if _finite(v) else f"{'-':>10}"
-
-            lines.append(f"{r['verdict']:<14} {r['variant']:<{w}} {ms(r['time_ms_median_base'])} "
-                         f"{ms(r['time_ms_median_new'])} {_pct(r['time_change']):>7} {_pct(r['mem_change']):>7} "
-                         f"{_pct(r['err_change']):>7}  {case_text(r)}; {r['why']}")
+        lines.extend(_case_lines(shown))
+    hidden = len(c.matched) - len(shown)
     if hidden:
         lines.append(f"({hidden} case(s) not listed: same, or failed the same way in both; --all lists them)")
-    for title, rows in (("only in BASE", c.only_base), ("only in NEW", c.only_new)):
-        if len(rows):
-            lines.append(f"\n{title} ({len(rows)} rows, not compared):")
-            for _, r in rows.iterrows():
-                why = f"; {r['differs']}" if r.get("differs") else ""
-                lines.append(f"  {_label(r)} [{r['status']}]{why}")
+    lines.extend(_unmatched_lines(c, show_all))
     lines.append("")
-    if c.failures:
-        lines.append(f"FAILED: {len(c.failures)} regression(s)")
-        lines.extend(f"  {f}" for f in c.failures)
-    else:
-        lines.append("PASSED: no significant regression beyond the threshold")
+    lines.append(_verdict_line(c))
     return "\n".join(lines)
 
 
+def _case_lines(shown: pd.DataFrame) -> list[str]:
+    w = max([7] + [len(str(v)) for v in shown["variant"]])
+    lines = [f"{'verdict':<14} {'variant':<{w}} {'base ms':>10} {'new ms':>10} {'time':>7} {'mem':>7} "
+             f"{'err':>7}  case; why"]
+    order = {k: i for i, k in enumerate(LABELS)}
+    shown = shown.assign(_o=shown["verdict"].map(order)).sort_values(["_o", "variant"], kind="stable")
+
+    def ms(v):
+        return f"{v:10.4g}" if isinstance(v, float | int) and math.isfinite(v) else f"{'-':>10}"
+
+    for r in shown.to_dict("records"):
+        verdict = r["verdict"] + (f" ({r['cause']})" if r["verdict"] == "unsure" and r["cause"] else "")
+        lines.append(f"{verdict:<14} {r['variant']:<{w}} {ms(r['time_ms_median_base'])} "
+                     f"{ms(r['time_ms_median_new'])} {_pct(r['time_change']):>7} {_pct(r['mem_change']):>7} "
+                     f"{_pct(r['err_change']):>7}  {case_text(r)}; {r['why']}")
+    return lines
+
+
+def _unmatched_lines(c: Comparison, show_all: bool) -> list[str]:
+    lines = []
+    for title, rows in (("only in BASE", c.only_base), ("only in NEW", c.only_new)):
+        if not len(rows):
+            continue
+        if not show_all:
+            lines.append(f"{title}: {len(rows)} row(s), not compared (--all lists them)")
+            continue
+        lines.append(f"\n{title} ({len(rows)} rows, not compared):")
+        for r in rows.to_dict("records"):
+            why = f"; {r['differs']}" if r.get("differs") else ""
+            lines.append(f"  {_label(r)} [{r['status']}]{why}")
+    return lines
+
+
+def _verdict_line(c: Comparison) -> str:
+    if c.failures:
+        return f"FAILED: {len(c.failures)} regression(s)\n" + "\n".join(f"  {f}" for f in c.failures)
+    why = c.inconclusive()
+    if why:
+        return "INCONCLUSIVE: " + "; ".join(why) + " (exit 3; --unsure=pass accepts it)"
+    return "PASSED: every matched case judged; no significant regression beyond the threshold"
+
+
 def compare_main(argv: list[str] | None = None) -> int:
-    """``attnbench compare BASE NEW [--fail median:5%] ... [--all]``.
+    """``attnbench compare BASE NEW [--fail median:5%] ... [--unsure fail|pass] [--all]``.
 
     Returns:
-        0 when no rule failed, 1 when one did, 2 on bad arguments or unreadable runs.
+        0 passed, 1 a rule failed, 2 bad arguments or input that is not a run, 3 inconclusive.
     """
     parser = argparse.ArgumentParser(prog="attnbench compare",
-                                     description="Compare two runs: each case faster, slower, same or unsure.")
+                                     description="Compare two runs: each case slower, faster, same or unsure. Exit: "
+                                                 "0 passed, 1 regression, 2 bad input, 3 inconclusive.")
     parser.add_argument("base", metavar="BASE", help="base run directory, folder of runs, or CSV")
     parser.add_argument("new", metavar="NEW", help="new run directory, folder of runs, or CSV")
     parser.add_argument("--fail", action="append", default=None, metavar="METRIC:PCT%",
                         help=f"fail rule, repeatable (metrics: {', '.join(FAIL_METRICS)}; default median:5%%)")
-    parser.add_argument("--all", action="store_true", help="list every matched case, not only what changed")
+    parser.add_argument("--unsure", choices=("fail", "pass"), default="fail",
+                        help="what an inconclusive comparison exits with: fail = 3 (default), pass = 0")
+    parser.add_argument("--all", action="store_true", help="list every matched case and every unmatched row")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -594,11 +472,13 @@ def compare_main(argv: list[str] | None = None) -> int:
     try:
         rules = [parse_fail_rule(r) for r in (args.fail or ["median:5%"])]
         base, new = read_runs(args.base), read_runs(args.new)
+        _check_rows(base.frame, "BASE", args.base)
+        _check_rows(new.frame, "NEW", args.new)
     except ValueError as exc:
         print(f"attnbench compare: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     for problem in base.problems + new.problems:
         print(f"attnbench compare: warning: {problem}", file=sys.stderr)
     c = compare_frames(base.frame, new.frame, rules)
     print(format_comparison(c, show_all=args.all))
-    return 1 if c.failed else 0
+    return c.exit_code(args.unsure)

@@ -49,13 +49,13 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "tflops", "pct_of_peak", "err_max_abs", "err_rel_l2", "err_mean_abs", "err_ratio_vs_textbook",
     "grad_err_rel_l2", "textbook_err_rel_l2", "approx_err_rel_l2", "approx_err_max_abs", "cpu_share",
     "time_ms_ci_low", "time_ms_ci_high", "speedup_vs_full", "speedup_ci_low", "speedup_ci_high",
-    "mem_ratio_vs_full", "rel_noise",
+    "mem_ratio_vs_full", "rel_noise", "yardstick_ms", "yardstick_ms_ci_low", "yardstick_ms_ci_high",
     "block", "local", "stride", "n_global",
 )
 #: True/False columns (``True``, ``1``, ``yes`` read as True; blank as False).
 BOOL_COLUMNS: tuple[str, ...] = ("noisy", "contended")
 #: Columns holding a JSON list of numbers (a list in a record, a JSON string in a CSV); read as tuples of floats.
-SAMPLE_COLUMNS: tuple[str, ...] = ("time_samples_ms", "time_samples_dropped_ms")
+SAMPLE_COLUMNS: tuple[str, ...] = ("time_samples_ms", "time_samples_dropped_ms", "yardstick_samples_ms")
 #: Derived columns :func:`normalize` appends, in this order.
 DERIVED_COLUMNS: tuple[str, ...] = ("run", "pattern_label", CASE_KEY, "err_metric")
 ENV_FILE = "env.json"
