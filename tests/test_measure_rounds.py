@@ -351,3 +351,34 @@ def test_a_crash_while_a_case_is_timed_keeps_the_rows_already_complete(tmp_path)
                           ("t_fails_at_once", "float64", "unsupported"), ("t_dies_later", "float64", "unsupported")])
     assert len(rows) == 6  # nothing lost, nothing doubled
 
+
+
+class _Fixed:
+    """A sampler stand-in with given samples (ms), every one undisturbed."""
+
+    def __init__(self, samples):
+        self.samples = list(samples)
+
+    @property
+    def n(self):
+        return len(self.samples)
+
+    @property
+    def spent_s(self):
+        return sum(self.samples) / 1e3
+
+    def split(self, min_runs):
+        return list(self.samples), []
+
+
+def test_a_noisy_callable_samples_on_past_its_budget_until_it_settles():
+    from harness.measure.stop_rule import StopRule
+
+    rule = StopRule(budget_s=0.1, rel_ci=None, min_runs=3, noisy_limit_s=0.4)
+    noisy = _Fixed([5.0, 10.0, 5.0, 12.0, 6.0, 11.0, 5.0, 13.0, 6.0, 10.0, 7.0, 12.0, 5.0, 9.0])  # 0.116 s, IQR ~ 70%
+    assert rule.check(noisy, rounds=8) is None  # budget spent, still noisy: more samples
+    assert StopRule(budget_s=0.1, rel_ci=None, min_runs=3).check(noisy, rounds=8) == "time_limit"  # no extension
+    settled = _Fixed([10.0] * 16)  # 0.16 s, tight: past 1.5 budgets it stops as settled
+    assert rule.check(settled, rounds=16) == "settled"
+    long_noisy = _Fixed([5.0, 15.0] * 21)  # 0.42 s, still noisy: the extension's limit ends it
+    assert rule.check(long_noisy, rounds=42) == "time_limit"

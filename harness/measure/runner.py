@@ -101,6 +101,8 @@ class MeasureConfig:
         check_inputs: compare the inputs with a saved copy after each variant's calls (in-place changes).
         yardstick: time the machine yardstick (:mod:`harness.measure.yardstick`) in the same rounds and record it
             on every timed row (``yardstick_ms`` and its interval and samples).
+        noisy_budget_factor: a variant whose undisturbed samples are still noisy when its budget is spent samples
+            on, up to this many times its budget (1: no extension; :class:`harness.measure.stop_rule.StopRule`).
     """
 
     budget_s: float = 0.2
@@ -118,6 +120,7 @@ class MeasureConfig:
     quiet_wait_s: float = 1.0
     check_inputs: bool = True
     yardstick: bool = True
+    noisy_budget_factor: float = 4.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.budget_s, int | float) and self.budget_s >= 0):
@@ -420,7 +423,8 @@ def _time(entries: list[_Entry], case: Case, cfg: MeasureConfig, nthreads: int, 
     for e in rounds:
         e.sampler = _sampler(e, case, cfg, nthreads)
     rule = StopRule(budget_s=cfg.budget_s, rel_ci=cfg.rel_ci, min_runs=cfg.min_runs, max_runs=cfg.max_runs,
-                    min_rounds=cfg.min_runs, target_rounds=MIN_PAIRED_ROUNDS if len(rounds) > 1 else 1)
+                    min_rounds=cfg.min_runs, target_rounds=MIN_PAIRED_ROUNDS if len(rounds) > 1 else 1,
+                    noisy_limit_s=cfg.budget_s * cfg.noisy_budget_factor)
 
     def after_batch(i: int) -> None:
         if guard is not None:

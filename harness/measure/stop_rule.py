@@ -6,6 +6,11 @@
   ``max_runs`` samples (``"max_runs"``). NVBench and ``torch.utils.benchmark.adaptive_autorange`` stop this way:
   a callable stops as soon as its figure is as precise as asked, and never later than the fixed budget would.
 - **fixed budget** (``rel_ci=None``): sample until ``budget_s`` is spent, within ``[min_runs, max_runs]``.
+- **noisy extension** (``noisy_limit_s`` above ``budget_s``): a callable whose undisturbed samples are still noisy
+  (IQR over :data:`NOISY_IQR_RATIO` of the median) when its budget is spent samples on, up to ``noisy_limit_s``,
+  until they are not (``"settled"``) or its median's interval reaches the target. The samples it waited for a
+  core in are left out first, so a busy machine is not sampled on (it is marked contended instead); a noisy row
+  is given more samples, not a shrug.
 
 Timed with a baseline (:func:`harness.measure.rounds.run_rounds`), a callable's target can be vetoed: its ratio
 to the baseline must be as tight as its own median, since the ratio is the figure a reader compares.
@@ -19,12 +24,14 @@ from typing import Protocol
 
 from harness.measure import stats as _stats
 
-__all__ = ["DEFAULT_REL_CI", "MIN_TARGET_SAMPLES", "Sampled", "StopRule"]
+__all__ = ["DEFAULT_REL_CI", "MIN_TARGET_SAMPLES", "NOISY_IQR_RATIO", "Sampled", "StopRule"]
 
 #: Default adaptive target: the 95% CI of the median narrower than this fraction of the median.
 DEFAULT_REL_CI = 0.02
 #: Fewest samples before the adaptive target may stop sampling (NVBench's minimum).
 MIN_TARGET_SAMPLES = 10
+#: IQR/median above which samples are noisy (a row says ``noisy``; the noisy extension samples on).
+NOISY_IQR_RATIO = 0.10
 
 
 class Sampled(Protocol):
@@ -51,6 +58,8 @@ class StopRule:
         target_rounds: fewest rounds before the adaptive target may stop sampling (a paired ratio's 95% interval
             needs :data:`harness.measure.rounds.MIN_PAIRED_ROUNDS`); the time limit still stops a slow callable
             after ``min_rounds``, so a call longer than a sixth of the budget does not take six samples.
+        noisy_limit_s: the time limit of a callable whose samples are still noisy at ``budget_s`` (no more than
+            ``budget_s``: no extension).
     """
 
     budget_s: float = 0.2
@@ -59,6 +68,7 @@ class StopRule:
     max_runs: int = 1000
     min_rounds: int = 1
     target_rounds: int = 1
+    noisy_limit_s: float = 0.0
 
     def __post_init__(self) -> None:
         _check_runs(self.min_runs, self.max_runs)
@@ -86,6 +96,12 @@ class StopRule:
                 if med > 0 and (ci.high - ci.low) / med <= self.rel_ci and not (needs_more and needs_more()):
                     return "target"
         if sampler.spent_s >= self.budget_s:
+            if sampler.spent_s < self.noisy_limit_s:
+                used, _ = sampler.split(self.min_runs)
+                if _noisy(used):
+                    return None
+                if sampler.spent_s >= self.budget_s * 1.5:  # it sampled on and settled (a margin: not the budget)
+                    return "settled"
             return "time_limit"
         return None
 
@@ -93,6 +109,15 @@ class StopRule:
         if self.rel_ci is None:
             return f"fixed budget {self.budget_s:g} s"
         return f"adaptive: until the median's 95% CI < {100 * self.rel_ci:g}% or {self.budget_s:g} s"
+
+
+def _noisy(samples: list[float]) -> bool:
+    """IQR/median of ``samples`` above :data:`NOISY_IQR_RATIO` (too few samples to say: not noisy)."""
+    if len(samples) < 4:
+        return False
+    xs = sorted(samples)
+    med = _stats.median(xs)
+    return med > 0 and (_stats.quantile(xs, 0.75) - _stats.quantile(xs, 0.25)) / med > NOISY_IQR_RATIO
 
 
 def _check_runs(min_runs: int, max_runs: int) -> None:

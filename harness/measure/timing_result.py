@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from harness.measure import stats as _stats
 from harness.measure.contention import Contention
+from harness.measure.stop_rule import NOISY_IQR_RATIO  # one threshold for the row's flag and the stop rule
 
 __all__ = ["NOISY_IQR_RATIO", "TimingResult"]
 
-#: IQR/median above which a measurement is flagged noisy.
-NOISY_IQR_RATIO = 0.10
 
 
 @dataclass

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.report.verdicts import noise_floor, time_verdict, yardstick_change
+from harness.report.verdicts import YARDSTICK_TOLERANCE, noise_floor, time_verdict, yardstick_change
 from harness.store.columns import CASE_COLUMNS, CASE_KEY, CASE_PARAMS, case_key, case_text
 from harness.store.reader import read_runs
 
@@ -384,7 +384,9 @@ def _yardstick_line(c: Comparison) -> str:
     y = y[np.isfinite(y)]
     if not y.size:
         return "machine yardstick: not recorded in both runs (a shared change cannot be told from the machine's)"
-    moved = int((c.matched["cause"] == "machine").sum())
+    lo, hi = c.matched["yardstick_low"].to_numpy(dtype=float), c.matched["yardstick_high"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        moved = int(((lo > 1 + YARDSTICK_TOLERANCE) | (hi < 1 / (1 + YARDSTICK_TOLERANCE))).sum())
     return (f"machine yardstick: median x{np.median(y):.3f} over {y.size} cases (range x{y.min():.3f} to "
             f"x{y.max():.3f}); " + (f"moved in {moved} case(s)" if moved else "held still"))
 

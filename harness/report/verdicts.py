@@ -197,7 +197,7 @@ def time_verdict(row: pd.Series | dict, margin: float, floor: float | None = Non
         floor: the noise floor in log space (:func:`noise_floor`; None: ``log(1 + margin)``).
     """
     floor = math.log1p(margin) if floor is None else floor
-    y, ylo, yhi = yardstick_change(row)
+    y, ylo, yhi = yardstick_change(row)  # recorded whatever the verdict: the summary says how the machine moved
     yard = dict(yardstick=y, y_low=ylo, y_high=yhi)
     tb, tn = row.get("time_ms_median_base"), row.get("time_ms_median_new")
     ratio = float(tn) / float(tb) if _finite(tb) and _finite(tn) and float(tb) > 0 else math.nan
