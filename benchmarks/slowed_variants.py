@@ -1,27 +1,26 @@
-"""Variants made slower by construction, for ``benchmarks/gate.py``: real extra work, not a sleep.
+"""Variants whose work is set by construction, for ``benchmarks/gate.py``: real repeated work, not a sleep.
 
-``slowed_<name>`` computes ``<name>``'s attention, then computes it again for the first ``f x q_len`` query rows
-(``f`` from the environment variable ``ATTNBENCH_SLOWDOWN``, default 0): on the ``full`` pattern every query row
-costs the same, so the variant does ``1 + f`` times the work of ``<name>`` (a 25% slower kernel at ``f = 0.25``)
-and returns the same output. Load with ``variants_from=[benchmarks/slowed_variants.py]``; the variable is read
-when the file is imported, so each run of a comparison sets its own.
+``slowed_<name>`` runs ``<name>``'s prepared kernel ``CALLS`` times per call (``CALLS`` from the environment
+variable ``ATTNBENCH_CALLS``, default 1) and returns the last output. A base run with ``ATTNBENCH_CALLS=4`` and a
+new run with ``5`` make the new kernel exactly 25% slower (``10`` against ``11``: 10%), overheads included, since
+every repetition is the same call. Load with ``variants_from=[benchmarks/slowed_variants.py]``; the variable is
+read when the file is imported, so each run of a comparison sets its own (``attnbench ab`` needs two files: copy
+this one and set ``CALLS`` in each).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from harness import AttentionFn, Case, Pattern, Variant, get_variant, register_variant
 
-SLOWDOWN = float(os.environ.get("ATTNBENCH_SLOWDOWN", "0") or 0)
-#: The variants wrapped (each computes the full pattern and takes queries shorter than keys).
+CALLS = int(os.environ.get("ATTNBENCH_CALLS", "1") or 1)
+#: The variants wrapped.
 WRAPPED = ("full", "chunked", "sdpa_flash")
 
 
 class _Slowed(Variant):
-    patterns = frozenset({"full"})
-    supports_q_len = True
+    patterns = frozenset({"full", "causal"})
     supports_backward = False
     inner = "full"
 
@@ -29,17 +28,13 @@ class _Slowed(Variant):
         return get_variant(self.inner).not_supported_reasons(case)
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
-        inner = get_variant(self.inner)
-        fn = inner.prepare(pattern, case)
-        rows = round(SLOWDOWN * case.q_len)
-        if not rows:
-            return fn
-        extra = inner.prepare(pattern, dataclasses.replace(case, q_len=rows, kv_heads=case.kv_heads))
+        fn = get_variant(self.inner).prepare(pattern, case)
+        calls = CALLS
 
         def call(q, k, v):
-            out = fn(q, k, v)
-            extra(q[:, :, :rows], k, v)  # the same kernel on the first rows again: real work, result dropped
-            return out
+            for _ in range(calls - 1):  # each output dropped before the next call, as the harness drops its own
+                fn(q, k, v)
+            return fn(q, k, v)
 
         return call
 
@@ -50,5 +45,5 @@ class _Slowed(Variant):
 for _name in WRAPPED:
     register_variant(type(f"Slowed_{_name}", (_Slowed,), {
         "name": f"slowed_{_name}", "inner": _name,
-        "description": f"{_name} doing {1 + SLOWDOWN:g}x its work (ATTNBENCH_SLOWDOWN={SLOWDOWN:g})",
+        "description": f"{_name}, {CALLS} times per call (ATTNBENCH_CALLS={CALLS})",
         "tolerances": dict(get_variant(_name).tolerances)}))

@@ -28,7 +28,8 @@ commands:
                               and modes each supports (and why not)
   report [RUN ...]            summary tables and plots of runs, folders of runs or CSVs (default:
                               the latest run under results/)
-  compare BASE NEW            compare two runs
+  compare BASE NEW            compare two runs: each case slower, faster, same or unsure (exit 0/1/2/3)
+  ab A B [KEY=VALUE ...]      two versions of a variant measured side by side, round by round
   check [...]                 run the conformance checks on variants
 
 `attnbench COMMAND --help` shows the options of each command.
@@ -36,7 +37,7 @@ commands:
 
 #: command -> (module, function of argv returning the exit status)
 _DISPATCH = {"report": ("harness.report.build", "report_main"), "compare": ("harness.report.compare", "compare_main"),
-             "check": ("harness.cli.check", "check_main")}
+             "check": ("harness.cli.check", "check_main"), "ab": ("harness.cli.ab", "ab_main")}
 _HYDRA_INFO = ("cfg", "package", "info", "hydra_help", "shell_completion", "resolve", "hydra_version")
 _HYDRA_REFUSED = ("config_path", "config_name", "config_dir", "experimental_rerun")
 

@@ -104,12 +104,13 @@ class _LoadContext:
 
     origin: str
     record: PluginRecord | None = None
+    suffix: str = ""
 
 
 @contextmanager
-def _loading_from(origin: str, record: PluginRecord | None = None) -> Iterator[_LoadContext]:
+def _loading_from(origin: str, record: PluginRecord | None = None, suffix: str = "") -> Iterator[_LoadContext]:
     global _context
-    outer, _context = _context, _LoadContext(origin, record)
+    outer, _context = _context, _LoadContext(origin, record, suffix)
     try:
         yield _context
     finally:
@@ -131,6 +132,14 @@ def register_variant(cls: V) -> V:
     """
     if not (isinstance(cls, type) and issubclass(cls, Variant)):
         raise ValueError(f"register_variant expects a subclass of harness.Variant (got {cls!r})")
+    if _context is not None and _context.suffix and isinstance(cls.name, str):
+        _register(type(cls.__name__, (cls,), {"name": cls.name + _context.suffix, "__module__": cls.__module__,
+                                              "__qualname__": cls.__qualname__ + _context.suffix}))
+        return cls  # the module keeps its class; the registry holds it under the suffixed name
+    return _register(cls)
+
+
+def _register(cls: V) -> V:
     name = cls.name
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name or ""):
         raise ValueError(f"variant class {cls.__qualname__} has name={name!r} (allowed: letters, digits, _ . -)")
@@ -305,7 +314,7 @@ def _claim_imported(module: str, record: PluginRecord) -> None:
                 record.variants.append(name)
 
 
-def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:
+def load_variants_from(path_or_module: str | os.PathLike, suffix: str = "") -> list[str]:
     """Import a local file (``path/to/my_variant.py``) or module path (``pkg.mod``) that registers variants.
 
     Loading the same file or module again does not import it twice and returns the same names.
@@ -313,6 +322,8 @@ def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:
     Args:
         path_or_module: a ``.py`` file (anything with a path separator or ending in ``.py`` is taken as a file)
             or a dotted module path importable from ``sys.path``.
+        suffix: appended to every name the file registers (``attnbench ab`` loads two versions of one variant
+            side by side as ``NAME.A`` and ``NAME.B``); letters, digits, ``_ . -``.
 
     Returns:
         The names it registered, naturally sorted.
@@ -322,11 +333,13 @@ def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:
             raised (the message names what was given and the cause; the half-imported module registers nothing).
     """
     load_builtins()
+    if suffix and not re.fullmatch(r"[A-Za-z0-9_.\-]+", suffix):
+        raise ValueError(f"suffix={suffix!r} is not allowed in a variant name (allowed: letters, digits, _ . -)")
     given = os.fspath(path_or_module)
     is_path = isinstance(path_or_module, os.PathLike) or given.endswith(".py") or os.sep in given or "/" in given
     if is_path:
         path = Path(given).expanduser().resolve()
-        key = f"file:{path}"
+        key = f"file:{path}{suffix}"
         if key in _from_cache:
             return list(_from_cache[key])
         if not path.exists():
@@ -334,13 +347,16 @@ def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:
         if not path.is_file() or path.suffix != ".py":
             raise ValueError(f"variants_from={given!r}: {path} is not a .py file "
                              "(allowed: a .py file or a dotted module path)")
-        digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+        digest = hashlib.sha1(f"{path}{suffix}".encode()).hexdigest()[:10]
         mod_name = f"attnbench_local_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
         origin = f"file {path}"
     else:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", given):
             raise ValueError(f"variants_from={given!r} is neither a .py file nor a dotted module path")
-        key = f"module:{given}"
+        key = f"module:{given}{suffix}"
+        if suffix:
+            raise ValueError(f"variants_from={given!r}: a suffix needs a .py file (a module is imported once per "
+                             "process; give its file)")
         if key in _from_cache:
             return list(_from_cache[key])
         mod_name, path, origin = given, None, f"module {given}"
@@ -349,7 +365,7 @@ def load_variants_from(path_or_module: str | os.PathLike) -> list[str]:
     if path is not None and (spec is None or spec.loader is None):
         raise ValueError(f"variants_from={given!r}: {path} cannot be imported as a module")
     before = set(_variants)
-    with _loading_from(origin):
+    with _loading_from(origin, suffix=suffix):
         try:
             if spec is not None:
                 module = importlib.util.module_from_spec(spec)
