@@ -193,10 +193,8 @@ def part_hog(tmp: Path, threads: int) -> bool:
     ok = not unmarked
     print(f"=> hog: {'PASS' if ok else 'FAIL'} (every change beyond 10% among rows measured under the hog is marked "
           "contended)")
-    try:
-        from harness.report.compare import compare_runs, format_summary
-    except ImportError:
-        return ok
+    from harness.report.compare import compare_runs, format_summary
+
     c = compare_runs(str(tmp / "quiet"), str(tmp / "hogged"))
     counts = c.counts()
     print("attnbench compare quiet hogged:\n  " + format_summary(c).replace("\n", "\n  "))
@@ -205,7 +203,7 @@ def part_hog(tmp: Path, threads: int) -> bool:
             print(f"  {r.verdict}: {r.variant} | {r.pattern_label} N{r.seq_len} {r.mode}: x{r.ratio:.3f} ({r.why})")
     calm = counts.get("slower", 0) == 0 and counts.get("faster", 0) == 0
     print(f"=> compare: {'PASS' if calm else 'FAIL'} (unchanged code: no case faster or slower; "
-          f"exit {'1' if c.failed else '0'} with --fail median:5%)")
+          f"exit {c.exit_code()} with --fail median:5%)")
     return ok and calm
 
 
