@@ -7,12 +7,14 @@
   recorded it (a fixed workload timed in the same rounds, independent of the code under test).
 - **Steps**: :func:`harness.report.steps.find_steps` on the time, the memory and the yardstick of every series with
   at least :data:`harness.report.steps.MIN_POINTS` points.
-- **Cause** of a time step: ``machine`` when the series' yardstick stepped the same way within
-  :data:`ATTRIBUTION_RUNS` run of it (a change point is placed to within about a run when noise is present),
-  ``code`` when the yardstick was recorded around the step and did not, ``no yardstick`` when it was not recorded
-  there. A memory step is the code's (the yardstick measures speed). A code step at the very run where the machine
-  changed is reported as the machine's: the history cannot tell them apart, and :func:`history_verdict` says
-  inconclusive rather than pass.
+- **Cause** of a time step: the yardstick of the same rows is compared over the same two segments of runs (the
+  runs since the series' previous step, and until its next): ``machine`` when it moved the same way (its ratio's
+  95% interval excludes 1) by at least :data:`MACHINE_SHARE` of the step (in log terms), ``code`` when it did not,
+  ``no yardstick`` when it was not recorded on both sides (fewer than two runs each). Comparing over the step's
+  own segments, not where the yardstick's own change point fell, keeps a step placed a run early or late by noise
+  with its cause. A memory step is the code's (the yardstick measures speed). A code change smaller than the
+  machine's at the same run is reported as the machine's: the history cannot tell them apart, and
+  :func:`history_verdict` says inconclusive rather than pass.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.report.steps import MIN_POINTS, Step, find_steps
+from harness.report.steps import MIN_POINTS, MIN_SEGMENT, Step, find_steps, level_ratio
 from harness.store.columns import CASE_KEY, case_text
 
-__all__ = ["ATTRIBUTION_RUNS", "CAUSES", "ENV_COLUMNS", "METRICS", "YARDSTICK", "History", "HistoryStep", "RunInfo",
+__all__ = ["CAUSES", "ENV_COLUMNS", "MACHINE_SHARE", "METRICS", "YARDSTICK", "History", "HistoryStep", "RunInfo",
            "Verdict", "build_history", "history_verdict", "run_order", "series_table"]
 
 #: The machine yardstick's column (issue 28): median time of a fixed workload timed in the same rounds.
@@ -36,8 +38,9 @@ METRICS: dict[str, tuple[str, float, str]] = {
     "time": ("time_ms_median", 1e-6, "median time per call"),
     "memory": ("peak_mem_bytes", 4096.0, "peak memory above the inputs"),
 }
-#: A yardstick step this many runs or fewer from a time step is the same event.
-ATTRIBUTION_RUNS = 1
+#: The least part of a time step (in log terms) the yardstick's move over the same runs must make for the step to be
+#: the machine's: a yardstick that moved by about as much as the time did explains it.
+MACHINE_SHARE = 0.5
 #: What a step is put down to.
 CAUSES = ("code", "machine", "no yardstick")
 #: Columns whose change between the two runs of a step is named beside it.
@@ -160,15 +163,24 @@ def _steps_at_positions(sub: pd.DataFrame, col: str, floor: float) -> list[tuple
     return [(int(positions[s.index]), s) for s in find_steps(have[col].to_numpy(), floor=floor)]
 
 
-def _cause(sub: pd.DataFrame, pos: int, step: Step, yard_steps: list[tuple[int, Step]]) -> tuple[str, float]:
-    """The cause of a time step at run position ``pos``, and the yardstick's step ratio (NaN when none)."""
-    for ypos, ys in yard_steps:
-        if abs(ypos - pos) <= ATTRIBUTION_RUNS and (ys.ratio > 1) == (step.ratio > 1):
-            return "machine", ys.ratio
-    have = sub[sub[YARDSTICK].notna()]
-    before = have[have["position"] < pos]
-    recorded = len(have) >= MIN_POINTS and len(before) and (have["position"] == pos).any()
-    return ("code" if recorded else "no yardstick"), math.nan
+def _cause(sub: pd.DataFrame, step: Step, span: tuple[int, int, int]) -> tuple[str, float]:
+    """The cause of a time step and the yardstick's ratio over the same runs (NaN when not recorded there).
+
+    Args:
+        sub: the series.
+        step: the time step.
+        span: run positions ``(start, step, end)``: the segment before is ``[start, step)``, after ``[step, end)``.
+    """
+    start, pos, end = span
+    yard = sub[sub[YARDSTICK].notna() & (sub[YARDSTICK] > 0)]
+    before = yard.loc[(yard["position"] >= start) & (yard["position"] < pos), YARDSTICK]
+    after = yard.loc[(yard["position"] >= pos) & (yard["position"] < end), YARDSTICK]
+    if len(before) < MIN_SEGMENT or len(after) < MIN_SEGMENT:
+        return "no yardstick", math.nan
+    ratio, low, high = level_ratio(before, after)
+    moved = low > 1 if step.ratio > 1 else high < 1
+    share = math.log(ratio) / math.log(step.ratio) if step.ratio != 1 else 0.0
+    return ("machine" if moved and share >= MACHINE_SHARE else "code"), ratio
 
 
 def _changed(sub: pd.DataFrame, prev_pos: int, pos: int) -> str:
@@ -182,13 +194,15 @@ def _changed(sub: pd.DataFrame, prev_pos: int, pos: int) -> str:
 
 def _series_steps(key: tuple[str, str], sub: pd.DataFrame, runs: list[RunInfo]) -> list[HistoryStep]:
     """Every step of one (case, variant) series: time (with its cause) and memory."""
-    yard_steps = _steps_at_positions(sub, YARDSTICK, METRICS["time"][1])
     out = []
     for metric, (col, floor, _) in METRICS.items():
-        for pos, step in _steps_at_positions(sub, col, floor):
-            cause, y_ratio = _cause(sub, pos, step, yard_steps) if metric == "time" else ("code", math.nan)
-            have = sub[sub[col].notna() & (sub["position"] < pos)]
-            prev = int(have["position"].max())
+        found = _steps_at_positions(sub, col, floor)
+        have = sub.loc[sub[col].notna(), "position"]
+        edges = [int(have.min()), *[pos for pos, _ in found], int(have.max()) + 1]
+        for i, (pos, step) in enumerate(found):
+            span = (edges[i], pos, edges[i + 2])
+            cause, y_ratio = _cause(sub, step, span) if metric == "time" else ("code", math.nan)
+            prev = int(have[have < pos].max())
             out.append(HistoryStep(
                 case=str(sub["case"].iloc[0]), variant=key[1], metric=metric, run=runs[pos].name,
                 commit=runs[pos].commit, prev_run=runs[prev].name, prev_commit=runs[prev].commit, position=pos,
@@ -263,6 +277,6 @@ def history_verdict(hist: History, threshold: float) -> Verdict:
                                             "machine")
     if machine:
         return Verdict(3, [], machine, f"inconclusive: {len(machine)} step(s) up by more than {pct}, each at a run "
-                                       "where the machine yardstick stepped too (a code change at the same run "
+                                       "where the machine yardstick moved as much (a code change at the same run "
                                        "cannot be told apart)")
     return Verdict(0, [], [], f"no step up by more than {pct} in {len(hist.judged)} series")

@@ -4,7 +4,7 @@ Writes into ``--out`` (default: ``history/`` in the folder that holds the runs):
 ``series.csv`` (one row per case, variant and run, the yardstick beside it) and ``plots/step_NN_<case>.png`` (a
 figure per stepped case), and prints the steps and the verdict. Exit status: 0 no step up beyond the threshold,
 1 such a step not put down to the machine, 2 bad arguments or unreadable runs, 3 inconclusive (no series with
-enough runs, or the steps beyond the threshold coincide with a step of the machine yardstick).
+enough runs, or the steps beyond the threshold are the machine's: its yardstick moved as much over the same runs).
 """
 
 from __future__ import annotations
@@ -63,13 +63,13 @@ def _default_out(runs: list[str]) -> Path:
     return (first.parent if is_run_dir(first) or first.is_file() else first) / "history"
 
 
-def _step_line(s: HistoryStep) -> str:
+def _step_line(s: HistoryStep, width: int) -> str:
     """One step: cause, metric, size with its interval, variant, case, the levels, what else changed."""
     size = f"{100 * (s.ratio - 1):+.1f}% [{100 * (s.ratio_low - 1):+.1f}, {100 * (s.ratio_high - 1):+.1f}]"
     unit = " ms" if s.metric == "time" else " B"
     yard = f" (yardstick {100 * (s.yardstick_ratio - 1):+.1f}%)" if s.cause == "machine" else ""
     changed = f"; changed: {s.changed}" if s.changed else ""
-    return (f"    {s.cause:<12} {s.metric:<6} {size:<24} {s.variant}  {s.case}  "
+    return (f"    {s.cause:<12} {s.metric:<6} {size:<24} {s.variant:<{width}}  {s.case}  "
             f"{fmt_value(s.before)}{unit} -> {fmt_value(s.after)}{unit}{yard}{changed}")
 
 
@@ -89,14 +89,16 @@ def format_history(hist: History, verdict: Verdict, threshold: float) -> str:
              f"variant) judged, {len(hist.unjudged)} with fewer than {MIN_POINTS} runs not; machine yardstick {yard}",
              f"rule: a step is a change of level in a piecewise-constant fit of log(value) over the runs (PELT, "
              f"absolute deviations, penalty {PENALTY_FACTOR:g} x noise x ln(runs)); step:{threshold * 100:g}% fails "
-             "a rise of the time or memory beyond it, its interval above 1, where the yardstick did not step too"]
+             "a rise of the time or memory beyond it, its interval above 1, unless the machine yardstick moved as "
+             "much over the same runs"]
     counts = {c: sum(s.cause == c for s in hist.steps) for c in CAUSES}
     lines.append(f"steps: {len(hist.steps)} ({', '.join(f'{c} {n}' for c, n in counts.items() if n) or 'none'})")
     shown = hist.steps[:_MAX_LINES]
+    width = max((len(s.variant) for s in shown), default=0)
     for i, s in enumerate(shown):
         if i == 0 or (s.run, s.prev_run) != (shown[i - 1].run, shown[i - 1].prev_run):
             lines.append(_run_header(s))
-        lines.append(_step_line(s))
+        lines.append(_step_line(s, width))
     if len(hist.steps) > _MAX_LINES:
         lines.append(f"  ... and {len(hist.steps) - _MAX_LINES} more (steps.csv)")
     lines.append(f"verdict: {verdict.reason} (exit {verdict.code})")

@@ -230,7 +230,7 @@ def _history(hist: History | None, figures: Mapping[str, str]) -> str:
              f"<p>{len(hist.runs)} runs in time order ({esc(hist.runs[0].name)} .. {esc(hist.runs[-1].name)}); "
              f"{len(hist.judged)} series (case and variant) with enough runs to judge; the machine yardstick "
              f"{yard}. A step is a change of level in a piecewise-constant fit over the runs (attnbench history, "
-             "docs/reports.md); it is the machine's when the yardstick stepped at the same run.</p>",
+             "docs/reports.md); it is the machine's when the machine yardstick moved as much over the same runs.</p>",
              f'<p class="note{" bad" if verdict.code == 1 else " good" if verdict.code == 0 else ""}">'
              f"At step:{HISTORY_RULE * 100:g}%: {esc(verdict.reason)}.</p>"]
     if hist.steps:

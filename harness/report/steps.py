@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIN_POINTS", "MIN_SEGMENT", "NOISE_FLOOR", "PENALTY_FACTOR", "Step", "find_steps", "noise_scale",
-           "step_penalty"]
+__all__ = ["MIN_POINTS", "MIN_SEGMENT", "NOISE_FLOOR", "PENALTY_FACTOR", "Step", "find_steps", "level_ratio",
+           "noise_scale", "step_penalty"]
 
 #: Penalty per change, in units of ``noise * ln(n)`` (see the module docstring).
 PENALTY_FACTOR = 2.0
@@ -91,6 +91,18 @@ def _ratio_interval(before: np.ndarray, after: np.ndarray, rng: np.random.Genera
     a = np.median(after[rng.integers(0, len(after), (_BOOTSTRAP, len(after)))], axis=1)
     lo, hi = np.percentile(a - b, [2.5, 97.5])
     return float(np.exp(lo)), float(np.exp(hi))
+
+
+def level_ratio(before: Sequence[float], after: Sequence[float]) -> tuple[float, float, float]:
+    """The ratio of the medians of two sets of positive values (after / before) and its 95% bootstrap interval
+    (fixed seed), as a step's size is measured.
+
+    Returns:
+        ``(ratio, low, high)``.
+    """
+    b, a = np.log(np.asarray(before, dtype=float)), np.log(np.asarray(after, dtype=float))
+    lo, hi = _ratio_interval(b, a, np.random.default_rng(_SEED))
+    return math.exp(float(np.median(a) - np.median(b))), lo, hi
 
 
 def find_steps(values: Sequence[float], floor: float = 0.0) -> list[Step]:
