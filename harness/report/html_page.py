@@ -40,14 +40,14 @@ p.bad{border-left-color:#b2182b}p.good{border-left-color:#1a9850}
 .filters select,.filters input{font:inherit;padding:1px 3px}.filters select{max-width:260px}
 .filters .shown{color:#555;margin-left:auto}
 .scroll{overflow:auto;max-height:70vh;border:1px solid #e3e3e3}
-table{border-collapse:collapse;font-size:12.5px;width:max-content;min-width:100%}
+table{border-collapse:collapse;font-size:12.5px;width:max-content;min-width:100%}table.fit{width:100%}
 th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 th{background:#f7f7f7;position:sticky;top:0;z-index:1;white-space:nowrap}
 table.sortable th{cursor:pointer;user-select:none}table.sortable th:hover{background:#eaeff5}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:9px}th[aria-sort=descending]::after{content:" \\25BC";
  font-size:9px}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.wrap{max-width:560px;white-space:normal;overflow-wrap:anywhere}
+td.wrap{max-width:400px;white-space:normal;overflow-wrap:anywhere}
 td.clip{max-width:320px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 tbody tr:nth-child(even){background:#fbfbfb}tbody tr:hover{background:#fff8e1}
 .st{padding:0 5px;border-radius:3px;font-size:11.5px;white-space:nowrap}.st-ok{background:#e3f4e6;color:#1a6b30}
@@ -214,7 +214,8 @@ def html_table(frame: pd.DataFrame, columns: Sequence[Column], table_id: str, fi
     body = "\n".join("<tr>" + "".join(_cell(c, row[c.name]) for c in cols) + "</tr>"
                      for _, row in frame.iterrows())
     bar = _filter_bar(frame, cols, table_id) if filters else ""
-    return (f'{bar}<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
+    fit = "" if filters else " fit"  # a short table without filters fits the page's width, its cells wrapping
+    return (f'{bar}<div class="scroll"><table class="sortable{fit}" id="{table_id}"><thead><tr>{head}</tr></thead>'
             f"<tbody>\n{body}\n</tbody></table></div>")
 
 
