@@ -123,6 +123,11 @@ def test_the_command_exit_codes(runs, tmp_path, capsys):
     assert "inconclusive: no series has" in capsys.readouterr().out
 
 
+def test_the_command_help(capsys):
+    assert history_main(["--help"]) == 0
+    assert "--fail step:PCT%" in capsys.readouterr().out
+
+
 def test_parse_step_rule():
     assert parse_step_rule("step:5%") == 0.05 and parse_step_rule(" step:2.5% ") == 0.025
     for bad in ("median:5%", "step:-1%", "step:5"):

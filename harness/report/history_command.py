@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="*", metavar="RUN",
                    help="run directories or folders of runs (default: every run under --results-dir)")
     p.add_argument("--fail", default=DEFAULT_RULE, metavar="step:PCT%",
-                   help=f"a step up (slower, or more memory) beyond PCT fails (default: {DEFAULT_RULE})")
+                   help="a step up (slower, or more memory) beyond PCT fails (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: history/ in the folder holding the runs)")
     p.add_argument("--last", type=int, default=None, metavar="N", help="only the last N runs (in time order)")
     p.add_argument("--results-dir", default="results", metavar="DIR", help="where runs are when no RUN is given")
@@ -85,7 +85,7 @@ def format_history(hist: History, verdict: Verdict, threshold: float) -> str:
     runs = hist.runs
     span = f"{runs[0].name} .. {runs[-1].name}" if runs else "none"
     yard = "recorded" if hist.has_yardstick() else "not recorded (no step can be put down to the machine)"
-    lines = [f"attnbench history: {len(runs)} runs ({span}) in time order; {len(hist.judged)} series (case x "
+    lines = [f"attnbench history: {len(runs)} run(s) ({span}) in time order; {len(hist.judged)} series (case x "
              f"variant) judged, {len(hist.unjudged)} with fewer than {MIN_POINTS} runs not; machine yardstick {yard}",
              f"rule: a step is a change of level in a piecewise-constant fit of log(value) over the runs (PELT, "
              f"absolute deviations, penalty {PENALTY_FACTOR:g} x noise x ln(runs)); step:{threshold * 100:g}% fails "

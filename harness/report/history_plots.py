@@ -47,7 +47,7 @@ def figure_name(hist: History, case_key: str) -> str:
     return f"step_{i:02d}_{slug}"
 
 
-def _first_level(values: pd.Series, positions: pd.Series, steps: list[HistoryStep]) -> float:
+def _first_level(values: pd.Series, steps: list[HistoryStep]) -> float:
     """The series' level before its first step (the median of all its values when it never stepped)."""
     if steps:
         return steps[0].before
@@ -83,7 +83,7 @@ def _draw_metric(ax: Axes, sub: pd.DataFrame, col: str, steps: list[HistoryStep]
         if s.empty:
             continue
         own = [x for x in steps if x.variant == v]
-        level = _first_level(s[col], s["position"], own)
+        level = _first_level(s[col], own)
         st = styles.get(v, Style(color="#333333", marker="o"))
         ax.plot(s["position"], s[col] / level, color=st.color, marker=st.marker, ms=4, lw=1.0, ls=st.linestyle,
                 label=v, zorder=3)
