@@ -1,4 +1,4 @@
-"""The ``attnbench`` command line: ``sweep`` (the default), ``list``, and dispatch to ``report``/``compare``/``check``.
+"""The ``attnbench`` command line: ``sweep`` (the default), ``list``, and dispatch to the other commands.
 
 Everything heavy is imported inside the command that needs it, so ``attnbench list`` and ``--help`` answer fast
 (no Hydra, pandas or optional backends on that path).
@@ -30,6 +30,8 @@ commands:
                               the latest run under results/)
   compare BASE NEW            compare two runs: each case slower, faster, same or unsure (exit 0/1/2/3)
   ab A B [KEY=VALUE ...]      two versions of a variant measured side by side, round by round
+  history [RUN ...]           every case over many runs in time order: where a time or memory stepped,
+                              whether the machine did too; exit 1 on a step up (--fail step:5%)
   check [...]                 run the conformance checks on variants
 
 `attnbench COMMAND --help` shows the options of each command.
@@ -37,7 +39,8 @@ commands:
 
 #: command -> (module, function of argv returning the exit status)
 _DISPATCH = {"report": ("harness.report.build", "report_main"), "compare": ("harness.report.compare", "compare_main"),
-             "check": ("harness.cli.check", "check_main"), "ab": ("harness.cli.ab", "ab_main")}
+             "check": ("harness.cli.check", "check_main"), "ab": ("harness.cli.ab", "ab_main"),
+             "history": ("harness.report.history_command", "history_main")}
 _HYDRA_INFO = ("cfg", "package", "info", "hydra_help", "shell_completion", "resolve", "hydra_version")
 _HYDRA_REFUSED = ("config_path", "config_name", "config_dir", "experimental_rerun")
 

@@ -8,10 +8,13 @@
 - ``scaling.csv``: per variant and facet, the fitted exponents of time and memory in seq_len and the crossover
   length where the variant first beats ``full`` (:mod:`harness.report.scaling`);
 - ``plots/*.png`` (and ``plots/*.svg`` when asked): see :mod:`harness.report.figures`;
-- ``report.md``: environment, tables and plots, readable on GitHub (:mod:`harness.report.document`).
+- ``report.md``: environment, tables and plots, readable on GitHub (:mod:`harness.report.document`);
+- ``report.html``: the same as one page that opens offline, with sortable and filterable tables, the figures
+  inline and, for several runs, the history (:mod:`harness.report.html_report`).
 
 ``report_main(argv)`` is the ``attnbench report RUN [RUN ...] [--out DIR]`` command: it writes the tables and
-report.md and leaves the plots to a background process (:mod:`harness.report.background`) unless told to wait.
+report.md and leaves the plots to a background process (:mod:`harness.report.background`) unless told to wait; that
+process writes report.html again with the figures.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from harness.base.files import write_atomic
 from harness.report.background import PENDING_MARKER, start_plots_in_background
 from harness.report.document import ReportTables, report_markdown
 from harness.report.facets import facet_columns
-from harness.report.figures import figure_names, write_figures
+from harness.report.figures import draw_figures, figure_names
+from harness.report.html_report import write_report_html
 from harness.report.scaling import scaling_table
 from harness.report.summary import summary_table, with_baseline_ratios
 from harness.store.reader import RunData, latest_run, read_runs, tidy
@@ -62,27 +66,33 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     scaling = scaling_table(frame, facets)
     scaling.to_csv(out / "scaling.csv", index=False)
 
+    svgs: dict[str, str] | None = None
     if formats and draw_plots:
-        plot_files = write_figures(frame, out / "plots", facets, formats)
+        plot_files, svgs = draw_figures(frame, out / "plots", facets, formats, inline_svg=True)
     else:
         plot_files = {name: [out / "plots" / f"{name}.{fmt}" for fmt in formats] for name in figure_names(frame)
                       } if formats else {}
 
-    md = report_markdown(data, ReportTables(frame, summary, scaling, facets, plot_files), out)
+    tables = ReportTables(frame, summary, scaling, facets, plot_files)
+    md = report_markdown(data, tables, out)
     path = out / "report.md"
     path.write_text(md)
+    write_report_html(data, tables, out, svgs)
     return path
 
 
 def write_plots(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
     """Draw and write the report's plots of ``data`` into ``out_dir/plots`` (the part of :func:`build_report`
-    that takes most of its time).
+    that takes most of its time), then report.html again with the figures in it.
 
     Returns:
-        The files written.
+        The files written (the plots).
     """
     frame = with_baseline_ratios(data.frame)
-    files = write_figures(frame, Path(out_dir) / "plots", facet_columns(frame), formats)
+    facets = facet_columns(frame)
+    files, svgs = draw_figures(frame, Path(out_dir) / "plots", facets, formats, inline_svg=True)
+    tables = ReportTables(frame, summary_table(frame), scaling_table(frame, facets), facets, files)
+    write_report_html(data, tables, out_dir, svgs)
     return [f for fs in files.values() for f in fs]
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from harness.report import roofline_plots
-from harness.report.draw.canvas import save_figure
+from harness.report.draw.canvas import figure_svg, save_figure
 from harness.report.draw.style import Style, variant_styles
 from harness.report.facets import FACET_CANDIDATES, facet_columns
 from harness.report.plots import (
@@ -35,7 +35,8 @@ from harness.store.columns import CASE_COLUMNS, CASE_KEY
 if TYPE_CHECKING:  # imported where a figure is drawn (report.md's tables need no matplotlib)
     from matplotlib.figure import Figure
 
-__all__ = ["FIGURES", "FIGURE_MAKERS", "figure_names", "make_figure", "make_figures", "write_figures"]
+__all__ = ["FIGURES", "FIGURE_MAKERS", "draw_figures", "figure_names", "make_figure", "make_figures",
+           "write_figures"]
 
 #: The report's figures, the most expensive first (so parallel workers finish together): name -> function of
 #: ``(frame, facets, styles)``. Add a figure here (and, when it is conditional, in :func:`figure_names`).
@@ -105,17 +106,19 @@ class _Job:
     styles: dict[str, Style]
     out_dir: Path
     formats: tuple[str, ...]
+    inline_svg: bool = False
 
 
 _job: _Job | None = None  # what a forked worker of write_figures draws from (inherited, not pickled)
 
 
-def _write_one(name: str, job: _Job | None = None) -> tuple[str, list[Path]]:
+def _write_one(name: str, job: _Job | None = None) -> tuple[str, list[Path], str | None]:
     job = job if job is not None else _job
     assert job is not None, "a forked worker started without its job"
     fig = make_figure(name, job.frame, job.facets, job.styles)
     try:
-        return name, save_figure(fig, job.out_dir, name, job.formats)
+        files = save_figure(fig, job.out_dir, name, job.formats)
+        return name, files, figure_svg(fig) if job.inline_svg else None
     finally:
         fig.clear()
 
@@ -128,7 +131,7 @@ def _default_workers() -> int:
     return min(avail, 4)
 
 
-def _write_in_workers(names: list[str], job: _Job, workers: int) -> dict[str, list[Path]]:
+def _write_in_workers(names: list[str], job: _Job, workers: int) -> dict[str, tuple[str, list[Path], str | None]]:
     """Draw and write ``names`` in ``workers`` processes: forked, or spawned when torch is loaded in this process
     (a process forked after OpenMP started may hang). Empty when the processes could not start (a sandbox, a
     broken pool): the caller draws them itself."""
@@ -143,7 +146,7 @@ def _write_in_workers(names: list[str], job: _Job, workers: int) -> dict[str, li
     try:
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
             futures = [pool.submit(_write_one, n, job if spawn else None) for n in names]
-            return dict(f.result() for f in futures)
+            return {r[0]: r for r in (f.result() for f in futures)}
     except (OSError, RuntimeError):
         return {}
     finally:
@@ -168,13 +171,27 @@ def write_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | 
     Returns:
         figure name -> the files written, in :data:`FIGURES` order.
     """
+    return draw_figures(frame, out_dir, facets, formats, workers)[0]
+
+
+def draw_figures(frame: pd.DataFrame, out_dir: str | Path, facets: list[str] | None = None,
+                 formats: tuple[str, ...] = ("png",), workers: int | None = None, inline_svg: bool = False
+                 ) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """:func:`write_figures`, and with ``inline_svg`` each figure's SVG text for report.html
+    (:func:`harness.report.draw.canvas.figure_svg`), made by the worker that drew it.
+
+    Returns:
+        ``(figure name -> files written, figure name -> SVG text)``; the second is empty without ``inline_svg``.
+    """
     facets = facet_columns(frame) if facets is None else facets
     names = figure_names(frame)
-    job = _Job(_slim(frame, facets), facets, variant_styles(frame), Path(out_dir), tuple(formats))
+    job = _Job(_slim(frame, facets), facets, variant_styles(frame), Path(out_dir), tuple(formats), inline_svg)
     workers = max(1, min(_default_workers() if workers is None else workers, len(names)))
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     done = _write_in_workers(names, job, workers) if workers > 1 else {}
     for name in names:
         if name not in done:
-            done[name] = _write_one(name, job)[1]
-    return {name: done[name] for name in names}
+            done[name] = _write_one(name, job)
+    files = {name: done[name][1] for name in names}
+    svgs = {name: done[name][2] for name in names if done[name][2] is not None}
+    return files, svgs

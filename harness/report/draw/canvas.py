@@ -1,5 +1,5 @@
 """The figure around the panels: a grid of panels on an Agg canvas, the legend (only what is drawn), the footnote
-(variants with rows but nothing drawn, named once, with their statuses) and saving the image files.
+(variants with rows but nothing drawn, named once, with their statuses) and saving the image files (or SVG text).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: report.md's
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-__all__ = ["blank_figure", "draw_footnote", "draw_legend", "new_figure", "panel_grid", "save_figure"]
+__all__ = ["blank_figure", "draw_footnote", "draw_legend", "figure_svg", "new_figure", "panel_grid", "save_figure"]
 
 #: Most panels side by side in a figure's row.
 _MAX_COLS = 3
@@ -133,3 +133,16 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, formats: tuple[str,
         fig.savefig(path, dpi=100, metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths
+
+
+def figure_svg(fig: Figure) -> str:
+    """``fig`` as SVG text for a web page (report.html): text kept as text (smaller, and searchable), no date, ids
+    that do not change from one drawing to the next."""
+    import io
+
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "attnbench"}):
+        fig.savefig(buf, format="svg", dpi=100, metadata={"Date": None})
+    return buf.getvalue()
