@@ -1,4 +1,5 @@
-"""The ``attnbench`` command line: ``sweep`` (the default), ``list``, and dispatch to ``report``/``compare``/``check``.
+"""The ``attnbench`` command line: ``sweep`` (the default), ``list``, and dispatch to ``report``/``compare``/``check``/
+``show``.
 
 Everything heavy is imported inside the command that needs it, so ``attnbench list`` and ``--help`` answer fast
 (no Hydra, pandas or optional backends on that path).
@@ -30,13 +31,15 @@ commands:
                               the latest run under results/)
   compare BASE NEW            compare two runs
   check [...]                 run the conformance checks on variants
+  show [KEY=VALUE ...]        pictures of one case: its mask, its float64 attention weights per head, and
+                              where a variant's error lies (--variant NAME), as PNG
 
 `attnbench COMMAND --help` shows the options of each command.
 """
 
 #: command -> (module, function of argv returning the exit status)
 _DISPATCH = {"report": ("harness.report.build", "report_main"), "compare": ("harness.report.compare", "compare_main"),
-             "check": ("harness.cli.check", "check_main")}
+             "check": ("harness.cli.check", "check_main"), "show": ("harness.cli.show", "show_main")}
 _HYDRA_INFO = ("cfg", "package", "info", "hydra_help", "shell_completion", "resolve", "hydra_version")
 _HYDRA_REFUSED = ("config_path", "config_name", "config_dir", "experimental_rerun")
 
