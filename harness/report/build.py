@@ -8,6 +8,8 @@
 - ``scaling.csv``: per variant and facet, the fitted exponents of time and memory in seq_len and the crossover
   length where the variant first beats ``full`` (:mod:`harness.report.scaling`);
 - ``plots/*.png`` (and ``plots/*.svg`` when asked): see :mod:`harness.report.figures`;
+- ``plots/attention/*.png``: the mask of each pattern and the worst cases' error maps, drawn by ``attnbench show``
+  in a child process (:mod:`harness.report.pictures`);
 - ``report.md``: environment, tables and plots, readable on GitHub (:mod:`harness.report.document`).
 
 ``report_main(argv)`` is the ``attnbench report RUN [RUN ...] [--out DIR]`` command: it writes the tables and
@@ -25,6 +27,7 @@ from harness.report.background import PENDING_MARKER, start_plots_in_background
 from harness.report.document import ReportTables, report_markdown
 from harness.report.facets import facet_columns
 from harness.report.figures import figure_names, write_figures
+from harness.report.pictures import draw_pictures, picture_plan
 from harness.report.scaling import scaling_table
 from harness.report.summary import summary_table, with_baseline_ratios
 from harness.store.reader import RunData, latest_run, read_runs, tidy
@@ -62,27 +65,31 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     scaling = scaling_table(frame, facets)
     scaling.to_csv(out / "scaling.csv", index=False)
 
+    pictures = picture_plan(frame) if formats else []
     if formats and draw_plots:
         plot_files = write_figures(frame, out / "plots", facets, formats)
     else:
         plot_files = {name: [out / "plots" / f"{name}.{fmt}" for fmt in formats] for name in figure_names(frame)
                       } if formats else {}
 
-    md = report_markdown(data, ReportTables(frame, summary, scaling, facets, plot_files), out)
+    md = report_markdown(data, ReportTables(frame, summary, scaling, facets, plot_files, pictures), out)
     path = out / "report.md"
     path.write_text(md)
+    if formats and draw_plots:
+        draw_pictures(pictures, out / "plots")
     return path
 
 
 def write_plots(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
-    """Draw and write the report's plots of ``data`` into ``out_dir/plots`` (the part of :func:`build_report`
-    that takes most of its time).
+    """Draw and write the report's plots of ``data`` into ``out_dir/plots``, then its attention pictures into
+    ``out_dir/plots/attention`` (the part of :func:`build_report` that takes most of its time).
 
     Returns:
-        The files written.
+        The plot files written (the pictures' child says what it drew in ``plots/attention/show.log``).
     """
     frame = with_baseline_ratios(data.frame)
     files = write_figures(frame, Path(out_dir) / "plots", facet_columns(frame), formats)
+    draw_pictures(picture_plan(frame), Path(out_dir) / "plots")
     return [f for fs in files.values() for f in fs]
 
 

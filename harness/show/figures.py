@@ -114,14 +114,17 @@ def _mask_panel(fig: Figure, ax: Axes, m: MatrixMap) -> None:
         fig.colorbar(img, ax=ax, shrink=0.8, label="attended fraction\nof the tile's pairs")
 
 
-def _log_norm(values: np.ndarray):
+def _log_norm(values: np.ndarray, robust: bool = False):
+    """A log colour scale over the positive values, at most :data:`_LOG_RANGE` deep; ``robust`` starts it at the
+    1st percentile (the few smaller values share the lowest colour, and the colour bar says so)."""
     from matplotlib.colors import LogNorm
 
     pos = values[np.isfinite(values) & (values > 0)]
     if pos.size == 0:
         return LogNorm(1e-12, 1.0)
     top = float(pos.max())
-    return LogNorm(max(float(pos.min()), top * _LOG_RANGE), top)
+    low = float(np.percentile(pos, 1)) if robust else float(pos.min())
+    return LogNorm(max(low, top * _LOG_RANGE), top) if low < top else LogNorm(top / 10, top)
 
 
 def _matrix_panels(fig: Figure, m: MatrixMap, data: np.ndarray, cmap, norm, label: str) -> None:
@@ -179,12 +182,14 @@ def error_figure(e: ErrorMap, title: str) -> Figure:
     data = np.where(e.values > 0, e.values, np.nan)
     step = (pos[-1] - pos[0]) / max(1, len(pos) - 1) if len(pos) > 1 else 1.0
     extent = (pos[0] - 0.5 * step, pos[-1] + 0.5 * step, n_heads, 0)
+    norm = _log_norm(e.values, robust=True)
     img = top.imshow(data, extent=extent, aspect="auto", interpolation="nearest",
-                     cmap=colormaps["cividis"].with_extremes(bad="white"), norm=_log_norm(e.values))
+                     cmap=colormaps["cividis"].with_extremes(bad="white"), norm=norm)
     top.set_yticks(np.arange(n_heads) + 0.5, e.heads, fontsize=8)
     zeros = bool((e.values == 0).any())
+    clipped = bool((data < norm.vmin).any())
     fig.colorbar(img, ax=top, label="relative error\n|o - o*| / |o*|" + ("\n(white: exactly 0)" if zeros else ""),
-                 pad=0.01)
+                 pad=0.01, extend="min" if clipped else "neither")
     _spread_panel(bottom, pos, data, e.overall)
     fig.colorbar(img, ax=bottom, pad=0.01).remove()  # keep both panels the same width
     bottom.set_xlabel("query position (token)" + (f"; {len(e.rows)} evenly spaced of {e.q_len} query rows"
@@ -208,6 +213,10 @@ def _spread_panel(ax: Axes, pos: np.ndarray, data: np.ndarray, overall: float) -
         ax.axhline(overall, color="black", ls="--", lw=1, label=f"relative L2 over all rows drawn: {overall:.3g}")
     if np.isfinite(data).any():
         ax.set_yscale("log")
+    if len(pos) <= 16:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("relative error of the row")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")

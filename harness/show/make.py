@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness.core.case import Case, Inputs
 from harness.inputs.make import make_inputs
+from harness.inputs.minilm import DEFAULT_REAL_LAYER
 from harness.show import figures
 from harness.show.maps import (
     ErrorMap,
@@ -111,8 +112,9 @@ def case_line(case: Case, row: int = 0) -> str:
     """The case in one line for a title: ``cpu float32 B1 H8 KV2 N1024 Q4 D64 causal, inputs=local``."""
     kv = f" KV{case.kv_heads}" if case.is_grouped else ""
     ql = f" Q{case.q_len}" if not case.is_square else ""
+    inputs = f"real (all-MiniLM-L6-v2 layer {DEFAULT_REAL_LAYER} on text)" if case.inputs == "real" else case.inputs
     text = (f"{case.device} {case.dtype} B{case.batch} H{case.heads}{kv} N{case.seq_len}{ql} D{case.head_dim} "
-            f"{case.pattern.label}, inputs={case.inputs}, seed={case.seed}")
+            f"{case.pattern.label}, inputs={inputs}, seed={case.seed}")
     if case.documents is not None:
         shown = "+".join(map(str, case.documents))
         text += f", {len(case.documents)} {case.layout} documents ({shown if len(shown) <= 40 else case.lengths})"
@@ -149,17 +151,27 @@ def show(request: ShowRequest, inputs: Inputs | None = None) -> ShowResult:
     return result
 
 
-def _title(head: str, view: View, detail: str, request: ShowRequest) -> str:
-    lines = [head, case_line(view.case, view.row) + (f"; {detail}" if detail else "")]
+def _mask_line(case: Case, row: int) -> str:
+    """What a mask depends on: ``N=1024, q_len=4, 3 packed documents (100+300+200), batch row 1``."""
+    text = f"N={case.seq_len}" + (f", q_len={case.q_len}" if not case.is_square else "")
+    if case.documents is not None:
+        shown = "+".join(map(str, case.documents))
+        text += f", {len(case.documents)} {case.layout} documents ({shown if len(shown) <= 40 else case.lengths})"
+    return text + (f", batch row {row}" if case.batch > 1 else "")
+
+
+def _title(head: str, view: View, detail: str, request: ShowRequest, line: str | None = None) -> str:
+    line = case_line(view.case, view.row) if line is None else line
+    lines = [head, line + (f"; {detail}" if detail else "")]
     return "\n".join(lines + ([request.note] if request.note else []))
 
 
 def _draw_mask(view: View, request: ShowRequest, path: Path) -> Path:
     m, attended = mask_map(view, request.max_tiles)
     total = view.case.q_len * view.case.seq_len
-    head = f"mask of {view.case.pattern.label}: {attended} of {total} (query, key) pairs attended " \
-           f"({100.0 * attended / total:.3g}%)"
-    figures.save(figures.mask_figure(m, _title(head, view, m.tiling.describe(), request), mask_zoom(view)), path)
+    head = f"mask of {view.case.pattern.label}: {attended} of {total} pairs attended ({100.0 * attended / total:.3g}%)"
+    title = _title(head, view, m.tiling.describe(), request, _mask_line(view.case, view.row))
+    figures.save(figures.mask_figure(m, title, mask_zoom(view)), path)
     return path
 
 
@@ -203,7 +215,7 @@ def _draw_errors(view: View, cut, request: ShowRequest, out: Path, name: str, re
                                         out / f"{name}_error_{_slug(variant)}.png"))
         if run.weights is not None:
             m = weight_error_map(view, cut, run.weights, request.max_tiles)
-            head = f"{variant}: its attention weights against the exact float64 ones (white: equal)"
+            head = f"{variant}: its attention weights against the exact float64 ones (white: no difference)"
             fig = figures.weight_error_figure(m, _title(head, view, m.tiling.describe(), request))
             path = out / f"{name}_weight_error_{_slug(variant)}.png"
             figures.save(fig, path)

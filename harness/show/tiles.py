@@ -42,9 +42,9 @@ class Tiling:
         return self.row_tile == 1 and self.col_tile == 1
 
     def describe(self) -> str:
-        """``exact, one pixel per (query, key) pair`` or ``tiles of 8 x 8 tokens (queries x keys)``."""
+        """``exact: one pixel per (query, key) pair`` or ``tiles of 8 x 8 tokens (queries x keys)``."""
         if self.exact:
-            return "exact, one pixel per (query, key) pair"
+            return "exact: one pixel per (query, key) pair"
         return f"tiles of {self.row_tile} x {self.col_tile} tokens (queries x keys)"
 
     def row_block(self, max_elems: int) -> int:
