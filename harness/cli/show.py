@@ -104,10 +104,14 @@ def case_from_keys(keys: Sequence[str]) -> Case:
         ShowError: a key that is not a case's, or several cases.
         harness.run.config.ConfigError: a bad key or value (the sweep's own message).
     """
+    import tempfile
+
     from harness.run.launch import build_grid
 
     _check_keys(keys)
-    grid = build_grid(["preset=none", *keys])
+    # a show writes no run: the run directory the schema checks is put where it can always be written
+    where = tempfile.gettempdir().replace("'", "")
+    grid = build_grid(["preset=none", f"results_dir='{where}'", "run_name=attnbench-show", *keys])
     return _one_case([c for p in grid.plans for c in p.cases], keys)
 
 

@@ -191,10 +191,11 @@ def _save_error(e: ErrorMap, head: str, view: View, request: ShowRequest, path: 
 def _draw_errors(view: View, cut, request: ShowRequest, out: Path, name: str, result: ShowResult) -> None:
     """The sparse pattern's cost against dense attention, and each variant's error maps."""
     pattern = view.case.pattern
-    rows = error_rows(view.case.q_len, request.max_rows)
     if not pattern.is_sparse and not request.variants:
         result.problems.append(f"error: nothing to compare on {pattern.label} (allowed: name a variant, or a sparse "
                                "pattern, whose cost against dense attention is drawn)")
+        return
+    rows = error_rows(view.case.q_len, request.max_rows)
     ref = reference_rows(view, cut, rows)
     if pattern.is_sparse:
         dense = reference_rows(view, cut, rows, dense=True)
