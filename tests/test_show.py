@@ -74,6 +74,20 @@ def test_the_mask_picture_is_the_dense_mask_pixel_for_pixel(name):
     assert np.abs(rgb - want).max() <= 2, "a rendered pixel differs from the pattern's dense mask"
 
 
+@pytest.mark.parametrize(("seq_len", "q_len", "max_tiles"), [(48, 48, 512), (600, 600, 512), (5000, 5000, 256),
+                                                              (1000, 4, 512)])
+def test_every_tile_gets_a_whole_number_of_pixels(seq_len, q_len, max_tiles):
+    """Nothing is dropped or doubled when the picture is written: a panel is k pixels per tile, k >= 1."""
+    case = Case(heads=1, seq_len=seq_len, q_len=q_len, head_dim=8, pattern=make_pattern("causal"))
+    m, _ = mask_map(make_view(case), max_tiles)
+    fig = figures.mask_figure(m, "t")
+    fig.canvas.draw()
+    box = fig.axes[0].get_window_extent()
+    for pixels, tiles in ((box.width, m.values.shape[2]), (box.height, m.values.shape[1])):
+        per_tile = pixels / tiles
+        assert per_tile >= 1 and abs(per_tile - round(per_tile)) < 1e-6, (pixels, tiles)
+
+
 def test_a_decode_mask_shows_the_bottom_right_alignment_exactly():
     case = Case(heads=1, seq_len=1000, q_len=4, head_dim=8, pattern=make_pattern("causal"))
     zoom = mask_zoom(make_view(case))

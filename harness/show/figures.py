@@ -4,7 +4,8 @@ a variant's weight error per head, and the error of output rows by query positio
 Every picture has its axes in tokens (query and key positions; short queries sit at their key positions, bottom
 right), a colour bar with what its colour measures, colour-blind safe colour maps (viridis for weights, cividis for
 masks and errors) and a title that says the case and how the matrix was drawn (exact, or the tile size). Panels are
-sized so that every tile gets at least one pixel: nothing is dropped by resampling.
+sized so that every tile gets a whole number of pixels, at least one (:mod:`harness.show.layout` places them on
+whole pixels): nothing is dropped or doubled by resampling.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.show.layout import DPI, Block, error_layout, matrix_layout
 from harness.show.maps import ErrorMap, MatrixMap
 
 if TYPE_CHECKING:
@@ -22,46 +24,31 @@ if TYPE_CHECKING:
 
 __all__ = ["DPI", "error_figure", "mask_figure", "save", "weight_error_figure", "weights_figure"]
 
-#: Dots per inch of the written PNGs.
-DPI = 100
 #: Smallest side of a matrix panel, inches.
 _MIN_PANEL_IN = 2.6
 #: A matrix with at most this many query rows is drawn as a strip (decode), not a square.
 _STRIP_ROWS = 32
-#: Below this share of the largest weight, a log-scale picture shows the lowest colour.
+#: Below this share of the largest value, a log-scale picture shows the lowest colour.
 _LOG_RANGE = 1e-6
 
 
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _suptitle(fig: Figure, text: str) -> None:
-    """The figure's title, each line wrapped to the figure's width."""
-    import textwrap
-
-    per_line = max(40, int(fig.get_figwidth() * 13))
-    lines = [w for line in text.splitlines() for w in textwrap.wrap(line, per_line) or [""]]
-    fig.suptitle("\n".join(lines), fontsize=9.5)
-
-
 def save(fig: Figure, path) -> None:
-    """Write ``fig`` as a PNG at :data:`DPI` (no date in its metadata, so a rerun writes the same bytes)."""
+    """Write ``fig`` as a PNG at :data:`DPI` (no software tag in its metadata, so a rerun writes the same bytes)."""
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
 
 
-def _panel_size(m: MatrixMap) -> tuple[float, float]:
-    """(width, height) in inches of one matrix panel: at least one pixel per tile."""
+def _side(tiles: int, least: float) -> float:
+    """Inches of a panel side of ``tiles`` tiles: a whole number of pixels per tile, at least ``least`` inches."""
+    return tiles * max(1, math.ceil(least * DPI / tiles)) / DPI
+
+
+def _block(m: MatrixMap, n: int) -> Block:
+    """``n`` panels of ``m``, a whole number of pixels per tile; strips (few query rows) one per row."""
     nr, nc = m.values.shape[1:]
-    width = max(_MIN_PANEL_IN, 1.05 * nc / DPI)
     if nr <= _STRIP_ROWS and nr < nc:
-        return max(6.0, width), 0.45 + 0.12 * nr
-    return width, max(_MIN_PANEL_IN, 1.05 * nr / DPI) * (nr / nc if nr < nc else 1.0)
+        return Block(n, 1, _side(nc, 6.0), _side(nr, 0.12 * nr + 0.2))
+    width, height = _side(nc, _MIN_PANEL_IN), _side(nr, _MIN_PANEL_IN * min(1.0, nr / nc))
+    return Block(n, min(n, 2) if (width > 4 or n == 4) else min(n, 3), width, height)
 
 
 def _matrix_axes(ax: Axes, m: MatrixMap, data: np.ndarray, **kw):
@@ -70,48 +57,41 @@ def _matrix_axes(ax: Axes, m: MatrixMap, data: np.ndarray, **kw):
     extent = (m.k_offset, m.k_offset + t.cols, m.q_offset + t.rows, m.q_offset)
     img = ax.imshow(data, extent=extent, interpolation="nearest", aspect="auto", **kw)
     ax.set_xlabel("key position (token)")
-    ax.set_ylabel("query position (token)")
-    if t.rows <= 8:
+    if t.rows <= 8:  # a strip: each query row labelled with its position
+        ax.set_ylabel("query\n(token)", fontsize=8)
         ax.set_yticks([m.q_offset + i + 0.5 * t.row_tile for i in range(0, t.rows, t.row_tile)],
                       [str(m.q_offset + i) for i in range(0, t.rows, t.row_tile)])
+    else:
+        ax.set_ylabel("query position (token)")
     return img
-
-
-def _grid(n: int, m: MatrixMap, extra_w: float = 1.4) -> tuple[int, int, float, float]:
-    """(rows, cols, width, height) of a figure of ``n`` matrix panels plus a colour bar."""
-    pw, ph = _panel_size(m)
-    strip = ph < _MIN_PANEL_IN and pw > ph
-    cols = 1 if strip else min(n, 2) if (pw > 4 or n == 4) else min(n, 3)
-    rows = math.ceil(n / cols)
-    return rows, cols, cols * (pw + 0.9) + extra_w, rows * (ph + 0.75) + 1.0
 
 
 def mask_figure(m: MatrixMap, title: str, zoom: MatrixMap | None = None) -> Figure:
     """The mask: attended (1) or not (0) per pair, or the attended fraction of each tile; ``zoom`` (short queries)
     adds the exact mask of the last keys under it."""
-    rows, cols, width, height = _grid(1, m)
-    fig = _figure(max(width, 5.6), height + (_panel_size(zoom)[1] + 0.75 if zoom is not None else 0.0))
-    axes = fig.subplots(2, 1) if zoom is not None else [fig.add_subplot(1, 1, 1)]
-    _mask_panel(fig, axes[0], m)
+    blocks = [_block(m, 1)] + ([_block(zoom, 1)] if zoom is not None else [])
+    fig, placed = matrix_layout(blocks, title, min_width=5.6)
+    _mask_panel(fig, placed[0], m)
     if zoom is not None:
-        _mask_panel(fig, axes[1], zoom)
-        axes[1].set_title(zoom.panels[0] + ": query row i sits at key position seq_len - q_len + i", fontsize=9)
-    _suptitle(fig, title)
+        _mask_panel(fig, placed[1], zoom)
+        placed[1][0][0].set_title(zoom.panels[0] + ": query row i sits at key position seq_len - q_len + i",
+                                  fontsize=9)
     return fig
 
 
-def _mask_panel(fig: Figure, ax: Axes, m: MatrixMap) -> None:
+def _mask_panel(fig: Figure, placed: tuple[list, Axes], m: MatrixMap) -> None:
     from matplotlib import colormaps
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
+    (ax,), bar_ax = placed
     if m.tiling.exact:
         cmap = ListedColormap([colormaps["cividis"](0.0), colormaps["cividis"](1.0)])
         img = _matrix_axes(ax, m, m.values[0], cmap=cmap, norm=BoundaryNorm([-0.5, 0.5, 1.5], 2))
-        bar = fig.colorbar(img, ax=ax, ticks=[0, 1], shrink=0.8)
-        bar.ax.set_yticklabels(["not attended", "attended"])
+        bar = fig.colorbar(img, cax=bar_ax, ticks=[0, 1])
+        bar.ax.set_yticklabels(["not\nattended", "attended"])
     else:
         img = _matrix_axes(ax, m, m.values[0], cmap="cividis", vmin=0.0, vmax=1.0)
-        fig.colorbar(img, ax=ax, shrink=0.8, label="attended fraction\nof the tile's pairs")
+        fig.colorbar(img, cax=bar_ax, label="attended fraction\nof the tile's pairs")
 
 
 def _log_norm(values: np.ndarray, robust: bool = False):
@@ -127,48 +107,39 @@ def _log_norm(values: np.ndarray, robust: bool = False):
     return LogNorm(max(low, top * _LOG_RANGE), top) if low < top else LogNorm(top / 10, top)
 
 
-def _matrix_panels(fig: Figure, m: MatrixMap, data: np.ndarray, cmap, norm, label: str) -> None:
-    """One panel per entry of ``data`` with a shared colour bar; NaN drawn white."""
+def _matrix_panels(m: MatrixMap, data: np.ndarray, title: str, cmap: str, norm, label: str) -> Figure:
+    """One panel per entry of ``data`` (one per head) with a shared colour bar; NaN drawn white."""
     from matplotlib import colormaps
 
-    rows, cols, _, _ = _grid(len(data), m)
+    fig, ((axes, bar_ax),) = matrix_layout([_block(m, len(data))], title)
     cm = colormaps[cmap].with_extremes(bad="white")
-    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(len(data))]
     img = None
     for ax, values, name in zip(axes, data, m.panels):
         img = _matrix_axes(ax, m, values, cmap=cm, norm=norm)
         ax.set_title(name, fontsize=9)
-    fig.colorbar(img, ax=axes, shrink=0.8 if rows > 1 else 0.9, label=label)
+    fig.colorbar(img, cax=bar_ax, label=label)
+    return fig
 
 
 def weights_figure(m: MatrixMap, title: str, scale: str = "log") -> Figure:
     """The float64 attention weights per head, on a log scale or (``scale="row"``) divided by each row's largest."""
     from matplotlib.colors import Normalize
 
-    rows, cols, width, height = _grid(len(m.values), m)
-    fig = _figure(width, height)
     what = ("weight (probability)" if m.tiling.exact
             else "weight a query puts on the key tile\n(mean over the tile's queries)")
     if scale == "row":
         top = np.nanmax(np.where(np.isfinite(m.values), m.values, -np.inf), axis=-1, keepdims=True)
         data = m.values / np.where(top > 0, top, 1.0)
-        _matrix_panels(fig, m, data, "viridis", Normalize(0.0, 1.0), what + " / the row's largest")
-    else:
-        _matrix_panels(fig, m, m.values, "viridis", _log_norm(m.values), what + ", log scale")
-    _suptitle(fig, title)
-    return fig
+        return _matrix_panels(m, data, title, "viridis", Normalize(0.0, 1.0), what + " / the row's largest")
+    return _matrix_panels(m, m.values, title, "viridis", _log_norm(m.values), what + ", log scale")
 
 
 def weight_error_figure(m: MatrixMap, title: str) -> Figure:
     """``|W - P|`` per head: a variant's weights against the float64 ones, log scale, zero drawn white."""
-    rows, cols, width, height = _grid(len(m.values), m)
-    fig = _figure(width, height)
     what = ("|weight - exact weight|" if m.tiling.exact
             else "|weight - exact| summed over the key tile\n(mean over the tile's queries)")
     data = np.where(m.values > 0, m.values, np.nan)
-    _matrix_panels(fig, m, data, "cividis", _log_norm(m.values), what + ", log scale")
-    _suptitle(fig, title)
-    return fig
+    return _matrix_panels(m, data, title, "cividis", _log_norm(m.values), what + ", log scale")
 
 
 def error_figure(e: ErrorMap, title: str) -> Figure:
@@ -176,8 +147,7 @@ def error_figure(e: ErrorMap, title: str) -> Figure:
     from matplotlib import colormaps
 
     n_heads = e.values.shape[0]
-    fig = _figure(9.0, 2.4 + 0.22 * n_heads + 2.4)
-    top, bottom = fig.subplots(2, 1, height_ratios=[0.6 + 0.22 * n_heads, 2.4], sharex=True)
+    fig, top, bottom, bar_ax = error_layout(n_heads, title)
     pos = e.rows + e.q_offset
     data = np.where(e.values > 0, e.values, np.nan)
     step = (pos[-1] - pos[0]) / max(1, len(pos) - 1) if len(pos) > 1 else 1.0
@@ -188,13 +158,11 @@ def error_figure(e: ErrorMap, title: str) -> Figure:
     top.set_yticks(np.arange(n_heads) + 0.5, e.heads, fontsize=8)
     zeros = bool((e.values == 0).any())
     clipped = bool((data < norm.vmin).any())
-    fig.colorbar(img, ax=top, label="relative error\n|o - o*| / |o*|" + ("\n(white: exactly 0)" if zeros else ""),
-                 pad=0.01, extend="min" if clipped else "neither")
+    fig.colorbar(img, cax=bar_ax, extend="min" if clipped else "neither",
+                 label="relative error\n|o - o*| / |o*|" + ("\n(white: exactly 0)" if zeros else ""))
     _spread_panel(bottom, pos, data, e.overall)
-    fig.colorbar(img, ax=bottom, pad=0.01).remove()  # keep both panels the same width
     bottom.set_xlabel("query position (token)" + (f"; {len(e.rows)} evenly spaced of {e.q_len} query rows"
                                                    if e.sampled else ""))
-    _suptitle(fig, title)
     return fig
 
 
