@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Rows of the picture, top to bottom: who may import whom runs downwards (tests/test_structure.py holds it).
-ROWS: list[list[str]] = [["cli"], ["run", "report"], ["measure"], ["testing", "store"], ["inputs"], ["core"],
+ROWS: list[list[str]] = [["cli"], ["run", "report"], ["measure", "show"], ["testing", "store"], ["inputs"], ["core"],
                          ["base"]]
 #: One line per subpackage: what it is for.
 ROLE: dict[str, str] = {
@@ -25,6 +25,7 @@ ROLE: dict[str, str] = {
     "run": "config, launch, sweep loop, isolation",
     "report": "tables, plots, compare (no torch)",
     "measure": "timing, memory, contention, ceilings",
+    "show": "pictures: mask, float64 weights, error maps",
     "testing": "the conformance kit",
     "store": "columns, records, the reader",
     "inputs": "seeded q, k, v",

@@ -369,8 +369,10 @@ def test_report_from_measure_variant_rows(tmp_path):
 def test_plots_are_png_only_unless_svg_is_asked(tmp_path):
     run = write_run(tmp_path, "r", synthetic_rows(heads=(4,), patterns=("full",)))
     write_report([run], tmp_path / "out")
-    plots = sorted(p.name for p in (tmp_path / "out" / "plots").iterdir())
+    plots = sorted(p.name for p in (tmp_path / "out" / "plots").iterdir() if p.is_file())
     assert plots and all(p.endswith(".png") for p in plots), plots
+    pictures = sorted(p.name for p in (tmp_path / "out" / "plots" / "attention").glob("*.png"))
+    assert pictures == ["full_mask.png"]  # the attention pictures: PNG too
 
 
 def test_parallel_figures_equal_serial_ones(tmp_path, frame):

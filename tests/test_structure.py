@@ -13,7 +13,8 @@ KNOWN: set[tuple[str, str, str]] = set()
 
 #: Which subpackage of harness may import which (besides itself). The order is the layering, lowest first; the
 #: top-level modules (``harness``, ``harness.testing``, ``harness.__main__``) sit above ``measure`` and beside
-#: ``run``. ``report`` reads ``core`` only for the names in ``core.names`` (torch-free).
+#: ``run``. ``report`` reads ``core`` only for the names in ``core.names`` (torch-free); it reaches ``show`` only
+#: through the ``attnbench show`` command in a child process.
 LAYERS: dict[str, set[str]] = {
     "base": set(),
     "core": {"base"},
@@ -23,7 +24,8 @@ LAYERS: dict[str, set[str]] = {
     "report": {"store", "base", "core.names"},
     "testing": {"core", "inputs", "base"},
     "run": {"core", "inputs", "measure", "store", "base"},
-    "cli": {"run", "report", "store", "measure", "inputs", "core", "base", "testing"},
+    "show": {"core", "inputs", "base"},
+    "cli": {"run", "report", "store", "measure", "inputs", "core", "base", "testing", "show"},
 }
 
 

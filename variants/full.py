@@ -35,6 +35,11 @@ class Full(Variant):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
         return _dense(q, k, v, _mask(pattern, k.shape[2], q.device, q.shape[2]))
 
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        """The masked softmax it computes, in the inputs' dtype: ``(B, H, Lq, N)``."""
+        probs = _probs(q, k, _mask(pattern, k.shape[2], q.device, q.shape[2]))
+        return unfold_groups(probs, q.shape[1])
+
 
 def _mask(pattern: Pattern, n: int, device, q_len: int) -> torch.Tensor | None:
     """The dense mask: ``(q_len, n)``, or ``(rows, 1, 1, n, n)`` with documents (one per padded row)."""
@@ -43,7 +48,8 @@ def _mask(pattern: Pattern, n: int, device, q_len: int) -> torch.Tensor | None:
     return None if pattern.kind == "full" else pattern.dense_mask(n, device, q_len=q_len)
 
 
-def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The masked softmax with the group folded into the rows: ``(B, Hkv, G * Lq, N)``."""
     b, h, lq, d = q.shape
     hkv, n = k.shape[1], k.shape[2]
     g = h // hkv
@@ -53,4 +59,8 @@ def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     probs = torch.softmax(scores, dim=-1)
     if mask is not None:  # rows with no attended key (custom layouts) give 0, like the baseline
         probs = torch.nan_to_num(probs, nan=0.0)
-    return unfold_groups(torch.matmul(probs, v), h)
+    return probs
+
+
+def _dense(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return unfold_groups(torch.matmul(_probs(q, k, mask), v), q.shape[1])

@@ -13,7 +13,8 @@ The causal form sums only over ``j <= i``. It is computed with chunked prefix su
 linear-attention kernels): the sequence is cut into chunks of ``chunk`` positions; each chunk's state
 ``Σ_j φ(k_j) v_jᵀ`` is built with one batched matmul, an exclusive ``cumsum`` over chunks gives every chunk the
 state of all earlier chunks, and the pairs inside a chunk are done as a small masked quadratic product. No
-Python loop runs over positions or chunks. :func:`kernel_attention` is shared with ``performer``.
+Python loop runs over positions or chunks. :func:`kernel_attention` is shared with ``performer``, and so is
+:func:`kernel_weights`, the weights it applies (``attention_weights``, for pictures).
 
 Half-precision inputs are computed in float32 and the output cast back (the feature sums would lose too much
 in bfloat16).
@@ -86,6 +87,16 @@ def kernel_attention(phi_q: torch.Tensor, phi_k: torch.Tensor, v: torch.Tensor, 
     return out.reshape(b, h, nc * c, d)[:, :, :n]
 
 
+def kernel_weights(phi_q: torch.Tensor, phi_k: torch.Tensor, causal: bool) -> torch.Tensor:
+    """The weights :func:`kernel_attention` applies to ``v``: ``φq_i·φk_j / Σ_j' φq_i·φk_j'`` over all ``j``, or
+    ``j <= i``; ``(batch, heads, seq_len, seq_len)``, for pictures (it materialises the whole matrix)."""
+    w = torch.matmul(phi_q, phi_k.transpose(-1, -2))
+    if causal:
+        n = w.shape[-1]
+        w = w.masked_fill(~torch.ones(n, n, dtype=torch.bool, device=w.device).tril(), 0.0)
+    return w / w.sum(dim=-1, keepdim=True).clamp_min(_TINY)
+
+
 @register_variant
 class LinearAttention(Variant):
     """Linear attention, φ(x) = elu(x) + 1, full or causal (chunked prefix sums)."""
@@ -115,3 +126,8 @@ class LinearAttention(Variant):
         fq, fk = elu_feature_map(q.to(ct)), elu_feature_map(k.to(ct))
         out = kernel_attention(fq, fk, v.to(ct), causal=pattern.kind == "causal", chunk=self.chunk)
         return out.to(q.dtype)
+
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        """Its normalised feature products (:func:`kernel_weights`), in the compute dtype."""
+        ct = compute_dtype(q.dtype)
+        return kernel_weights(elu_feature_map(q.to(ct)), elu_feature_map(k.to(ct)), causal=pattern.kind == "causal")

@@ -95,19 +95,33 @@ class Nystrom(Variant):
         """The method's parameters, for a result row."""
         return {"num_landmarks": self.num_landmarks, "pinv": self.pinv}
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+    def _factors(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """``(F, A, B, exact)``: the three softmax factors in the compute dtype (``F = softmax(Q K̃ᵀ/√d)``,
+        ``A = softmax(Q̃ K̃ᵀ/√d)``, ``B = softmax(Q̃ Kᵀ/√d)``) and whether ``A`` is inverted exactly."""
         ct = compute_dtype(q.dtype)
-        q, k, v_c = q.to(ct), k.to(ct), v.to(ct)
+        q, k = q.to(ct), k.to(ct)
         n, d = q.shape[-2], q.shape[-1]
         m = min(self.num_landmarks, n)
         scale = 1.0 / math.sqrt(d)
         q_l, k_l = segment_means(q, m), segment_means(k, m)
         f = torch.softmax(torch.matmul(q, k_l.transpose(-1, -2)) * scale, dim=-1)  # (B, H, N, m)
         a = torch.softmax(torch.matmul(q_l, k_l.transpose(-1, -2)) * scale, dim=-1)  # (B, H, m, m)
-        bv = torch.matmul(torch.softmax(torch.matmul(q_l, k.transpose(-1, -2)) * scale, dim=-1), v_c)  # (B,H,m,D)
-        if self.pinv == "exact" or m == n:  # pinv and its product with B·V in float64, so P·pinv(P)·P stays P
-            x = torch.matmul(torch.linalg.pinv(a.double()), bv.double()).to(ct)
+        b = torch.softmax(torch.matmul(q_l, k.transpose(-1, -2)) * scale, dim=-1)  # (B, H, m, N)
+        return f, a, b, self.pinv == "exact" or m == n
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        f, a, b, exact = self._factors(q, k)
+        bv = torch.matmul(b, v.to(f.dtype))  # (B, H, m, D)
+        if exact:  # pinv and its product with B·V in float64, so P·pinv(P)·P stays P
+            x = torch.matmul(torch.linalg.pinv(a.double()), bv.double()).to(f.dtype)
         else:
             x = torch.matmul(iterative_pinv(a), bv)
         out = torch.matmul(f, x)
         return out.to(v.dtype)
+
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        """``F · pinv(A) · B``: the low-rank matrix it applies to ``v`` (its entries may be negative)."""
+        f, a, b, exact = self._factors(q, k)
+        if exact:
+            return torch.matmul(f, torch.matmul(torch.linalg.pinv(a.double()), b.double()).to(f.dtype))
+        return torch.matmul(f, torch.matmul(iterative_pinv(a), b))

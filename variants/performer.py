@@ -27,7 +27,7 @@ import math
 import torch
 
 from harness import Pattern, Variant, check_param, register_variant
-from variants.linear import DEFAULT_CHUNK, compute_dtype, kernel_attention
+from variants.linear import DEFAULT_CHUNK, compute_dtype, kernel_attention, kernel_weights
 
 #: Default number of random features.
 DEFAULT_FEATURES = 256
@@ -133,3 +133,8 @@ class Performer(Variant):
         fq, fk = self.features(q, k)
         out = kernel_attention(fq, fk, v.to(fq.dtype), causal=pattern.kind == "causal", chunk=self.chunk)
         return out.to(q.dtype)
+
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
+        """Its normalised random-feature products: the estimate of the softmax weights it applies."""
+        fq, fk = self.features(q, k)
+        return kernel_weights(fq, fk, causal=pattern.kind == "causal")

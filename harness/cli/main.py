@@ -33,6 +33,8 @@ commands:
   history [RUN ...]           every case over many runs in time order: where a time or memory stepped,
                               whether the machine did too; exit 1 on a step up (--fail step:5%)
   check [...]                 run the conformance checks on variants
+  show [KEY=VALUE ...]        pictures of one case: its mask, its float64 attention weights per head, and
+                              where a variant's error lies (--variant NAME), as PNG
 
 `attnbench COMMAND --help` shows the options of each command.
 """
@@ -40,7 +42,7 @@ commands:
 #: command -> (module, function of argv returning the exit status)
 _DISPATCH = {"report": ("harness.report.build", "report_main"), "compare": ("harness.report.compare", "compare_main"),
              "check": ("harness.cli.check", "check_main"), "ab": ("harness.cli.ab", "ab_main"),
-             "history": ("harness.report.history_command", "history_main")}
+             "history": ("harness.report.history_command", "history_main"), "show": ("harness.cli.show", "show_main")}
 _HYDRA_INFO = ("cfg", "package", "info", "hydra_help", "shell_completion", "resolve", "hydra_version")
 _HYDRA_REFUSED = ("config_path", "config_name", "config_dir", "experimental_rerun")
 

@@ -2,7 +2,9 @@
 
 A variant is a class with class attributes that declare its reach (patterns, devices, dtypes, largest head dim,
 exact or approximate, backward) and a ``forward(q, k, v, pattern)`` that returns the attention output
-``softmax(q kᵀ / sqrt(d) + mask) v`` for tensors shaped ``(batch, heads, seq_len, head_dim)``.
+``softmax(q kᵀ / sqrt(d) + mask) v`` for tensors shaped ``(batch, heads, seq_len, head_dim)``. Variants that can
+say which weights they apply to ``v`` (the textbook one, the approximations) return them from the optional
+``attention_weights``, for pictures.
 
 ``not_supported_reasons(case)`` turns the declarations into sentences a user can act on, e.g.
 ``"head_dim=256 (supported: <= 128)"``; an empty list means supported. Variants that depend on the environment
@@ -130,6 +132,20 @@ class Variant:
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pattern: Pattern) -> torch.Tensor:
         """Attention output for ``pattern``, same shape and dtype as ``q``. Implemented by each variant."""
         raise NotImplementedError(f"variant {self.name!r} does not implement forward()")
+
+    def attention_weights(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          pattern: Pattern) -> torch.Tensor | None:
+        """The weights this variant applies to ``v``, for pictures (``attnbench show``); never timed.
+
+        Optional: the default returns None, meaning the variant has no weights to give (fused kernels never
+        materialise them; the picture of what they compute is the exact float64 one). A variant that overrides it
+        returns ``(batch, heads, q_len, seq_len)``, row ``i`` holding the weight of each key in output row ``i``,
+        so that ``forward(q, k, v, pattern)`` equals ``weights @ v`` per head (query head ``h`` reading key/value
+        head ``h // (heads // kv_heads)``) up to rounding. Exact variants give the softmax as they compute it in
+        their dtype; approximations give the weights they really apply (linear attention's normalised feature
+        products, Nyström's low-rank product, which may be negative). Memory: the whole matrix, once.
+        """
+        return None
 
     def prepare(self, pattern: Pattern, case: Case) -> AttentionFn:
         """Do the setup work for ``case`` (masks, layouts, compilation) and return the steady-state callable.

@@ -10,7 +10,9 @@
 - ``plots/*.png`` (and ``plots/*.svg`` when asked): see :mod:`harness.report.figures`;
 - ``report.md``: environment, tables and plots, readable on GitHub (:mod:`harness.report.document`);
 - ``report.html``: the same as one page that opens offline, with sortable and filterable tables, the figures
-  inline and, for several runs, the history (:mod:`harness.report.html_report`).
+  inline and, for several runs, the history (:mod:`harness.report.html_report`);
+- ``plots/attention/*.png``: the mask of each pattern and the worst cases' error maps, drawn by ``attnbench show``
+  in a child process (:mod:`harness.report.pictures`);
 
 ``report_main(argv)`` is the ``attnbench report RUN [RUN ...] [--out DIR]`` command: it writes the tables and
 report.md and leaves the plots to a background process (:mod:`harness.report.background`) unless told to wait; that
@@ -29,6 +31,7 @@ from harness.report.document import ReportTables, report_markdown
 from harness.report.facets import facet_columns
 from harness.report.figures import draw_figures, figure_names
 from harness.report.html_report import write_report_html
+from harness.report.pictures import draw_pictures, picture_plan
 from harness.report.scaling import scaling_table
 from harness.report.summary import summary_table, with_baseline_ratios
 from harness.store.reader import RunData, latest_run, read_runs, tidy
@@ -67,32 +70,38 @@ def build_report(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = 
     scaling.to_csv(out / "scaling.csv", index=False)
 
     svgs: dict[str, str] | None = None
+    pictures = picture_plan(frame) if formats else []
     if formats and draw_plots:
         plot_files, svgs = draw_figures(frame, out / "plots", facets, formats, inline_svg=True)
     else:
         plot_files = {name: [out / "plots" / f"{name}.{fmt}" for fmt in formats] for name in figure_names(frame)
                       } if formats else {}
 
-    tables = ReportTables(frame, summary, scaling, facets, plot_files)
+    tables = ReportTables(frame, summary, scaling, facets, plot_files, pictures)
     md = report_markdown(data, tables, out)
     path = out / "report.md"
     path.write_text(md)
     write_report_html(data, tables, out, svgs)
+    if formats and draw_plots:
+        draw_pictures(pictures, out / "plots")
     return path
 
 
 def write_plots(data: RunData, out_dir: str | Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
     """Draw and write the report's plots of ``data`` into ``out_dir/plots`` (the part of :func:`build_report`
-    that takes most of its time), then report.html again with the figures in it.
+    that takes most of its time), report.html again with the figures in it, then the attention pictures into
+    ``out_dir/plots/attention``.
 
     Returns:
-        The files written (the plots).
+        The plot files written (the pictures' child says what it drew in ``plots/attention/show.log``).
     """
     frame = with_baseline_ratios(data.frame)
     facets = facet_columns(frame)
     files, svgs = draw_figures(frame, Path(out_dir) / "plots", facets, formats, inline_svg=True)
-    tables = ReportTables(frame, summary_table(frame), scaling_table(frame, facets), facets, files)
+    pictures = picture_plan(frame)
+    tables = ReportTables(frame, summary_table(frame), scaling_table(frame, facets), facets, files, pictures)
     write_report_html(data, tables, out_dir, svgs)
+    draw_pictures(pictures, Path(out_dir) / "plots")
     return [f for fs in files.values() for f in fs]
 
 

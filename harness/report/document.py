@@ -1,6 +1,6 @@
 """report.md's text, section by section in reading order: what ran, notes on the rows (problems reading the runs,
-contention, what the truth cost), at a glance, pad or pack, not measured, the plots, scaling, the wide tables and
-the environment.
+contention, what the truth cost), at a glance, pad or pack, not measured, the plots, the attention pictures,
+scaling, the wide tables and the environment.
 
 Every value from the data is escaped (:mod:`harness.report.markdown`); the plots are linked by their file names,
 so report.md can be written before the plots are drawn.
@@ -9,7 +9,7 @@ so report.md can be written before the plots are drawn.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import pandas as pd
 from harness.core.names import BASELINE
 from harness.report.facets import facet_sort_key
 from harness.report.markdown import CONTENDED_MARK, fmt_value, markdown_table, md_code, md_text
+from harness.report.pictures import PICTURES_DIR, Picture, pictures_markdown
 from harness.report.rows import approximate_variants, variant_order
 from harness.report.scaling import QUADRATIC_MEM_EXPONENT
 from harness.report.summary import at_a_glance, not_measured_table
@@ -262,6 +263,7 @@ class ReportTables:
         scaling: :func:`harness.report.scaling.scaling_table` of them.
         facets: the columns that split panels.
         plot_files: plot name -> its files (linked, drawn or not yet).
+        pictures: the attention pictures (:mod:`harness.report.pictures`; linked, drawn or not yet).
     """
 
     frame: pd.DataFrame
@@ -269,6 +271,7 @@ class ReportTables:
     scaling: pd.DataFrame
     facets: list[str]
     plot_files: dict[str, list[Path]]
+    pictures: list[Picture] = field(default_factory=list)
 
 
 def report_markdown(data: RunData, tables: ReportTables, out: Path) -> str:
@@ -289,6 +292,7 @@ def report_markdown(data: RunData, tables: ReportTables, out: Path) -> str:
     lines += pad_or_pack_markdown(frame)  # variable-length batches only
     lines += _not_measured(data, frame)
     lines += _plots(tables.plot_files, out)
+    lines += pictures_markdown(tables.pictures, f"plots/{PICTURES_DIR}")
     lines += _scaling(tables.scaling)
     lines += _wide_tables(tables.summary, facets)
     lines += ["## Environment", "", environment_markdown(data), ""]
